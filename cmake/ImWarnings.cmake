@@ -1,0 +1,18 @@
+# im_target_defaults(<target>): the project's compile options, applied per target (never globally).
+# Warnings are errors; -Wconversion/-Wshadow as in muduo. Boost.Asio 1.74's awaitable.hpp forgets
+# <utility>, so it is force-included (see ENVIRONMENT.md).
+function(im_target_defaults target)
+  target_compile_options(${target} PRIVATE
+    -Wall -Wextra -Werror -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast
+    -Wcast-align -Woverloaded-virtual -Wformat=2 -Wimplicit-fallthrough
+    -Wconversion -Wsign-conversion -Wmisleading-indentation -Wduplicated-cond -Wlogical-op
+    -Wno-restrict  # GCC 12 false positives in std::string (GCC bug 105651)
+    -include utility)
+  target_compile_definitions(${target} PRIVATE
+    BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_USE_STD_STRING_VIEW SPDLOG_FMT_EXTERNAL)
+endfunction()
+
+# Generated code (protobuf) gets warnings but not -Werror or the pedantic set.
+function(im_generated_defaults target)
+  target_compile_options(${target} PRIVATE -w)
+endfunction()
