@@ -1,0 +1,109 @@
+#pragma once
+// Bearer tokens and the sessions they open. A token is 256 random bits (43 base64url chars);
+// only SHA-256(token) is stored. MySQL's sessions table is the truth; Redis caches each validated
+// token under <prefix>tok:<hex hash> with a short TTL so that connectors and im-rest validate
+// without MySQL. Losing Redis logs nobody out (the next validation reads MySQL), and a revoked
+// token stays revoked: revocation writes MySQL first, then a Redis tombstone that overwrites any
+// cached entry, while validators only fill the cache with SET NX (a tombstone is never undone).
+// Expiry slides: a token used after refresh_after gets a new expiry (one UPDATE, not per request).
+// Synchronous: for blocking pool threads.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace im::mysql {
+class MysqlConnection;
+}
+namespace im::redis {
+class RedisConnection;
+}
+namespace im::config {
+class Binder;
+}
+
+namespace im::tokens {
+
+struct TokenConfig {
+    std::chrono::milliseconds ttl{std::chrono::hours(24 * 30)};  // sliding lifetime
+    std::chrono::milliseconds refresh_after{std::chrono::hours(1)};
+    std::chrono::milliseconds cache_ttl{std::chrono::minutes(5)};
+};
+
+void bind(config::Binder& b, TokenConfig& c);  // keys auth.token_ttl, auth.token_refresh_after, auth.token_cache_ttl
+
+struct SessionInfo {
+    std::uint64_t session_id = 0;
+    std::uint64_t user_id = 0;
+    std::string device_id;
+    std::int64_t expires_ms = 0;
+};
+
+struct SessionRow {
+    SessionInfo info;
+    std::string client_addr;
+    std::string user_agent;
+    std::int64_t created_ms = 0;
+    std::int64_t last_seen_ms = 0;
+};
+
+std::string new_token();                           // 43 chars, base64url, no padding
+std::string hash_token(std::string_view token);    // 32 raw bytes
+std::string to_hex(std::string_view bytes);
+std::int64_t now_ms();
+
+// Parses "Bearer <token>"; nullopt when absent or malformed (wrong length or alphabet).
+std::optional<std::string> bearer_token(std::string_view authorization_header);
+
+class TokenStore {
+public:
+    // `redis` may be null (no cache). key_prefix: RedisConfig::key_prefix.
+    TokenStore(mysql::MysqlConnection& db, redis::RedisConnection* redis, TokenConfig config,
+               std::string key_prefix);
+
+    struct Issued {
+        std::string token;  // given to the client once, never stored
+        SessionInfo info;
+    };
+    Issued issue(std::uint64_t user_id, const std::string& device_id, const std::string& client_addr,
+                 const std::string& user_agent);
+
+    // The session of a token hash, or nullopt when unknown, revoked or expired.
+    std::optional<SessionInfo> validate(std::string_view token_hash);
+
+    // Revokes one session of `user_id`; false when it does not exist, is not theirs or was revoked.
+    bool revoke(std::uint64_t user_id, std::uint64_t session_id);
+    // Revokes every live session of the user except `keep_session_id` (0: all). Returns the
+    // revoked sessions (so callers can kick their live connections).
+    std::vector<SessionInfo> revoke_all_except(std::uint64_t user_id, std::uint64_t keep_session_id);
+    // Live (not revoked, not expired) sessions of the user, newest first.
+    std::vector<SessionRow> list(std::uint64_t user_id);
+
+    // Counters for metrics.
+    struct Stats {
+        std::uint64_t cache_hits = 0, cache_misses = 0, redis_errors = 0;
+    };
+    const Stats& stats() const { return stats_; }
+
+private:
+    std::string cache_key(std::string_view token_hash) const;
+    void cache_put(std::string_view token_hash, const SessionInfo& s);
+    void cache_tombstone(std::string_view token_hash);
+    std::optional<SessionInfo> load_from_db(std::string_view token_hash);
+
+    mysql::MysqlConnection& db_;
+    redis::RedisConnection* redis_;
+    TokenConfig config_;
+    std::string key_prefix_;
+    Stats stats_;
+};
+
+// Cache value codec, shared with processes that only read the cache (the connector).
+std::string encode_cached_session(const SessionInfo& s);
+// nullopt for a tombstone or garbage; `revoked` is set for a tombstone.
+std::optional<SessionInfo> decode_cached_session(std::string_view value, bool* revoked = nullptr);
+
+}  // namespace im::tokens

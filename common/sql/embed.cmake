@@ -1,0 +1,13 @@
+# Writes OUT (a .cpp) with every migration file in DIR as a raw string, in file name order.
+file(GLOB files "${DIR}/[0-9][0-9][0-9]_*.sql")
+list(SORT files)
+set(body "")
+foreach(f ${files})
+  get_filename_component(name ${f} NAME_WE)
+  string(SUBSTRING ${name} 0 3 version)
+  math(EXPR version "${version}")
+  file(READ ${f} text)
+  string(APPEND body "    {${version}, \"${name}\", R\"im_sql(${text})im_sql\"},\n")
+endforeach()
+file(WRITE ${OUT}.tmp "// Generated from common/sql/*.sql by embed.cmake. Do not edit.\n#include \"im/server/migrations.hpp\"\n\nnamespace im::mysql {\n\nconst std::vector<Migration>& migrations() {\n  static const std::vector<Migration> all = {\n${body}  };\n  return all;\n}\n\n}  // namespace im::mysql\n")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different ${OUT}.tmp ${OUT})
