@@ -1,0 +1,296 @@
+#include "http_server.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <spdlog/spdlog.h>
+
+#include "im/server/config.hpp"
+#include "im/server/metrics.hpp"
+
+namespace im::rest {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+void bind(config::Binder& b, HttpServerConfig& c) {
+    b.bind("http.host", c.host);
+    b.bind("http.port", c.port, 0, 65535);
+    b.bind("http.threads", c.threads, 1, 64);
+    b.bind("http.max_connections", c.max_connections, 1, 1'000'000);
+    b.bind_size("http.max_body_bytes", c.max_body_bytes, 1024, 1ull << 30);
+    b.bind("http.max_header_bytes", c.max_header_bytes, 1024, 1 << 20);
+    b.bind_duration("http.read_timeout", c.read_timeout, std::chrono::milliseconds(100), std::chrono::hours(1));
+    b.bind_duration("http.idle_timeout", c.idle_timeout, std::chrono::milliseconds(100), std::chrono::hours(1));
+    b.bind_duration("http.write_timeout", c.write_timeout, std::chrono::milliseconds(100), std::chrono::hours(1));
+    b.bind("tls.enabled", c.tls_enabled);
+    b.bind("tls.cert_file", c.tls_cert_file);
+    b.bind("tls.key_file", c.tls_key_file);
+    b.require(!c.tls_enabled || !c.tls_cert_file.empty(), "tls.cert_file", "required when tls.enabled is true");
+    b.require(!c.tls_enabled || !c.tls_key_file.empty(), "tls.key_file", "required when tls.enabled is true");
+}
+
+namespace {
+
+// Runs the handler and resumes the coroutine on its own executor with the response.
+template <class Token>
+auto async_handle(const HttpServer::Handler& handler, HttpRequest req, Token&& token) {
+    return asio::async_initiate<Token, void(HttpResponse)>(
+        [&handler](auto completion, HttpRequest r) {
+            auto ex = asio::get_associated_executor(completion);
+            auto work = asio::make_work_guard(ex);
+            auto shared = std::make_shared<decltype(completion)>(std::move(completion));
+            handler(std::move(r), [ex, shared, work](HttpResponse resp) mutable {
+                asio::post(ex, [shared, resp = std::move(resp)]() mutable { (*shared)(std::move(resp)); });
+                work.reset();
+            });
+        },
+        token, std::move(req));
+}
+
+HttpRequest to_request(http::request<http::string_body>&& in, const std::string& peer, bool& bad_target) {
+    HttpRequest r;
+    r.method = std::string(in.method_string());
+    const std::string_view target(in.target().data(), in.target().size());
+    const auto q = target.find('?');
+    auto path = url_decode(target.substr(0, q), false);
+    bad_target = !path.has_value() || path->empty() || path->front() != '/';
+    if (path) r.path = std::move(*path);
+    if (q != std::string_view::npos) {
+        auto query = parse_query(target.substr(q + 1));
+        if (query) r.query = std::move(*query);
+        else bad_target = true;
+    }
+    for (const auto& f : in) {
+        std::string name(f.name_string());
+        for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        r.headers[name] = std::string(f.value());
+    }
+    r.body = std::move(in.body());
+    r.client_addr = peer;
+    return r;
+}
+
+http::response<http::string_body> to_beast(const HttpResponse& res, unsigned version, bool keep_alive) {
+    http::response<http::string_body> out(static_cast<http::status>(res.status), version);
+    out.set(http::field::server, "im-rest");
+    if (!res.content_type.empty()) out.set(http::field::content_type, res.content_type);
+    for (const auto& [k, v] : res.headers) out.set(k, v);
+    out.keep_alive(keep_alive && !res.close);
+    out.body() = res.body;
+    out.prepare_payload();
+    return out;
+}
+
+}  // namespace
+
+struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
+    State(asio::io_context& io_, HttpServerConfig c, Handler h, Metrics& m)
+        : io(io_), config(std::move(c)), handler(std::move(h)), acceptor(io_), tls(ssl::context::tls_server),
+          connections_gauge(m.gauge("im_http_connections", "Open HTTP connections.")),
+          rejected_connections(m.counter("im_http_connections_rejected_total",
+                                         "Connections closed at accept because max_connections was reached.")),
+          too_large(m.counter("im_http_body_too_large_total", "Requests refused with 413.")),
+          bad_requests(m.counter("im_http_bad_requests_total", "Unparsable HTTP requests.")) {}
+
+    asio::io_context& io;
+    HttpServerConfig config;
+    Handler handler;
+    tcp::acceptor acceptor;
+    ssl::context tls;
+    std::atomic<std::size_t> active{0};
+    std::atomic<std::size_t> in_flight{0};  // requests being handled or answered
+    std::atomic<bool> draining{false};
+    prometheus::Gauge& connections_gauge;
+    prometheus::Counter& rejected_connections;
+    prometheus::Counter& too_large;
+    prometheus::Counter& bad_requests;
+
+    // Writes a response; false on failure (the connection is then closed).
+    template <class Stream>
+    asio::awaitable<bool> write(Stream& stream, http::response<http::string_body>& res) {
+        error_code ec;
+        beast::get_lowest_layer(stream).expires_after(config.write_timeout);
+        co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+        co_return !ec;
+    }
+
+    template <class Stream>
+    asio::awaitable<void> serve(Stream& stream, std::string peer) {
+        beast::flat_buffer buffer;
+        bool first = true;
+        for (;;) {
+            http::request_parser<http::string_body> parser;
+            parser.header_limit(config.max_header_bytes);
+            parser.body_limit(config.max_body_bytes);
+            error_code ec;
+
+            // Header: the idle timeout applies while waiting for a keep-alive request.
+            beast::get_lowest_layer(stream).expires_after(first ? config.read_timeout : config.idle_timeout);
+            co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+            if (!ec) {
+                const auto& h = parser.get();
+                auto expect = h[http::field::expect];
+                if (beast::iequals(expect, "100-continue") && !parser.is_done()) {
+                    http::response<http::empty_body> cont(http::status::continue_, h.version());
+                    beast::get_lowest_layer(stream).expires_after(config.write_timeout);
+                    co_await http::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
+                }
+            }
+            if (!ec && !parser.is_done()) {
+                beast::get_lowest_layer(stream).expires_after(config.read_timeout);
+                co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+            }
+            first = false;
+            if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+                ec == asio::error::connection_reset || ec == beast::error::timeout ||
+                ec == asio::error::operation_aborted) {
+                co_return;
+            }
+            if (ec == http::error::body_limit || ec == http::error::header_limit) {
+                too_large.Increment();
+                auto res = to_beast(HttpResponse::error(413, "payload_too_large",
+                                                        ec == http::error::body_limit
+                                                            ? "request body exceeds " +
+                                                                  std::to_string(config.max_body_bytes) + " bytes"
+                                                            : "request header too large"),
+                                    11, false);
+                co_await write(stream, res);
+                co_return;
+            }
+            if (ec) {
+                bad_requests.Increment();
+                auto res = to_beast(HttpResponse::error(400, "bad_request", "malformed HTTP request"), 11, false);
+                co_await write(stream, res);
+                co_return;
+            }
+
+            auto in = parser.release();
+            const unsigned version = in.version();
+            const bool keep_alive = in.keep_alive() && !draining.load();
+            bool bad_target = false;
+            HttpRequest req = to_request(std::move(in), peer, bad_target);
+            HttpResponse out;
+            in_flight.fetch_add(1);
+            if (bad_target) {
+                out = HttpResponse::error(400, "bad_request", "malformed request target");
+            } else {
+                out = co_await async_handle(handler, std::move(req), asio::use_awaitable);
+            }
+            auto res = to_beast(out, version, keep_alive && !draining.load());
+            const bool written = co_await write(stream, res);
+            in_flight.fetch_sub(1);
+            if (!written || !res.keep_alive()) co_return;
+        }
+    }
+
+    asio::awaitable<void> plain_session(tcp::socket socket, std::string peer) {
+        beast::tcp_stream stream(std::move(socket));
+        co_await serve(stream, peer);
+        error_code ec;
+        stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    }
+
+    asio::awaitable<void> tls_session(tcp::socket socket, std::string peer) {
+        beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), tls);
+        error_code ec;
+        beast::get_lowest_layer(stream).expires_after(config.read_timeout);
+        co_await stream.async_handshake(ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+            spdlog::debug("http: TLS handshake with {} failed: {}", peer, ec.message());
+            co_return;
+        }
+        co_await serve(stream, peer);
+        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+        co_await stream.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
+    }
+
+    asio::awaitable<void> session(tcp::socket socket) {
+        auto self = shared_from_this();
+        error_code ec;
+        const auto ep = socket.remote_endpoint(ec);
+        const std::string peer = ec ? std::string("unknown") : ep.address().to_string();
+        socket.set_option(tcp::no_delay(true), ec);
+        connections_gauge.Increment();
+        try {
+            if (config.tls_enabled) co_await tls_session(std::move(socket), peer);
+            else co_await plain_session(std::move(socket), peer);
+        } catch (const std::exception& e) {
+            spdlog::warn("http: connection from {} ended with an exception: {}", peer, e.what());
+        }
+        connections_gauge.Decrement();
+        active.fetch_sub(1);
+    }
+
+    asio::awaitable<void> accept_loop() {
+        auto self = shared_from_this();
+        for (;;) {
+            error_code ec;
+            // Each connection gets its own strand: timers and I/O of one connection never race.
+            tcp::socket socket(asio::make_strand(io));
+            co_await acceptor.async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+            if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+            if (ec) {
+                spdlog::warn("http: accept failed: {}", ec.message());
+                if (ec == asio::error::no_descriptors) {
+                    asio::steady_timer t(io, std::chrono::milliseconds(100));
+                    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+                }
+                continue;
+            }
+            if (active.load() >= config.max_connections) {
+                rejected_connections.Increment();
+                continue;  // closing the socket is the cheapest refusal
+            }
+            active.fetch_add(1);
+            auto ex = socket.get_executor();
+            asio::co_spawn(ex, session(std::move(socket)), asio::detached);
+        }
+    }
+};
+
+HttpServer::HttpServer(asio::io_context& io, HttpServerConfig config, Handler handler, Metrics& metrics)
+    : state_(std::make_shared<State>(io, std::move(config), std::move(handler), metrics)) {}
+
+HttpServer::~HttpServer() = default;
+
+std::uint16_t HttpServer::start() {
+    auto& s = *state_;
+    if (s.config.tls_enabled) {
+        s.tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                          ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
+        s.tls.use_certificate_chain_file(s.config.tls_cert_file);
+        s.tls.use_private_key_file(s.config.tls_key_file, ssl::context::pem);
+    }
+    tcp::endpoint ep(asio::ip::make_address(s.config.host), s.config.port);
+    s.acceptor.open(ep.protocol());
+    s.acceptor.set_option(asio::socket_base::reuse_address(true));
+    s.acceptor.bind(ep);
+    s.acceptor.listen(asio::socket_base::max_listen_connections);
+    asio::co_spawn(s.acceptor.get_executor(), s.accept_loop(), asio::detached);
+    return s.acceptor.local_endpoint().port();
+}
+
+void HttpServer::stop_accepting() {
+    state_->draining = true;
+    asio::post(state_->acceptor.get_executor(), [s = state_] {
+        error_code ec;
+        s->acceptor.close(ec);
+    });
+}
+
+std::size_t HttpServer::active_connections() const { return state_->active.load(); }
+
+std::size_t HttpServer::in_flight_requests() const { return state_->in_flight.load(); }
+
+}  // namespace im::rest

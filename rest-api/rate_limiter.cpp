@@ -1,0 +1,37 @@
+#include "rate_limiter.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "im/server/config.hpp"
+#include "im/server/redis.hpp"
+#include "im/server/tokens.hpp"
+
+namespace im::rest {
+
+void bind(config::Binder& b, RateLimitConfig& c) {
+    b.bind("rate_limit.login_per_user", c.login_per_user, 0, 1'000'000);
+    b.bind("rate_limit.login_per_addr", c.login_per_addr, 0, 1'000'000);
+    b.bind("rate_limit.register_per_addr", c.register_per_addr, 0, 1'000'000);
+    b.bind_duration("rate_limit.window", c.window, std::chrono::seconds(1), std::chrono::hours(24));
+}
+
+std::optional<int> RateLimiter::hit(const std::string& bucket, std::uint32_t limit) {
+    if (limit == 0) return std::nullopt;
+    const std::int64_t now = tokens::now_ms();
+    const std::int64_t window = config_.window.count();
+    const std::int64_t index = now / window;
+    const std::string key = prefix_ + "rl:" + bucket + ":" + std::to_string(index);
+    try {
+        auto replies = redis_.pipeline({{"INCR", key}, {"PEXPIRE", key, std::to_string(window * 2)}});
+        const auto count = redis::as_integer(replies.at(0).get());
+        if (count <= static_cast<long long>(limit)) return std::nullopt;
+        const auto remaining_ms = (index + 1) * window - now;
+        return static_cast<int>((remaining_ms + 999) / 1000);
+    } catch (const std::exception& e) {
+        ++redis_errors_;
+        spdlog::warn("rate limiter: redis unavailable, allowing: {}", e.what());
+        return std::nullopt;
+    }
+}
+
+}  // namespace im::rest

@@ -1,0 +1,45 @@
+#pragma once
+// Fixed-window rate limits kept in Redis (so every im-rest replica counts together): one INCR and
+// one PEXPIRE in a single round trip per check. If Redis is unreachable the limiter lets the
+// request through (availability first) and counts the failure.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace im::redis {
+class RedisConnection;
+}
+namespace im::config {
+class Binder;
+}
+
+namespace im::rest {
+
+struct RateLimitConfig {
+    std::uint32_t login_per_user = 10;     // attempts per window per username (0 = off)
+    std::uint32_t login_per_addr = 100;    // attempts per window per client address (0 = off)
+    std::uint32_t register_per_addr = 20;  // registrations per window per client address (0 = off)
+    std::chrono::milliseconds window{std::chrono::minutes(1)};
+};
+
+void bind(config::Binder& b, RateLimitConfig& c);  // keys rate_limit.*
+
+class RateLimiter {
+public:
+    RateLimiter(redis::RedisConnection& redis, const RateLimitConfig& config, std::string key_prefix)
+        : redis_(redis), config_(config), prefix_(std::move(key_prefix)) {}
+
+    // nullopt: allowed. Otherwise the seconds until the window ends (for Retry-After).
+    std::optional<int> hit(const std::string& bucket, std::uint32_t limit);
+    std::uint64_t redis_errors() const { return redis_errors_; }
+
+private:
+    redis::RedisConnection& redis_;
+    const RateLimitConfig& config_;
+    std::string prefix_;
+    std::uint64_t redis_errors_ = 0;
+};
+
+}  // namespace im::rest

@@ -1,0 +1,32 @@
+#include "rest_config.hpp"
+
+#include "im/server/config.hpp"
+
+namespace im::rest {
+
+RestConfig load_rest_config(const config::ConfigSource& source, std::string* description) {
+    RestConfig c;
+    config::Binder b(source, "IM_REST_");
+    bind(b, c.http);
+    mysql::bind(b, c.mysql);
+    redis::bind(b, c.redis);
+    logging::bind(b, c.log);
+    tokens::bind(b, c.tokens);
+    bind(b, c.hash);
+    b.bind_choice("auth.mode", c.auth_mode, {"local", "ldap", "external"});
+    b.bind("auth.registration_enabled", c.registration_enabled);
+    bind(b, c.ldap);
+    bind(b, c.external);
+    bind(b, c.rate_limit);
+    b.bind("connectors", c.connectors);
+    b.bind("pool_queue", c.pool_queue, 1, 1'000'000);
+    b.bind_duration("shutdown_grace", c.shutdown_grace, std::chrono::milliseconds(0), std::chrono::minutes(10));
+    b.require(c.auth_mode != "external" || !c.external.url.empty(), "auth.external.url",
+              "required when auth.mode is external");
+    b.require(c.tokens.refresh_after < c.tokens.ttl, "auth.token_refresh_after", "must be below auth.token_ttl");
+    b.finish();
+    if (description != nullptr) *description = b.describe();
+    return c;
+}
+
+}  // namespace im::rest

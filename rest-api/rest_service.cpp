@@ -1,0 +1,175 @@
+#include "rest_service.hpp"
+
+#include <cppconn/exception.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "im/server/metrics.hpp"
+#include "im/server/redis.hpp"
+#include "validation.hpp"
+
+namespace im::rest {
+
+Backend::Backend(const RestConfig& c)
+    : db(c.mysql),
+      redis(c.redis),
+      tokens(db, &redis, c.tokens, c.redis.key_prefix),
+      limiter(redis, c.rate_limit, c.redis.key_prefix) {}
+
+nlohmann::json RequestContext::json_body() const {
+    const auto* ct = req.header("content-type");
+    std::string type = ct ? ct->substr(0, ct->find(';')) : "";
+    for (auto& ch : type) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    while (!type.empty() && type.back() == ' ') type.pop_back();
+    if (type != "application/json") {
+        throw ApiError(415, "unsupported_media_type", "the body must be application/json");
+    }
+    auto j = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) throw ApiError(400, "malformed_json", "the body is not valid JSON");
+    if (!j.is_object()) throw ApiError(400, "malformed_json", "the body must be a JSON object");
+    return j;
+}
+
+std::uint64_t RequestContext::path_id(const char* name) const {
+    auto it = params.find(name);
+    const auto id = it == params.end() ? std::nullopt : parse_id(it->second);
+    if (!id || *id == 0) throw ApiError(404, "not_found", "no such resource");
+    return *id;
+}
+
+RestService::RestService(const RestConfig& config, Metrics& metrics)
+    : config_(config),
+      metrics_(metrics),
+      hasher_(config.hash),
+      pool_("rest-pool", config.mysql.pool_size, config.pool_queue),
+      overloaded_(metrics.counter("im_rest_overloaded_total", "Requests refused with 503 because the pool queue was full.")) {
+    if (config.auth_mode == "ldap") ldap_.emplace(config.ldap);
+    if (config.auth_mode == "external") external_.emplace(config.external);
+    for (std::uint32_t i = 0; i < config.mysql.pool_size; ++i) backends_.push_back(std::make_unique<Backend>(config));
+    add_account_routes(router_);
+    add_social_routes(router_);
+}
+
+RestService::~RestService() { shutdown(); }
+
+void RestService::shutdown() { pool_.shutdown(); }
+
+void RestService::count_login(const std::string& result) {
+    metrics_.counter("im_rest_logins_total", "Login attempts by mode and result.",
+                     {{"mode", config_.auth_mode}, {"result", result}})
+        .Increment();
+}
+
+void RestService::handle(HttpRequest req, HttpServer::Respond respond) {
+    // Answered on the I/O thread: liveness and metrics never wait for the pool.
+    if (req.path == "/healthz" && req.method == "GET") {
+        return respond(HttpResponse::json(200, {{"status", "ok"}}));
+    }
+    if (req.path == "/metrics" && req.method == "GET") {
+        HttpResponse r;
+        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        r.body = metrics_.text();
+        return respond(std::move(r));
+    }
+    auto match = router_.match(req.method, req.path);
+    if (req.path == "/readyz" && req.method == "GET") {
+        match.target = nullptr;  // handled below on the pool
+    } else if (match.target == nullptr) {
+        if (match.method_mismatch) {
+            auto r = HttpResponse::error(405, "method_not_allowed", "method not allowed for this path");
+            r.headers.emplace_back("Allow", match.allow);
+            return respond(std::move(r));
+        }
+        return respond(HttpResponse::error(404, "not_found", "no such endpoint"));
+    }
+    const RouteSpec* spec = match.target;
+    auto task = [this, spec, req = std::move(req), match = std::move(match), respond]() mutable {
+        if (spec == nullptr) {
+            respond(ready_check(*backends_.at(static_cast<std::size_t>(ThreadPool::worker_index()))));
+            return;
+        }
+        respond(run(*spec, match.pattern, req, match.params));
+    };
+    auto shared_respond = respond;
+    if (!pool_.try_submit(std::move(task))) {
+        overloaded_.Increment();
+        auto r = HttpResponse::error(503, "overloaded", "the server is busy, retry shortly");
+        r.headers.emplace_back("Retry-After", "1");
+        shared_respond(std::move(r));
+    }
+}
+
+HttpResponse RestService::ready_check(Backend& be) {
+    nlohmann::json detail;
+    bool ok = true;
+    try {
+        be.db.run_idempotent([&] { be.db.execute("DO 1"); });
+        detail["mysql"] = "ok";
+    } catch (const std::exception& e) {
+        ok = false;
+        detail["mysql"] = "unreachable";
+        spdlog::warn("readyz: mysql: {}", e.what());
+    }
+    if (be.redis.ping()) {
+        detail["redis"] = "ok";
+    } else {
+        ok = false;
+        detail["redis"] = "unreachable";
+    }
+    detail["status"] = ok ? "ready" : "not ready";
+    return HttpResponse::json(ok ? 200 : 503, detail);
+}
+
+HttpResponse RestService::run(const RouteSpec& spec, const std::string& pattern, const HttpRequest& req,
+                              const RouteParams& params) {
+    const auto start = std::chrono::steady_clock::now();
+    Backend& be = *backends_.at(static_cast<std::size_t>(ThreadPool::worker_index()));
+    HttpResponse res;
+    try {
+        RequestContext ctx{req, params, be, *this, std::nullopt};
+        if (spec.needs_auth) {
+            const auto* h = req.header("authorization");
+            auto token = h ? tokens::bearer_token(*h) : std::nullopt;
+            if (!token) throw ApiError(401, "unauthenticated", "a valid Bearer token is required");
+            auto hash = tokens::hash_token(*token);
+            std::optional<tokens::SessionInfo> s;
+            be.db.run_idempotent([&] { s = be.tokens.validate(hash); });
+            if (!s) throw ApiError(401, "unauthenticated", "the token is invalid, expired or revoked");
+            ctx.who = Principal{*s, std::move(hash)};
+        }
+        res = spec.fn(ctx);
+    } catch (const ApiError& e) {
+        res = HttpResponse::error(e.status(), e.code(), e.what());
+        if (e.retry_after_s) res.headers.emplace_back("Retry-After", std::to_string(*e.retry_after_s));
+    } catch (const sql::SQLException& e) {
+        if (mysql::is_connection_error(e)) {
+            be.db.reset();
+            spdlog::warn("{} {}: mysql unavailable: {} ({})", req.method, pattern, e.what(), e.getErrorCode());
+            res = HttpResponse::error(503, "unavailable", "storage is unavailable, retry shortly");
+            res.headers.emplace_back("Retry-After", "1");
+        } else {
+            spdlog::error("{} {}: mysql error {}: {}", req.method, pattern, e.getErrorCode(), e.what());
+            res = HttpResponse::error(500, "internal", "internal error");
+        }
+    } catch (const redis::RedisError& e) {
+        spdlog::warn("{} {}: redis unavailable: {}", req.method, pattern, e.what());
+        res = HttpResponse::error(503, "unavailable", "cache is unavailable, retry shortly");
+    } catch (const std::exception& e) {
+        spdlog::error("{} {}: {}", req.method, pattern, e.what());
+        res = HttpResponse::error(500, "internal", "internal error");
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    metrics_
+        .counter("im_http_requests_total", "HTTP requests by route and status.",
+                 {{"route", req.method + " " + pattern}, {"status", std::to_string(res.status)}})
+        .Increment();
+    metrics_
+        .histogram("im_http_request_duration_seconds", "Handler time on the pool by route.", Metrics::latency_buckets(),
+                   {{"route", req.method + " " + pattern}})
+        .Observe(secs);
+    spdlog::debug("{} {} -> {} in {:.1f} ms", req.method, pattern, res.status, secs * 1000);
+    return res;
+}
+
+}  // namespace im::rest

@@ -1,0 +1,106 @@
+#include "validation.hpp"
+
+#include <charconv>
+#include <ctime>
+
+#include "http_types.hpp"
+
+namespace im::rest {
+
+std::optional<std::string> normalize_username(std::string_view input) {
+    if (input.size() < 3 || input.size() > 32) return std::nullopt;
+    std::string out;
+    out.reserve(input.size());
+    for (char c : input) {
+        const auto u = static_cast<unsigned char>(c);
+        const char l = static_cast<char>(std::tolower(u));
+        const bool ok = (l >= 'a' && l <= 'z') || (l >= '0' && l <= '9') || l == '.' || l == '_' || l == '-';
+        if (!ok || u >= 0x80) return std::nullopt;
+        out += l;
+    }
+    if (!std::isalnum(static_cast<unsigned char>(out.front()))) return std::nullopt;
+    return out;
+}
+
+bool valid_text(std::string_view s, std::size_t max_bytes) {
+    if (s.size() > max_bytes) return false;
+    for (char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if ((u < 0x20 && c != '\n' && c != '\t') || u == 0x7f) return false;
+    }
+    return true;  // UTF-8 validity is guaranteed by the JSON parser
+}
+
+bool valid_display_name(std::string_view s) {
+    if (s.empty() || s.size() > 128) return false;
+    for (char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u < 0x20 || u == 0x7f) return false;
+    }
+    return s.find_first_not_of(' ') != std::string_view::npos;
+}
+
+bool valid_password(std::string_view s) { return s.size() >= 8 && s.size() <= 1024; }
+
+bool valid_device_id(std::string_view s) {
+    if (s.empty() || s.size() > 64) return false;
+    for (char c : s) {
+        const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' || c == '-';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+bool valid_user_id(std::uint64_t id) { return id > 0 && id < (1ull << 31); }
+
+std::optional<std::uint64_t> parse_id(std::string_view s) {
+    std::uint64_t v = 0;
+    if (s.empty() || s.size() > 20) return std::nullopt;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+    return v;
+}
+
+std::string iso8601(std::int64_t ms) {
+    const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+    return buf;
+}
+
+const nlohmann::json& require_field(const nlohmann::json& body, const char* name) {
+    auto it = body.find(name);
+    if (it == body.end() || it->is_null()) {
+        throw ApiError(400, "missing_field", std::string("field '") + name + "' is required");
+    }
+    return *it;
+}
+
+std::string string_field(const nlohmann::json& body, const char* name) {
+    const auto& v = require_field(body, name);
+    if (!v.is_string()) throw ApiError(400, "invalid_field", std::string("field '") + name + "' must be a string");
+    return v.get<std::string>();
+}
+
+std::optional<std::string> optional_string_field(const nlohmann::json& body, const char* name) {
+    auto it = body.find(name);
+    if (it == body.end() || it->is_null()) return std::nullopt;
+    if (!it->is_string()) throw ApiError(400, "invalid_field", std::string("field '") + name + "' must be a string");
+    return it->get<std::string>();
+}
+
+std::uint64_t id_field(const nlohmann::json& body, const char* name) {
+    const auto& v = require_field(body, name);
+    std::optional<std::uint64_t> id;
+    if (v.is_number_unsigned()) id = v.get<std::uint64_t>();
+    else if (v.is_string()) id = parse_id(v.get<std::string>());
+    if (!id || !valid_user_id(*id)) {
+        throw ApiError(400, "invalid_field", std::string("field '") + name + "' must be a valid id");
+    }
+    return *id;
+}
+
+}  // namespace im::rest
