@@ -5,6 +5,7 @@
 #   scripts/install-deps.sh            build + server packages (default)
 #   scripts/install-deps.sh --build    build packages only (the Docker build stage)
 #   scripts/install-deps.sh --runtime  runtime libraries only (the Docker runtime stage)
+#   scripts/install-deps.sh --bench    load tools for scripts/bench-* (wrk)
 set -euo pipefail
 
 BUILD_PKGS=(
@@ -21,6 +22,7 @@ SERVER_PKGS=(
   rabbitmq-server slapd ldap-utils
   curl openssl iproute2 procps psmisc
 )
+BENCH_PKGS=(wrk)
 RUNTIME_PKGS=(
   libprotobuf32 libhiredis0.14 libmysqlcppconn7v5 librabbitmq4 libldap-2.5-0
   libspdlog1.10 libfmt9 libyaml-cpp0.7 libsodium23 libssl3 libprometheus-cpp-core1.0
@@ -30,8 +32,9 @@ RUNTIME_PKGS=(
 case "${1:-}" in
   --build) want=("${BUILD_PKGS[@]}") ;;
   --runtime) want=("${RUNTIME_PKGS[@]}") ;;
+  --bench) want=("${BENCH_PKGS[@]}") ;;
   ""|--all) want=("${BUILD_PKGS[@]}" "${SERVER_PKGS[@]}") ;;
-  *) echo "usage: $0 [--all|--build|--runtime]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--all|--build|--runtime|--bench]" >&2; exit 2 ;;
 esac
 
 missing=()

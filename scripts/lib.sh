@@ -1,0 +1,34 @@
+# Shared helpers for the project's scripts (sourced, not executed).
+
+IM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export IM_ROOT
+
+im_log() { printf '%s\n' "$*" >&2; }
+im_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# True when something listens on 127.0.0.1:$1 (or on any address).
+im_port_in_use() {
+  ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
+}
+
+# Prints a free TCP port from a range that avoids the defaults and the kernel's ephemeral range
+# (32768-60999), skipping ports in $IM_TAKEN_PORTS (ports chosen earlier in this run).
+im_free_port() {
+  local p tries=0
+  while [ $tries -lt 200 ]; do
+    p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 12000 ))
+    tries=$((tries + 1))
+    case " ${IM_TAKEN_PORTS:-} " in *" $p "*) continue ;; esac
+    if ! im_port_in_use "$p"; then
+      IM_TAKEN_PORTS="${IM_TAKEN_PORTS:-} $p"
+      echo "$p"
+      return 0
+    fi
+  done
+  im_die "no free port found"
+}
+
+# The build directory and type used by up/test (overridable).
+IM_BUILD_DIR="${IM_BUILD_DIR:-$IM_ROOT/build}"
+IM_BUILD_TYPE="${IM_BUILD_TYPE:-Release}"
+export IM_BUILD_DIR IM_BUILD_TYPE
