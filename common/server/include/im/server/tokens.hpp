@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "im/server/token_format.hpp"
+
 namespace im::mysql {
 class MysqlConnection;
 }
@@ -35,13 +37,6 @@ struct TokenConfig {
 
 void bind(config::Binder& b, TokenConfig& c);  // keys auth.token_ttl, auth.token_refresh_after, auth.token_cache_ttl
 
-struct SessionInfo {
-    std::uint64_t session_id = 0;
-    std::uint64_t user_id = 0;
-    std::string device_id;
-    std::int64_t expires_ms = 0;
-};
-
 struct SessionRow {
     SessionInfo info;
     std::string client_addr;
@@ -50,13 +45,6 @@ struct SessionRow {
     std::int64_t last_seen_ms = 0;
 };
 
-std::string new_token();                           // 43 chars, base64url, no padding
-std::string hash_token(std::string_view token);    // 32 raw bytes
-std::string to_hex(std::string_view bytes);
-std::int64_t now_ms();
-
-// Parses "Bearer <token>"; nullopt when absent or malformed (wrong length or alphabet).
-std::optional<std::string> bearer_token(std::string_view authorization_header);
 
 class TokenStore {
 public:
@@ -74,8 +62,9 @@ public:
     // The session of a token hash, or nullopt when unknown, revoked or expired.
     std::optional<SessionInfo> validate(std::string_view token_hash);
 
-    // Revokes one session of `user_id`; false when it does not exist, is not theirs or was revoked.
-    bool revoke(std::uint64_t user_id, std::uint64_t session_id);
+    // Revokes one session of `user_id` and returns it (so callers can kick its live connection);
+    // nullopt when it does not exist, is not theirs or was already revoked.
+    std::optional<SessionInfo> revoke(std::uint64_t user_id, std::uint64_t session_id);
     // Revokes every live session of the user except `keep_session_id` (0: all). Returns the
     // revoked sessions (so callers can kick their live connections).
     std::vector<SessionInfo> revoke_all_except(std::uint64_t user_id, std::uint64_t keep_session_id);
@@ -101,9 +90,5 @@ private:
     Stats stats_;
 };
 
-// Cache value codec, shared with processes that only read the cache (the connector).
-std::string encode_cached_session(const SessionInfo& s);
-// nullopt for a tombstone or garbage; `revoked` is set for a tombstone.
-std::optional<SessionInfo> decode_cached_session(std::string_view value, bool* revoked = nullptr);
 
 }  // namespace im::tokens
