@@ -1,0 +1,61 @@
+#include "connector_config.hpp"
+
+#include <unistd.h>
+
+#include "im/server/config.hpp"
+
+namespace im::connector {
+
+ConnectorConfig load_connector_config(const config::ConfigSource& source, std::string* description) {
+    using std::chrono::milliseconds;
+    ConnectorConfig c;
+    config::Binder b(source, "IM_CONNECTOR_");
+    b.bind("connector.id", c.id);
+    b.bind("connector.host", c.host);
+    b.bind("connector.port", c.port, 0, 65535);
+    b.bind("connector.advertised_address", c.advertised_address);
+    b.bind("admin.host", c.admin_host);
+    b.bind("admin.port", c.admin_port, 0, 65535);
+    b.bind("sessions.max", c.max_sessions, 1, 10'000'000);
+    b.bind("sessions.max_frame_bytes", c.max_frame_bytes, 1024, 64u << 20);
+    std::uint64_t wq = c.max_write_queue_bytes;
+    b.bind_size("sessions.max_write_queue_bytes", wq, 4096, 1ull << 30);
+    c.max_write_queue_bytes = static_cast<std::size_t>(wq);
+    b.bind("sessions.max_pending_requests", c.max_pending_requests, 1, 100000);
+    b.bind_duration("sessions.heartbeat_interval", c.heartbeat_interval, milliseconds(100), std::chrono::hours(1));
+    b.bind_duration("sessions.login_timeout", c.login_timeout, milliseconds(100), std::chrono::minutes(10));
+    b.bind_duration("sessions.request_timeout", c.request_timeout, milliseconds(100), std::chrono::minutes(10));
+    b.bind_duration("sessions.token_recheck_interval", c.token_recheck_interval, milliseconds(100), std::chrono::hours(24));
+    b.bind("tls.enabled", c.tls_enabled);
+    b.bind("tls.cert_file", c.tls_cert_file);
+    b.bind("tls.key_file", c.tls_key_file);
+    b.bind_duration("links.discovery_interval", c.discovery_interval, milliseconds(50), std::chrono::minutes(1));
+    b.bind_duration("links.registration_ttl", c.registration_ttl, milliseconds(200), std::chrono::minutes(10));
+    b.bind_duration("links.ping_interval", c.link_ping_interval, milliseconds(50), std::chrono::minutes(1));
+    b.bind_duration("links.timeout", c.link_timeout, milliseconds(100), std::chrono::minutes(10));
+    b.bind_duration("links.reconnect_min", c.reconnect_min, milliseconds(10), std::chrono::minutes(1));
+    b.bind_duration("links.reconnect_max", c.reconnect_max, milliseconds(10), std::chrono::minutes(10));
+    b.bind("links.max_frame_bytes", c.link_max_frame_bytes, 64 * 1024, 256u << 20);
+    std::uint64_t lwq = c.link_max_write_queue_bytes;
+    b.bind_size("links.max_write_queue_bytes", lwq, 1 << 20, 4ull << 30);
+    c.link_max_write_queue_bytes = static_cast<std::size_t>(lwq);
+    b.bind("redis.threads", c.redis_threads, 1, 64);
+    redis::bind(b, c.redis);
+    logging::bind(b, c.log);
+    b.bind_duration("shutdown_grace", c.shutdown_grace, milliseconds(0), std::chrono::minutes(10));
+    b.require(!c.tls_enabled || !c.tls_cert_file.empty(), "tls.cert_file", "required when tls.enabled is true");
+    b.require(!c.tls_enabled || !c.tls_key_file.empty(), "tls.key_file", "required when tls.enabled is true");
+    b.require(c.reconnect_min <= c.reconnect_max, "links.reconnect_min", "must not exceed links.reconnect_max");
+    b.require(c.link_ping_interval < c.link_timeout, "links.ping_interval", "must be below links.timeout");
+    b.finish();
+    if (c.id.empty()) {
+        char host[256] = {0};
+        gethostname(host, sizeof host - 1);
+        c.id = "connector-" + std::string(host) + "-" + std::to_string(c.port);
+    }
+    if (c.advertised_address.empty()) c.advertised_address = c.host + ":" + std::to_string(c.port);
+    if (description != nullptr) *description = b.describe();
+    return c;
+}
+
+}  // namespace im::connector

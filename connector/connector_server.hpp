@@ -1,0 +1,109 @@
+#pragma once
+// im-connector: holds client sessions, authenticates them, and moves their frames to and from the
+// transfers. One I/O thread owns every session and link (no locks on the data path); Redis calls
+// (token cache, user status, registry) run on a small blocking pool. Never opens MySQL: a token
+// that misses the Redis cache is validated by a transfer over its link.
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "im/server/metrics.hpp"
+#include "im/server/thread_pool.hpp"
+#include "im/server/token_format.hpp"
+#include "im/user_status/user_status.hpp"
+#include "session.hpp"
+#include "transfer_links.hpp"
+
+namespace im::connector {
+
+struct ConnectorConfig;
+
+class ConnectorServer {
+public:
+    ConnectorServer(boost::asio::io_context& io, const ConnectorConfig& config, Metrics& metrics);
+    ~ConnectorServer();
+
+    std::uint16_t start();  // binds; returns the client port
+    // SIGTERM: stop accepting, Kick{RECONNECT} every session, deregister; calls done when the
+    // sessions are gone or shutdown_grace passed.
+    void drain(std::function<void()> done);
+    void stop();
+
+    std::size_t session_count() const { return sessions_.size(); }
+    std::size_t ready_links() const { return links_.ready_count(); }
+
+    // From sessions.
+    void on_client_frame(ClientSession& s, client::Envelope& env);
+    void on_session_closed(ClientSession& s, net::CloseReason reason);
+    void count_frame_error(wire::FrameError e);
+
+private:
+    struct RedisBackend;
+    struct TokenWait {
+        std::weak_ptr<ClientSession> session;
+        std::uint64_t login_request_id = 0;
+        std::int64_t deadline_ms = 0;
+        bool recheck = false;  // a live session's periodic re-check, not a login
+    };
+
+    void accept();
+    void sweep();
+    void heartbeat();
+    void recheck_tokens(std::int64_t now);
+    void login(ClientSession& s, const client::Envelope& env);
+    void finish_login(const std::shared_ptr<ClientSession>& s, std::uint64_t request_id, const tokens::SessionInfo& info);
+    void refuse_login(ClientSession& s, std::uint64_t request_id, client::ErrorCode code, const std::string& why);
+    void forward(ClientSession& s, client::Envelope& env, const Decision& d);
+    void on_transfer_frame(TransferLink& link, internal::LinkEnvelope& env);
+    void on_link_down(std::uint64_t link_id);
+    void kick_matching(std::uint64_t user, std::uint64_t token_session_id, std::uint64_t only_login_epoch,
+                       client::KickReason reason, const std::string& message);
+    ClientSession* find(std::uint64_t user, std::uint64_t login_epoch);
+    internal::SessionRef ref_of(const ClientSession& s) const;
+    bool redis_task(std::function<void(RedisBackend&)> task);
+    std::vector<internal::SessionRef> session_refs() const;
+
+    boost::asio::io_context& io_;
+    const ConnectorConfig& config_;
+    Metrics& metrics_;
+    std::uint64_t epoch_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+    std::unique_ptr<boost::asio::ssl::context> tls_;
+    boost::asio::steady_timer sweep_timer_;
+    boost::asio::steady_timer heartbeat_timer_;
+    TransferLinks links_;
+    std::unordered_map<ClientSession*, std::shared_ptr<ClientSession>> sessions_;
+    std::unordered_map<std::uint64_t, std::vector<ClientSession*>> by_user_;  // active sessions
+    std::unordered_map<std::uint64_t, TokenWait> token_waits_;                // link request id -> login
+    std::uint64_t next_request_id_ = 1;
+    std::vector<std::unique_ptr<RedisBackend>> redis_backends_;
+    std::unique_ptr<ThreadPool> redis_pool_;
+    std::unique_ptr<user_status::KickSubscriber> kicks_;
+    std::mt19937_64 rng_{std::random_device{}()};
+    std::shared_ptr<std::atomic<bool>> alive_;
+    bool draining_ = false;
+
+    prometheus::Gauge& sessions_gauge_;
+    prometheus::Gauge& links_gauge_;
+    prometheus::Counter& logins_ok_;
+    prometheus::Counter& logins_failed_;
+    prometheus::Counter& frames_in_;
+    prometheus::Counter& pushes_out_;
+    prometheus::Counter& frame_errors_;
+    prometheus::Counter& slow_consumers_;
+    prometheus::Counter& kicks_total_;
+    prometheus::Counter& unavailable_;
+    prometheus::Counter& rejected_sessions_;
+};
+
+}  // namespace im::connector

@@ -1,0 +1,54 @@
+#pragma once
+// One client connection: framing (FrameConnection), its login state and identity, and the
+// requests it has in flight at transfers (answered with a retryable error if a link drops).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dispatcher.hpp"
+#include "im/net/frame_connection.hpp"
+#include "im/proto/client.pb.h"
+
+namespace im::connector {
+
+class ConnectorServer;
+
+struct PendingRequest {
+    std::uint64_t request_id = 0;
+    std::uint64_t link_id = 0;
+    client::Envelope::BodyCase kind = client::Envelope::BODY_NOT_SET;
+    std::string client_msg_id;  // Send only: echoed in a failure SendResult
+};
+
+class ClientSession : public net::FrameConnection {
+public:
+    ClientSession(tcp::socket socket, const net::ConnectionOptions& options, ConnectorServer& server);
+    ClientSession(std::unique_ptr<TlsStream> tls, const net::ConnectionOptions& options, ConnectorServer& server);
+
+    void begin() { start(); }
+    // Sends Kick{reason} and closes once it is written.
+    void kick(client::KickReason reason, const std::string& message);
+    // Sends Error{code} (the session stays unless `close`).
+    void send_error(std::uint64_t request_id, client::ErrorCode code, const std::string& message, bool close = false);
+
+    SessionState state = SessionState::awaiting_login;
+    std::uint64_t user_id = 0;
+    std::string device_id;
+    std::uint64_t login_epoch = 0;
+    std::uint64_t token_session_id = 0;  // sessions table row of the token (logout kicks by it)
+    std::string token_hash;              // SHA-256 of the token: re-checked periodically
+    std::int64_t token_checked_ms = 0;
+    std::int64_t connected_ms = 0;
+    std::vector<PendingRequest> pending;
+
+protected:
+    void on_frame(std::string_view body) override;
+    void on_closed(net::CloseReason reason, wire::FrameError error) override;
+    void on_frame_error(wire::FrameError error) override;
+
+private:
+    ConnectorServer& server_;
+};
+
+}  // namespace im::connector

@@ -1,0 +1,781 @@
+#include "message_writer.hpp"
+
+#include <cppconn/exception.h>
+#include <cppconn/prepared_statement.h>
+#include <cppconn/resultset.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <unordered_set>
+
+#include "cache.hpp"
+#include "im/server/failpoints.hpp"
+#include "im/server/id_generator.hpp"
+#include "im/server/metrics.hpp"
+#include "im/server/mysql.hpp"
+#include "im/wire/ids.hpp"
+#include "policy_cache.hpp"
+#include "sql_batch.hpp"
+#include "transfer_config.hpp"
+
+namespace im::transfer {
+
+// ---------------------------------------------------------------------------------- OnlineUsers
+void OnlineUsers::add(std::uint64_t user) {
+    std::lock_guard lock(mu_);
+    ++counts_[user];
+}
+
+void OnlineUsers::remove(std::uint64_t user) {
+    std::lock_guard lock(mu_);
+    auto it = counts_.find(user);
+    if (it != counts_.end() && --it->second == 0) counts_.erase(it);
+}
+
+bool OnlineUsers::online(std::uint64_t user) const {
+    std::lock_guard lock(mu_);
+    return counts_.count(user) != 0;
+}
+
+namespace {
+
+using client::ErrorCode;
+
+std::int64_t wall_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+struct StreamKey {
+    std::uint64_t user, login_epoch, conv;
+    bool operator==(const StreamKey&) const = default;
+};
+struct StreamKeyHash {
+    std::size_t operator()(const StreamKey& k) const noexcept {
+        std::uint64_t h = k.user * 0x9E3779B97F4A7C15ull ^ k.login_epoch;
+        h = (h ^ (h >> 29)) * 0xBF58476D1CE4E5B9ull ^ k.conv;
+        return static_cast<std::size_t>(h ^ (h >> 32));
+    }
+};
+
+// Where a stream stands: the next number it accepts, and the final refusals of recent numbers
+// (so a replay of a refused number gets the same answer).
+struct StreamState {
+    std::uint64_t expected = 1;
+    std::vector<std::pair<std::uint64_t, ErrorCode>> refusals;
+    void refuse(std::uint64_t n, ErrorCode code) {
+        if (refusals.size() >= 8) refusals.erase(refusals.begin());
+        refusals.emplace_back(n, code);
+    }
+};
+
+struct DedupeKey {
+    std::uint64_t sender;
+    std::string cmid;
+    bool operator==(const DedupeKey&) const = default;
+};
+struct DedupeKeyHash {
+    std::size_t operator()(const DedupeKey& k) const noexcept {
+        return std::hash<std::string>()(k.cmid) ^ static_cast<std::size_t>(k.sender * 0x9E3779B97F4A7C15ull);
+    }
+};
+
+struct Stored {
+    std::uint64_t msg_id = 0, conv = 0, seq = 0;
+    std::int64_t created_ms = 0;
+};
+
+bool retryable(ErrorCode c) {
+    switch (c) {
+        case client::OUT_OF_ORDER:
+        case client::UNAVAILABLE:
+        case client::TIMEOUT:
+        case client::OVERLOADED:
+        case client::INTERNAL:
+        case client::RATE_LIMITED:
+            return true;
+        default:
+            return false;
+    }
+}
+
+// One message of a batch, with what the writer decided about it.
+struct Item {
+    enum class State { pending, answered, duplicate, original_found };
+    std::size_t job = 0;
+    std::uint64_t conv = 0, peer = 0;
+    StreamKey key{};
+    State state = State::pending;
+    bool replay = false;            // stream_seq below the expected one: only a dedupe can answer it
+    std::size_t dup_of = 0;         // index of the first copy in this batch (State::duplicate)
+    Stored stored;                  // original_found, or assigned for pending
+    ErrorCode code = client::ERROR_NONE;
+    std::string message;
+};
+
+struct WatermarkRow {  // one user_conversations upsert
+    std::uint64_t user = 0, conv = 0, peer = 0;
+    std::uint64_t last_seq = 0, my_delivered = 0, my_read = 0, peer_delivered = 0, peer_read = 0;
+};
+
+}  // namespace
+
+struct MessageWriter::Impl {
+    explicit Impl(WriterDeps d)
+        : deps(std::move(d)),
+          db(deps.config.mysql),
+          streams(1 << 20),
+          last_seq(1 << 20),
+          recent(1 << 18),
+          batches(deps.metrics.counter("im_transfer_batches_total", "Committed writer batches.")),
+          batch_failures(deps.metrics.counter("im_transfer_batch_failures_total", "Writer batches that failed to commit.")),
+          stored_total(deps.metrics.counter("im_transfer_messages_stored_total", "Messages stored.")),
+          dup_total(deps.metrics.counter("im_transfer_messages_deduped_total", "Resends answered with the original.")),
+          refused_total(deps.metrics.counter("im_transfer_messages_refused_total", "Messages refused (policy, validation).")),
+          ooo_total(deps.metrics.counter("im_transfer_out_of_order_total", "Sends answered with OUT_OF_ORDER.")),
+          receipts_total(deps.metrics.counter("im_transfer_receipts_total", "Receipts applied.")),
+          batch_size(deps.metrics.histogram("im_transfer_batch_messages", "Messages per committed batch.",
+                                            {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})),
+          commit_seconds(deps.metrics.histogram("im_transfer_commit_seconds", "Batch transaction time.",
+                                                Metrics::latency_buckets())),
+          queue_gauge(deps.metrics.gauge("im_transfer_writer_queue", "Sends and receipts waiting for the writer.")) {}
+
+    WriterDeps deps;
+    mysql::MysqlConnection db;
+
+    // Queue (any thread -> writer thread).
+    mutable std::mutex mu;
+    std::condition_variable cv;
+    std::deque<SendJob> send_queue;
+    std::deque<ReceiptJob> receipt_queue;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> forget_queue;
+    bool stopping = false;
+    std::thread thread;
+
+    // Writer-thread state.
+    TwoGenCache<StreamKey, StreamState, StreamKeyHash> streams;
+    TwoGenCache<std::uint64_t, std::uint64_t> last_seq;  // conversation -> last committed seq
+    TwoGenCache<DedupeKey, Stored, DedupeKeyHash> recent;
+    std::unordered_map<std::uint64_t, std::unordered_set<std::uint64_t>> streams_by_session;  // login_epoch -> convs
+
+    prometheus::Counter& batches;
+    prometheus::Counter& batch_failures;
+    prometheus::Counter& stored_total;
+    prometheus::Counter& dup_total;
+    prometheus::Counter& refused_total;
+    prometheus::Counter& ooo_total;
+    prometheus::Counter& receipts_total;
+    prometheus::Histogram& batch_size;
+    prometheus::Histogram& commit_seconds;
+    prometheus::Gauge& queue_gauge;
+
+    void run();
+    void process(std::vector<SendJob>& sends, std::vector<ReceiptJob>& receipts);
+    void stream_checks(std::vector<SendJob>& sends, std::vector<Item>& items);
+    void dedupe(std::vector<SendJob>& sends, std::vector<Item>& items, bool query_all);
+    void apply_policy(std::vector<SendJob>& sends, std::vector<Item>& items);
+    void load_last_seq(const std::vector<std::uint64_t>& convs);
+    void write(std::vector<SendJob>& sends, std::vector<Item>& items, const std::vector<WatermarkRow>& rows,
+               const std::vector<std::pair<std::uint64_t, std::uint64_t>>& push_rows, std::uint64_t& fence_shards);
+    void fence(const std::vector<std::uint32_t>& shards);
+};
+
+MessageWriter::MessageWriter(WriterDeps deps) : impl_(std::make_unique<Impl>(std::move(deps))) {}
+
+MessageWriter::~MessageWriter() { stop(); }
+
+void MessageWriter::start() {
+    impl_->thread = std::thread([this] { impl_->run(); });
+}
+
+void MessageWriter::stop() {
+    {
+        std::lock_guard lock(impl_->mu);
+        if (impl_->stopping && !impl_->thread.joinable()) return;
+        impl_->stopping = true;
+    }
+    impl_->cv.notify_all();
+    if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+bool MessageWriter::submit(SendJob job) {
+    {
+        std::lock_guard lock(impl_->mu);
+        if (impl_->stopping || impl_->send_queue.size() + impl_->receipt_queue.size() >= impl_->deps.config.max_queue) {
+            return false;
+        }
+        impl_->send_queue.push_back(std::move(job));
+    }
+    impl_->cv.notify_one();
+    return true;
+}
+
+bool MessageWriter::submit(ReceiptJob job) {
+    {
+        std::lock_guard lock(impl_->mu);
+        if (impl_->stopping || impl_->send_queue.size() + impl_->receipt_queue.size() >= impl_->deps.config.max_queue) {
+            return false;
+        }
+        impl_->receipt_queue.push_back(std::move(job));
+    }
+    impl_->cv.notify_one();
+    return true;
+}
+
+void MessageWriter::forget_session(std::uint64_t user, std::uint64_t login_epoch) {
+    std::lock_guard lock(impl_->mu);
+    impl_->forget_queue.emplace_back(user, login_epoch);
+}
+
+std::size_t MessageWriter::queued() const {
+    std::lock_guard lock(impl_->mu);
+    return impl_->send_queue.size() + impl_->receipt_queue.size();
+}
+
+void MessageWriter::Impl::run() {
+    pthread_setname_np(pthread_self(), "writer");
+    for (;;) {
+        std::vector<SendJob> sends;
+        std::vector<ReceiptJob> receipts;
+        std::vector<std::pair<std::uint64_t, std::uint64_t>> forgets;
+        {
+            std::unique_lock lock(mu);
+            cv.wait(lock, [this] { return stopping || !send_queue.empty() || !receipt_queue.empty(); });
+            if (send_queue.empty() && receipt_queue.empty()) return;  // stopping, drained
+            const std::size_t n = std::min<std::size_t>(send_queue.size(), deps.config.max_batch);
+            sends.reserve(n);
+            for (std::size_t i = 0; i < n; ++i) {
+                sends.push_back(std::move(send_queue.front()));
+                send_queue.pop_front();
+            }
+            const std::size_t r = std::min<std::size_t>(receipt_queue.size(), deps.config.max_batch);
+            for (std::size_t i = 0; i < r; ++i) {
+                receipts.push_back(std::move(receipt_queue.front()));
+                receipt_queue.pop_front();
+            }
+            forgets.swap(forget_queue);
+            queue_gauge.Set(static_cast<double>(send_queue.size() + receipt_queue.size()));
+        }
+        for (const auto& [user, epoch] : forgets) {
+            if (auto it = streams_by_session.find(epoch); it != streams_by_session.end()) {
+                for (auto conv : it->second) streams.erase(StreamKey{user, epoch, conv});
+                streams_by_session.erase(it);
+            }
+        }
+        process(sends, receipts);
+    }
+}
+
+// Stream order: accept only the next number of each (sender, login_epoch, conversation) stream.
+void MessageWriter::Impl::stream_checks(std::vector<SendJob>& sends, std::vector<Item>& items) {
+    for (std::size_t i = 0; i < sends.size(); ++i) {
+        auto& job = sends[i];
+        auto& it = items[i];
+        const auto& s = job.send;
+        it.job = i;
+        const auto sender = job.session.user_id();
+        it.peer = s.peer_user_id();
+        it.conv = conversation_id(sender, it.peer);
+        auto answer = [&](ErrorCode c, std::string msg) {
+            it.state = Item::State::answered;
+            it.code = c;
+            it.message = std::move(msg);
+        };
+        if (it.conv == 0) {
+            answer(client::BAD_REQUEST, "peer_user_id must be another valid user");
+            continue;
+        }
+        if (s.client_msg_id().size() != 16) {
+            answer(client::BAD_REQUEST, "client_msg_id must be 16 bytes");
+            continue;
+        }
+        if (s.stream_seq() == 0) {
+            answer(client::BAD_REQUEST, "stream_seq starts at 1");
+            continue;
+        }
+        it.key = StreamKey{sender, job.session.login_epoch(), it.conv};
+        StreamState* st = streams.find(it.key);
+        if (st == nullptr) {
+            st = &streams.put(it.key, StreamState{});
+            streams_by_session[it.key.login_epoch].insert(it.conv);
+        }
+        const std::uint64_t expected = std::max(st->expected, s.stream_acked() + 1);
+        st->expected = expected;
+        if (s.stream_seq() > expected) {
+            ooo_total.Increment();
+            answer(client::OUT_OF_ORDER, "expected stream_seq " + std::to_string(expected));
+            continue;
+        }
+        if (s.stream_seq() < expected) {
+            // A replay of a number already processed: the same refusal, or the original (dedupe).
+            auto ref = std::find_if(st->refusals.begin(), st->refusals.end(),
+                                    [&](const auto& r) { return r.first == s.stream_seq(); });
+            if (ref != st->refusals.end()) answer(ref->second, "refused before");
+            else it.replay = true;
+            continue;
+        }
+        st->expected = expected + 1;  // the number is consumed whatever the outcome below
+        const bool text_ok = s.type() == client::TEXT && !s.text().empty() && s.text().size() <= deps.config.max_text_bytes;
+        const bool file_ok = s.type() == client::FILE && s.file().file_id() != 0 && s.file().name().size() <= 1024;
+        if (!text_ok && !file_ok) {
+            answer(client::BAD_REQUEST, s.type() == client::TEXT ? "text must be 1.." + std::to_string(deps.config.max_text_bytes) + " bytes"
+                                                                 : "a TEXT or FILE message is required");
+            st->refuse(s.stream_seq(), client::BAD_REQUEST);
+        }
+    }
+}
+
+// Dedupe on (sender, client_msg_id): copies inside the batch, the recent cache, then MySQL.
+// MySQL is asked for replays only, unless query_all (after a duplicate-key error).
+void MessageWriter::Impl::dedupe(std::vector<SendJob>& sends, std::vector<Item>& items, bool query_all) {
+    std::unordered_map<DedupeKey, std::size_t, DedupeKeyHash> first;
+    std::vector<std::size_t> ask;
+    for (auto& it : items) {
+        if (it.state == Item::State::answered) continue;
+        const auto& job = sends[it.job];
+        DedupeKey key{job.session.user_id(), job.send.client_msg_id()};
+        if (auto f = first.find(key); f != first.end()) {
+            it.state = Item::State::duplicate;
+            it.dup_of = f->second;
+            continue;
+        }
+        first.emplace(key, it.job);
+        if (Stored* s = recent.find(key)) {
+            it.state = Item::State::original_found;
+            it.stored = *s;
+            continue;
+        }
+        if (it.replay || query_all) ask.push_back(it.job);
+    }
+    for (std::size_t off = 0; off < ask.size();) {
+        const std::size_t n = std::min<std::size_t>(ask.size() - off, 512);
+        const std::size_t padded = sql_batch::lookup_size(n);
+        auto& st = db.prepare(
+            "SELECT sender_id, client_msg_id, msg_id, conversation_id, seq, created_ms FROM messages WHERE " +
+            sql_batch::or_terms("sender_id = ? AND client_msg_id = ?", padded));
+        for (std::size_t i = 0; i < padded; ++i) {
+            const auto& job = sends[ask[off + std::min(i, n - 1)]];
+            st.setUInt64(static_cast<unsigned>(2 * i + 1), job.session.user_id());
+            st.setString(static_cast<unsigned>(2 * i + 2), job.send.client_msg_id());
+        }
+        std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+        while (rs->next()) {
+            DedupeKey key{rs->getUInt64(1), rs->getString(2).asStdString()};
+            Stored found{rs->getUInt64(3), rs->getUInt64(4), rs->getUInt64(5), rs->getInt64(6)};
+            recent.put(key, found);
+            if (auto f = first.find(key); f != first.end()) {
+                items[f->second].state = Item::State::original_found;
+                items[f->second].stored = found;
+            }
+        }
+        off += n;
+    }
+    for (auto& it : items) {
+        if (it.replay && it.state == Item::State::pending) {
+            // Below the stream position, never stored, no refusal remembered: a client bug.
+            it.state = Item::State::answered;
+            it.code = client::BAD_REQUEST;
+            it.message = "stream_seq already used by another message";
+        }
+    }
+}
+
+void MessageWriter::Impl::apply_policy(std::vector<SendJob>& sends, std::vector<Item>& items) {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> pairs;
+    for (const auto& it : items) {
+        if (it.state == Item::State::pending) pairs.emplace_back(sends[it.job].session.user_id(), it.peer);
+    }
+    if (pairs.empty()) return;
+    std::unordered_map<std::uint64_t, PairPolicy> policies;
+    deps.policy.resolve(db, pairs, policies);
+    for (auto& it : items) {
+        if (it.state != Item::State::pending) continue;
+        const auto& p = policies[it.conv];
+        ErrorCode code = client::ERROR_NONE;
+        if (p.blocked) code = client::BLOCKED;
+        else if (deps.config.require_friendship && !p.friends) code = client::FORBIDDEN;
+        if (code == client::ERROR_NONE) continue;
+        it.state = Item::State::answered;
+        it.code = code;
+        it.message = code == client::BLOCKED ? "blocked" : "only friends can message each other";
+        if (auto* st = streams.find(it.key)) st->refuse(sends[it.job].send.stream_seq(), code);
+        refused_total.Increment();
+    }
+}
+
+void MessageWriter::Impl::load_last_seq(const std::vector<std::uint64_t>& convs) {
+    std::vector<std::uint64_t> missing;
+    for (auto c : convs) {
+        if (last_seq.find(c) == nullptr) missing.push_back(c);
+    }
+    std::sort(missing.begin(), missing.end());
+    missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
+    for (std::size_t off = 0; off < missing.size();) {
+        const std::size_t n = std::min<std::size_t>(missing.size() - off, 512);
+        const std::size_t padded = sql_batch::lookup_size(n);
+        auto& st = db.prepare("SELECT id, last_seq FROM conversations WHERE id IN (" + sql_batch::placeholders(padded) + ")");
+        for (std::size_t i = 0; i < padded; ++i) st.setUInt64(static_cast<unsigned>(i + 1), missing[off + std::min(i, n - 1)]);
+        for (std::size_t i = 0; i < n; ++i) last_seq.put(missing[off + i], 0);
+        std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+        while (rs->next()) last_seq.put(rs->getUInt64(1), rs->getUInt64(2));
+        off += n;
+    }
+}
+
+void MessageWriter::Impl::fence(const std::vector<std::uint32_t>& shards) {
+    // The shard rows of this batch must still carry our epoch; LOCK IN SHARE MODE makes a takeover
+    // (an UPDATE of those rows) wait until this transaction ends, and fences every later batch.
+    for (std::size_t off = 0; off < shards.size();) {
+        const std::size_t n = std::min<std::size_t>(shards.size() - off, 512);
+        const std::size_t padded = sql_batch::lookup_size(n);
+        auto& st = db.prepare("SELECT COUNT(*) FROM shard_owner WHERE epoch = ? AND shard IN (" +
+                              sql_batch::placeholders(padded) + ") LOCK IN SHARE MODE");
+        st.setUInt64(1, deps.owner_epoch);
+        for (std::size_t i = 0; i < padded; ++i) st.setUInt(static_cast<unsigned>(i + 2), shards[off + std::min(i, n - 1)]);
+        std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+        if (!rs->next() || rs->getUInt64(1) != n) {
+            throw std::runtime_error("shard ownership lost (epoch fence)");
+        }
+        off += n;
+    }
+}
+
+void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& items,
+                                const std::vector<WatermarkRow>& rows,
+                                const std::vector<std::pair<std::uint64_t, std::uint64_t>>& push_rows,
+                                std::uint64_t& fence_shards) {
+    std::vector<const Item*> fresh;
+    std::vector<std::uint32_t> shards;
+    std::unordered_map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>> conv_rows;  // conv -> (max seq, -)
+    for (const auto& it : items) {
+        if (it.state != Item::State::pending) continue;
+        fresh.push_back(&it);
+        auto& c = conv_rows[it.conv];
+        c.first = std::max(c.first, it.stored.seq);
+    }
+    for (const auto& r : rows) {
+        shards.push_back(shard_of(r.conv));
+        conv_rows.try_emplace(r.conv, 0, 0);
+    }
+    for (const auto& [conv, _] : conv_rows) shards.push_back(shard_of(conv));
+    std::sort(shards.begin(), shards.end());
+    shards.erase(std::unique(shards.begin(), shards.end()), shards.end());
+    fence_shards = shards.size();
+    const auto now = wall_ms();
+
+    fence(shards);
+    if (deps.failpoints.eval("writer.before_insert")) throw std::runtime_error("failpoint writer.before_insert");
+
+    std::size_t pos = 0;
+    for (std::size_t rows_n : sql_batch::insert_chunks(fresh.size())) {
+        auto& st = db.prepare(sql_batch::values_statement(
+            "INSERT INTO messages (conversation_id, seq, msg_id, sender_id, sender_device, client_msg_id, type, body, "
+            "created_ms) VALUES ",
+            9, rows_n, ""));
+        unsigned p = 1;
+        for (std::size_t r = 0; r < rows_n; ++r) {
+            const Item& it = *fresh[pos + r];
+            const auto& job = sends[it.job];
+            st.setUInt64(p++, it.conv);
+            st.setUInt64(p++, it.stored.seq);
+            st.setUInt64(p++, it.stored.msg_id);
+            st.setUInt64(p++, job.session.user_id());
+            st.setString(p++, job.session.device_id());
+            st.setString(p++, job.send.client_msg_id());
+            st.setUInt(p++, static_cast<unsigned>(job.send.type()));
+            st.setString(p++, job.send.type() == client::FILE ? job.send.file().SerializeAsString() : job.send.text());
+            st.setInt64(p++, it.stored.created_ms);
+        }
+        st.executeUpdate();
+        pos += rows_n;
+    }
+
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> convs;  // (conv, last seq) with new messages
+    for (const auto& [conv, seqs] : conv_rows) {
+        if (seqs.first > 0) convs.emplace_back(conv, seqs.first);
+    }
+    pos = 0;
+    for (std::size_t rows_n : sql_batch::insert_chunks(convs.size())) {
+        auto& st = db.prepare(sql_batch::values_statement(
+            "INSERT INTO conversations (id, user_lo, user_hi, last_seq) VALUES ", 4, rows_n,
+            " ON DUPLICATE KEY UPDATE last_seq = GREATEST(last_seq, VALUES(last_seq)), updated_at = CURRENT_TIMESTAMP(3)"));
+        unsigned p = 1;
+        for (std::size_t r = 0; r < rows_n; ++r) {
+            const auto [conv, seq] = convs[pos + r];
+            st.setUInt64(p++, conv);
+            st.setUInt64(p++, conversation_low(conv));
+            st.setUInt64(p++, conversation_high(conv));
+            st.setUInt64(p++, seq);
+        }
+        st.executeUpdate();
+        pos += rows_n;
+    }
+
+    pos = 0;
+    for (std::size_t rows_n : sql_batch::insert_chunks(rows.size())) {
+        auto& st = db.prepare(sql_batch::values_statement(
+            "INSERT INTO user_conversations (user_id, conversation_id, peer_id, last_seq, my_delivered_seq, my_read_seq, "
+            "peer_delivered_seq, peer_read_seq, version, updated_ms) VALUES ",
+            10, rows_n,
+            " ON DUPLICATE KEY UPDATE last_seq = GREATEST(last_seq, VALUES(last_seq)), "
+            "my_delivered_seq = GREATEST(my_delivered_seq, VALUES(my_delivered_seq)), "
+            "my_read_seq = GREATEST(my_read_seq, VALUES(my_read_seq)), "
+            "peer_delivered_seq = GREATEST(peer_delivered_seq, VALUES(peer_delivered_seq)), "
+            "peer_read_seq = GREATEST(peer_read_seq, VALUES(peer_read_seq)), "
+            "version = VALUES(version), updated_ms = VALUES(updated_ms)"));
+        unsigned p = 1;
+        for (std::size_t r = 0; r < rows_n; ++r) {
+            const auto& w = rows[pos + r];
+            st.setUInt64(p++, w.user);
+            st.setUInt64(p++, w.conv);
+            st.setUInt64(p++, w.peer);
+            st.setUInt64(p++, w.last_seq);
+            st.setUInt64(p++, w.my_delivered);
+            st.setUInt64(p++, w.my_read);
+            st.setUInt64(p++, w.peer_delivered);
+            st.setUInt64(p++, w.peer_read);
+            st.setUInt64(p++, deps.ids.next());  // a version per row: the sync cursor orders rows
+            st.setInt64(p++, now);
+        }
+        st.executeUpdate();
+        pos += rows_n;
+    }
+
+    // The outbox: (recipient, conversation) pairs; newest seq and sender of the batch.
+    pos = 0;
+    for (std::size_t rows_n : sql_batch::insert_chunks(push_rows.size())) {
+        auto& st = db.prepare(sql_batch::values_statement(
+            "INSERT INTO push_pending (user_id, conversation_id, from_user_id, up_to_seq, updated_ms) VALUES ", 5, rows_n,
+            " ON DUPLICATE KEY UPDATE from_user_id = IF(VALUES(up_to_seq) > up_to_seq, VALUES(from_user_id), "
+            "from_user_id), up_to_seq = GREATEST(up_to_seq, VALUES(up_to_seq)), updated_ms = VALUES(updated_ms)"));
+        unsigned p = 1;
+        for (std::size_t r = 0; r < rows_n; ++r) {
+            const auto [user, conv] = push_rows[pos + r];
+            st.setUInt64(p++, user);
+            st.setUInt64(p++, conv);
+            st.setUInt64(p++, conversation_peer(conv, user));
+            st.setUInt64(p++, conv_rows[conv].first);
+            st.setInt64(p++, now);
+        }
+        st.executeUpdate();
+        pos += rows_n;
+    }
+    if (deps.failpoints.eval("writer.before_commit")) throw std::runtime_error("failpoint writer.before_commit");
+}
+
+void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<ReceiptJob>& receipts) {
+    std::vector<Item> items(sends.size());
+    BatchResult result;
+    stream_checks(sends, items);
+
+    // Receipts: participants only; one row per (conversation, user, kind) with the highest value.
+    struct ReceiptAgg {
+        std::size_t job;
+        std::uint64_t up_to;
+    };
+    std::map<std::pair<std::uint64_t, std::uint64_t>, std::array<std::optional<ReceiptAgg>, 2>> receipt_by_user_conv;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> receipt_keys;  // (conv, user) in arrival order
+    for (std::size_t i = 0; i < receipts.size(); ++i) {
+        const auto& r = receipts[i].receipt;
+        const auto user = receipts[i].session.user_id();
+        if (!is_participant(r.conversation_id(), user) || r.up_to_seq() == 0 ||
+            (r.kind() != client::DELIVERED && r.kind() != client::READ)) {
+            continue;  // silently ignored: watermarks are hints, a bad one changes nothing
+        }
+        auto [slot, inserted] = receipt_by_user_conv.try_emplace({r.conversation_id(), user});
+        if (inserted) receipt_keys.emplace_back(r.conversation_id(), user);
+        auto& agg = slot->second[r.kind() == client::READ ? 1 : 0];
+        if (!agg || agg->up_to < r.up_to_seq()) agg = ReceiptAgg{i, r.up_to_seq()};
+    }
+
+    bool query_all = false;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        const auto t0 = std::chrono::steady_clock::now();
+        std::vector<std::uint64_t> touched;  // conversations whose counters this attempt moved
+        try {
+            dedupe(sends, items, query_all);
+            apply_policy(sends, items);
+
+            // Seqs: the conversation's next numbers, in arrival order.
+            std::vector<std::uint64_t> convs;
+            for (const auto& it : items) {
+                if (it.state == Item::State::pending) convs.push_back(it.conv);
+            }
+            for (const auto& [conv, user] : receipt_keys) convs.push_back(conv);
+            load_last_seq(convs);
+            std::unordered_map<std::uint64_t, std::uint64_t> before;  // to roll back on failure
+            const auto now = wall_ms();
+            for (auto& it : items) {
+                if (it.state != Item::State::pending) continue;
+                auto* ls = last_seq.find(it.conv);
+                if (ls == nullptr) ls = &last_seq.put(it.conv, 0);
+                before.try_emplace(it.conv, *ls);
+                it.stored = Stored{deps.ids.next(), it.conv, ++*ls, now};
+            }
+            for (const auto& [conv, seq] : before) touched.push_back(conv);
+
+            // Watermark rows: a send moves the sender's own watermarks (and the recipient's view of
+            // them); a receipt moves the user's and the peer's view.
+            std::unordered_map<std::uint64_t, WatermarkRow> rows;  // key conv * 2 + (user is high)
+            auto row = [&](std::uint64_t conv, std::uint64_t user) -> WatermarkRow& {
+                auto& w = rows[conv * 2 + (conversation_high(conv) == user ? 1 : 0)];
+                w.user = user;
+                w.conv = conv;
+                w.peer = conversation_peer(conv, user);
+                return w;
+            };
+            std::vector<std::pair<std::uint64_t, std::uint64_t>> push_rows;
+            std::unordered_set<std::uint64_t> push_seen;
+            for (const auto& it : items) {
+                if (it.state != Item::State::pending) continue;
+                const auto sender = sends[it.job].session.user_id();
+                const auto seq = it.stored.seq;
+                auto& s = row(it.conv, sender);
+                s.last_seq = std::max(s.last_seq, seq);
+                s.my_delivered = std::max(s.my_delivered, seq);
+                s.my_read = std::max(s.my_read, seq);
+                auto& p = row(it.conv, it.peer);
+                p.last_seq = std::max(p.last_seq, seq);
+                p.peer_delivered = std::max(p.peer_delivered, seq);
+                p.peer_read = std::max(p.peer_read, seq);
+                if (!deps.online.online(it.peer) && push_seen.insert(it.conv * 2 + (it.peer == conversation_high(it.conv))).second) {
+                    push_rows.emplace_back(it.peer, it.conv);
+                }
+            }
+            result.receipts.clear();
+            for (const auto& [conv, user] : receipt_keys) {
+                const auto& aggs = receipt_by_user_conv[{conv, user}];
+                const std::uint64_t known = last_seq.find(conv) ? *last_seq.find(conv) : 0;
+                for (int k = 0; k < 2; ++k) {
+                    if (!aggs[static_cast<std::size_t>(k)]) continue;
+                    const auto up_to = std::min(aggs[static_cast<std::size_t>(k)]->up_to, known);  // never beyond what exists
+                    if (up_to == 0) continue;
+                    auto& mine = row(conv, user);
+                    auto& theirs = row(conv, conversation_peer(conv, user));
+                    if (k == 0) {
+                        mine.my_delivered = std::max(mine.my_delivered, up_to);
+                        theirs.peer_delivered = std::max(theirs.peer_delivered, up_to);
+                    } else {
+                        mine.my_read = std::max(mine.my_read, up_to);
+                        mine.my_delivered = std::max(mine.my_delivered, up_to);  // read implies delivered
+                        theirs.peer_read = std::max(theirs.peer_read, up_to);
+                        theirs.peer_delivered = std::max(theirs.peer_delivered, up_to);
+                    }
+                    result.receipts.push_back(ReceiptOutcome{receipts[aggs[static_cast<std::size_t>(k)]->job].session, conv,
+                                                             conversation_peer(conv, user),
+                                                             k == 0 ? client::DELIVERED : client::READ, up_to});
+                }
+            }
+            std::vector<WatermarkRow> row_list;
+            row_list.reserve(rows.size());
+            for (auto& [_, w] : rows) row_list.push_back(w);
+
+            std::uint64_t fence_shards = 0;
+            std::size_t fresh = 0;
+            for (const auto& it : items) fresh += it.state == Item::State::pending ? 1 : 0;
+            if (fresh > 0 || !row_list.empty()) {
+                db.transaction([&] { write(sends, items, row_list, push_rows, fence_shards); });
+                batches.Increment();
+                batch_size.Observe(static_cast<double>(fresh));
+                commit_seconds.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+                stored_total.Increment(static_cast<double>(fresh));
+                receipts_total.Increment(static_cast<double>(result.receipts.size()));
+                if (!push_rows.empty() && deps.on_push_pending) deps.on_push_pending();
+            }
+            break;
+        } catch (const sql::SQLException& e) {
+            for (auto conv : touched) last_seq.erase(conv);
+            if (mysql::is_duplicate_key(e) && attempt == 0) {
+                // A message already stored that looked new (a resend after a restart): redo the
+                // batch asking MySQL about every message. Stream numbers stay consumed.
+                for (auto& it : items) {
+                    if (it.state == Item::State::pending) it.stored = Stored{};
+                }
+                query_all = true;
+                continue;
+            }
+            if (mysql::is_connection_error(e)) db.reset();
+            spdlog::error("writer: batch of {} messages and {} receipts failed: {} ({})", sends.size(), receipts.size(),
+                          e.what(), e.getErrorCode());
+        } catch (const std::exception& e) {
+            for (auto conv : touched) last_seq.erase(conv);
+            spdlog::error("writer: batch of {} messages and {} receipts failed: {}", sends.size(), receipts.size(), e.what());
+        }
+        // Failure: nothing of this batch is stored. Forget the streams of every message that was
+        // accepted so a later number cannot overtake it, answer them retryably, retry receipts once.
+        batch_failures.Increment();
+        for (auto& it : items) {
+            if (it.state == Item::State::pending || it.state == Item::State::duplicate) {
+                streams.erase(it.key);
+                it.state = Item::State::answered;
+                it.code = client::UNAVAILABLE;
+                it.message = "storage unavailable, retry";
+            }
+        }
+        result.receipts.clear();
+        std::vector<ReceiptJob> retry;
+        for (auto& r : receipts) {
+            if (r.attempts++ == 0) retry.push_back(std::move(r));
+        }
+        if (!retry.empty()) {
+            std::lock_guard lock(mu);
+            for (auto& r : retry) receipt_queue.push_back(std::move(r));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // do not spin against a dead database
+        break;
+    }
+
+    // Answers, in arrival order.
+    result.sends.reserve(items.size());
+    for (auto& it : items) {
+        auto& job = sends[it.job];
+        SendOutcome out;
+        out.session = job.session;
+        out.link_id = job.link_id;
+        out.request_id = job.request_id;
+        out.peer = it.peer;
+        auto& r = out.result;
+        r.set_client_msg_id(job.send.client_msg_id());
+        const Item* src = it.state == Item::State::duplicate ? &items[it.dup_of] : &it;
+        if (src->state == Item::State::answered && src->code != client::ERROR_NONE) {
+            r.set_code(src->code);
+            r.set_retryable(retryable(src->code));
+            r.set_message(src->message);
+            if (src->code == client::OUT_OF_ORDER) {
+                if (auto* st = streams.find(src->key)) r.set_expected_stream_seq(st->expected);
+            }
+        } else {
+            r.set_code(client::ERROR_NONE);
+            r.set_msg_id(src->stored.msg_id);
+            r.set_conversation_id(src->stored.conv);
+            r.set_seq(src->stored.seq);
+            r.set_created_ms(src->stored.created_ms);
+            if (it.state == Item::State::pending) {
+                recent.put(DedupeKey{job.session.user_id(), job.send.client_msg_id()}, it.stored);
+                client::Envelope env;
+                auto* d = env.mutable_deliver();
+                d->set_conversation_id(it.conv);
+                d->set_seq(it.stored.seq);
+                d->set_msg_id(it.stored.msg_id);
+                d->set_sender_user_id(job.session.user_id());
+                d->set_sender_device_id(job.session.device_id());
+                d->set_type(job.send.type());
+                if (job.send.type() == client::FILE) *d->mutable_file() = job.send.file();
+                else d->set_text(job.send.text());
+                d->set_created_ms(it.stored.created_ms);
+                d->set_client_msg_id(job.send.client_msg_id());
+                out.deliver = std::make_shared<const std::string>(env.SerializeAsString());
+            } else {
+                dup_total.Increment();
+            }
+        }
+        result.sends.push_back(std::move(out));
+    }
+    if (!result.sends.empty() || !result.receipts.empty()) deps.on_result(std::move(result));
+}
+
+}  // namespace im::transfer

@@ -1,0 +1,127 @@
+#pragma once
+// The group-commit writer: the one thread that orders and stores the messages and watermarks of
+// the shards this transfer owns (DESIGN.md "Conversations: the unit of order and ownership").
+//
+// Each turn takes everything queued (up to writer.max_batch), so a batch accumulates while the
+// previous commit is in flight and goes out at once when the writer is idle (no added delay).
+// In one batch: stream order checks (OUT_OF_ORDER), dedupe on (sender, client_msg_id), policy
+// (friends, blocks), seq assignment from the in-memory per-conversation counter, then ONE
+// transaction: shard-epoch fence, multi-row INSERT of messages, conversation and watermark
+// upserts (GREATEST), the push outbox for recipients without a live session. Only after COMMIT
+// are results handed back (SENT, Deliver, ReceiptEvent). A failed batch answers a retryable error
+// and forgets the affected streams and counters (they are re-read), so nothing can overtake.
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "im/proto/client.pb.h"
+#include "im/proto/internal.pb.h"
+
+namespace im {
+class IdGenerator;
+class Metrics;
+class Failpoints;
+}  // namespace im
+namespace im::mysql {
+struct MysqlConfig;
+}
+
+namespace im::transfer {
+
+class PolicyCache;
+struct TransferConfig;
+
+struct SendJob {
+    internal::SessionRef session;
+    std::uint64_t link_id = 0;
+    std::uint64_t request_id = 0;
+    client::Send send;
+};
+
+struct ReceiptJob {
+    internal::SessionRef session;
+    std::uint64_t link_id = 0;
+    client::Receipt receipt;
+    int attempts = 0;
+};
+
+struct SendOutcome {
+    internal::SessionRef session;
+    std::uint64_t link_id = 0;
+    std::uint64_t request_id = 0;
+    client::SendResult result;
+    std::uint64_t peer = 0;
+    // Serialized client::Envelope{deliver} when the message was stored by this batch.
+    std::shared_ptr<const std::string> deliver;
+};
+
+struct ReceiptOutcome {
+    internal::SessionRef session;  // who sent the receipt
+    std::uint64_t conversation_id = 0;
+    std::uint64_t peer = 0;
+    client::ReceiptKind kind = client::DELIVERED;
+    std::uint64_t up_to_seq = 0;
+};
+
+struct BatchResult {
+    std::vector<SendOutcome> sends;
+    std::vector<ReceiptOutcome> receipts;
+};
+
+// Users with at least one live session (maintained by the I/O thread from the session directory,
+// read by the writer to decide on the push outbox).
+class OnlineUsers {
+public:
+    void add(std::uint64_t user);
+    void remove(std::uint64_t user);
+    bool online(std::uint64_t user) const;
+
+private:
+    mutable std::mutex mu_;
+    std::unordered_map<std::uint64_t, std::uint32_t> counts_;
+};
+
+struct WriterDeps {
+    const TransferConfig& config;
+    IdGenerator& ids;
+    std::uint64_t owner_epoch;  // this incarnation's shard_owner epoch (fencing)
+    PolicyCache& policy;
+    OnlineUsers& online;
+    Failpoints& failpoints;
+    Metrics& metrics;
+    std::function<void(BatchResult)> on_result;  // called on the writer thread; must post
+    std::function<void()> on_push_pending;       // a batch wrote push_pending rows
+};
+
+class MessageWriter {
+public:
+    explicit MessageWriter(WriterDeps deps);
+    ~MessageWriter();
+    MessageWriter(const MessageWriter&) = delete;
+    MessageWriter& operator=(const MessageWriter&) = delete;
+
+    void start();
+    // Processes what is queued, then stops the thread.
+    void stop();
+
+    // Thread-safe; false when the queue is full (answer OVERLOADED).
+    bool submit(SendJob job);
+    bool submit(ReceiptJob job);
+    // The session ended: its send streams can be dropped.
+    void forget_session(std::uint64_t user, std::uint64_t login_epoch);
+    std::size_t queued() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace im::transfer

@@ -1,0 +1,367 @@
+#include "transfer_server.hpp"
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include "im/server/metrics.hpp"
+#include "im/wire/ids.hpp"
+#include "transfer_config.hpp"
+
+namespace im::transfer {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+// ------------------------------------------------------------------------------- ConnectorLink
+ConnectorLink::ConnectorLink(tcp::socket socket, const net::ConnectionOptions& options, TransferServer& server,
+                             std::uint64_t id)
+    : FrameConnection(std::move(socket), options), server_(server), id_(id) {}
+
+void ConnectorLink::on_frame(std::string_view body) { server_.on_link_frame(*this, body); }
+
+void ConnectorLink::on_closed(net::CloseReason reason, wire::FrameError error) {
+    if (error != wire::FrameError::none) {
+        spdlog::warn("link {} ({}): {}", id_, connector_id, wire::to_string(error));
+    }
+    server_.on_link_closed(*this, reason);
+}
+
+// ------------------------------------------------------------------------------ TransferServer
+TransferServer::TransferServer(asio::io_context& io, const TransferConfig& config, TransferIdentity identity,
+                               MessageWriter& writer, Reader& reader, OnlineUsers& online, Metrics& metrics)
+    : io_(io),
+      config_(config),
+      identity_(std::move(identity)),
+      writer_(writer),
+      reader_(reader),
+      online_(online),
+      metrics_(metrics),
+      acceptor_(io),
+      sweep_timer_(io),
+      alive_(std::make_shared<std::atomic<bool>>(true)),
+      requests_(metrics.counter("im_transfer_requests_total", "Client requests received over links.")),
+      pushes_(metrics.counter("im_transfer_pushes_total", "Push frames sent to connectors.")),
+      links_gauge_(metrics.gauge("im_transfer_links", "Connected connector links.")),
+      sessions_gauge_(metrics.gauge("im_transfer_sessions", "Live sessions in the directory.")),
+      overloaded_(metrics.counter("im_transfer_overloaded_total", "Requests refused because a queue was full.")) {}
+
+TransferServer::~TransferServer() { *alive_ = false; }
+
+std::uint16_t TransferServer::start() {
+    tcp::endpoint ep(asio::ip::make_address(config_.host), config_.port);
+    acceptor_.open(ep.protocol());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    acceptor_.bind(ep);
+    acceptor_.listen(asio::socket_base::max_listen_connections);
+    accept();
+    sweep();
+    return acceptor_.local_endpoint().port();
+}
+
+void TransferServer::stop_accepting() {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    sweep_timer_.cancel();
+}
+
+void TransferServer::close_links() {
+    auto links = links_;
+    for (auto& [id, link] : links) link->close_after_flush(std::chrono::milliseconds(500));
+}
+
+void TransferServer::accept() {
+    acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
+        if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+        if (!ec) {
+            net::ConnectionOptions opts{config_.link_max_frame_bytes, config_.link_max_write_queue_bytes};
+            auto link = std::make_shared<ConnectorLink>(std::move(socket), opts, *this, next_link_id_++);
+            links_.emplace(link->id(), link);
+            links_gauge_.Set(static_cast<double>(links_.size()));
+            spdlog::info("link {} from {} accepted", link->id(), link->peer());
+            link->begin();
+        } else {
+            spdlog::warn("transfer: accept failed: {}", ec.message());
+        }
+        accept();
+    });
+}
+
+void TransferServer::sweep() {
+    sweep_timer_.expires_after(std::chrono::seconds(1));
+    sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec) return;
+        const auto now = net::steady_ms();
+        for (auto& [id, link] : links_) {
+            if (now - link->last_read_ms() > config_.link_idle_timeout.count()) {
+                spdlog::warn("link {} ({}) silent for {} ms: closing", id, link->connector_id, now - link->last_read_ms());
+                link->close();
+            }
+        }
+        sessions_gauge_.Set(static_cast<double>(directory_.sessions()));
+        sweep();
+    });
+}
+
+void TransferServer::on_link_closed(ConnectorLink& link, net::CloseReason reason) {
+    spdlog::info("link {} ({}) closed: {}", link.id(), link.connector_id, net::to_string(reason));
+    apply_presence(directory_.remove_link(link.id()));
+    links_.erase(link.id());
+    links_gauge_.Set(static_cast<double>(links_.size()));
+}
+
+void TransferServer::on_link_frame(ConnectorLink& link, std::string_view body) {
+    internal::LinkEnvelope env;
+    if (wire::parse_body(body, env) != wire::FrameError::none) {
+        spdlog::warn("link {}: unparsable frame, closing", link.id());
+        link.close();
+        return;
+    }
+    if (!link.hello_done && env.body_case() != internal::LinkEnvelope::kHello) {
+        spdlog::warn("link {}: first frame is not Hello, closing", link.id());
+        link.close();
+        return;
+    }
+    switch (env.body_case()) {
+        case internal::LinkEnvelope::kHello: {
+            link.connector_id = env.hello().connector_id();
+            link.connector_epoch = env.hello().connector_epoch();
+            link.hello_done = true;
+            internal::LinkEnvelope ack;
+            auto* a = ack.mutable_hello_ack();
+            a->set_transfer_id(identity_.id);
+            a->set_transfer_epoch(identity_.epoch);
+            a->set_shard_count(kShardCount);
+            auto* r = a->add_owned();
+            r->set_first(0);
+            r->set_last(kShardCount - 1);
+            r->set_epoch(identity_.epoch);
+            link.send(ack);
+            spdlog::info("link {}: connector {} (epoch {}) at {}", link.id(), link.connector_id, link.connector_epoch,
+                         env.hello().advertised_address());
+            break;
+        }
+        case internal::LinkEnvelope::kSessionSync: {
+            std::vector<internal::SessionRef> sessions(env.session_sync().sessions().begin(),
+                                                       env.session_sync().sessions().end());
+            apply_presence(directory_.replace_link(link.id(), sessions));
+            break;
+        }
+        case internal::LinkEnvelope::kSessionEvent: {
+            const auto& ev = env.session_event();
+            if (ev.online()) {
+                apply_presence(directory_.add(link.id(), ev.session()));
+            } else {
+                apply_presence(directory_.remove(link.id(), ev.session()));
+                writer_.forget_session(ev.session().user_id(), ev.session().login_epoch());
+            }
+            break;
+        }
+        case internal::LinkEnvelope::kClientRequest:
+            handle_request(link, *env.mutable_client_request());
+            break;
+        case internal::LinkEnvelope::kValidateToken: {
+            const auto request_id = env.request_id();
+            const auto link_id = link.id();
+            const bool queued = reader_.validate_token(
+                env.validate_token().token_sha256(), [this, request_id, link_id, alive = alive_](internal::TokenResult r) {
+                    asio::post(io_, [this, request_id, link_id, alive, r = std::move(r)]() mutable {
+                        if (!*alive) return;
+                        auto it = links_.find(link_id);
+                        if (it == links_.end()) return;
+                        internal::LinkEnvelope out;
+                        out.set_request_id(request_id);
+                        *out.mutable_token_result() = std::move(r);
+                        it->second->send(out);
+                    });
+                });
+            if (!queued) {
+                internal::LinkEnvelope out;
+                out.set_request_id(request_id);
+                out.mutable_token_result()->set_valid(false);
+                link.send(out);
+            }
+            break;
+        }
+        case internal::LinkEnvelope::kPing: {
+            internal::LinkEnvelope pong;
+            pong.mutable_pong()->set_time_ms(env.ping().time_ms());
+            link.send(pong);
+            break;
+        }
+        default:
+            spdlog::debug("link {}: ignoring frame type {}", link.id(), static_cast<int>(env.body_case()));
+            break;
+    }
+}
+
+void TransferServer::handle_request(ConnectorLink& link, internal::ClientRequest& req) {
+    requests_.Increment();
+    auto& env = *req.mutable_request();
+    const auto& session = req.session();
+    const auto request_id = env.request_id();
+    const auto link_id = link.id();
+    auto reply_later = [this, link_id, session, request_id, alive = alive_](client::Envelope out) {
+        asio::post(io_, [this, link_id, session, request_id, alive, out = std::move(out)]() mutable {
+            if (*alive) respond(link_id, session, request_id, std::move(out));
+        });
+    };
+    auto overloaded = [&](client::Envelope out) {
+        overloaded_.Increment();
+        respond(link_id, session, request_id, std::move(out));
+    };
+    switch (env.body_case()) {
+        case client::Envelope::kSend: {
+            SendJob job{session, link_id, request_id, std::move(*env.mutable_send())};
+            const std::string cmid = job.send.client_msg_id();
+            if (!writer_.submit(std::move(job))) {
+                client::Envelope out;
+                auto* r = out.mutable_send_result();
+                r->set_code(client::OVERLOADED);
+                r->set_retryable(true);
+                r->set_client_msg_id(cmid);
+                r->set_message("transfer busy, retry");
+                overloaded(std::move(out));
+            }
+            break;
+        }
+        case client::Envelope::kReceipt:
+            if (!writer_.submit(ReceiptJob{session, link_id, env.receipt(), 0})) overloaded_.Increment();
+            break;
+        case client::Envelope::kSyncConversations:
+            if (!reader_.sync_conversations(session.user_id(), env.sync_conversations(), reply_later)) {
+                client::Envelope out;
+                out.mutable_error()->set_code(client::OVERLOADED);
+                out.mutable_error()->set_retryable(true);
+                overloaded(std::move(out));
+            }
+            break;
+        case client::Envelope::kSyncMessages:
+            if (!reader_.sync_messages(session.user_id(), env.sync_messages(), reply_later)) {
+                client::Envelope out;
+                out.mutable_error()->set_code(client::OVERLOADED);
+                out.mutable_error()->set_retryable(true);
+                overloaded(std::move(out));
+            }
+            break;
+        case client::Envelope::kTyping:
+            typing(link, session, env.typing().peer_user_id());
+            break;
+        default: {
+            client::Envelope out;
+            out.mutable_error()->set_code(client::UNKNOWN_BODY);
+            out.mutable_error()->set_message("this request type is not handled by the transfer");
+            respond(link_id, session, request_id, std::move(out));
+            break;
+        }
+    }
+}
+
+void TransferServer::typing(ConnectorLink& link, const internal::SessionRef& session, std::uint64_t peer) {
+    const auto conv = conversation_id(session.user_id(), peer);
+    if (conv == 0 || config_.typing_per_second == 0) return;
+    // Rate limit per (sender, peer): typing indicators are ephemeral, dropping one is fine.
+    const auto key = conv * 2 + (session.user_id() == conversation_high(conv) ? 1 : 0);
+    const auto now = net::steady_ms();
+    auto& last = typing_last_[key];
+    if (now - last < 1000 / static_cast<std::int64_t>(config_.typing_per_second)) return;
+    last = now;
+    if (typing_last_.size() > 100000) typing_last_.clear();
+    if (!directory_.online(peer)) return;  // dropped for offline peers
+    (void)link;
+    const auto sender = session.user_id();
+    reader_.pair_policy(sender, peer, [this, sender, peer, conv, alive = alive_](PairPolicy p) {
+        if (p.blocked || (config_.require_friendship && !p.friends)) return;
+        asio::post(io_, [this, sender, peer, conv, alive] {
+            if (!*alive) return;
+            client::Envelope env;
+            env.mutable_typing_event()->set_conversation_id(conv);
+            env.mutable_typing_event()->set_user_id(sender);
+            push({peer}, nullptr, env.SerializeAsString());
+        });
+    });
+}
+
+void TransferServer::respond(std::uint64_t link_id, const internal::SessionRef& session, std::uint64_t request_id,
+                             client::Envelope env) {
+    auto it = links_.find(link_id);
+    if (it == links_.end()) return;  // the connector is gone; the client will resend
+    env.set_request_id(request_id);
+    internal::LinkEnvelope out;
+    auto* r = out.mutable_client_response();
+    *r->mutable_session() = session;
+    *r->mutable_response() = std::move(env);
+    it->second->send(out);
+}
+
+void TransferServer::push(const std::vector<std::uint64_t>& users, const internal::SessionRef* except,
+                          const std::string& frame) {
+    // One Push per link, listing that link's users.
+    std::unordered_map<std::uint64_t, std::vector<std::uint64_t>> by_link;
+    for (auto user : users) {
+        directory_.for_each_link(user, [&](std::uint64_t link) { by_link[link].push_back(user); });
+    }
+    for (auto& [link_id, link_users] : by_link) {
+        auto it = links_.find(link_id);
+        if (it == links_.end()) continue;
+        internal::LinkEnvelope out;
+        auto* p = out.mutable_push();
+        for (auto u : link_users) p->add_user_ids(u);
+        if (except != nullptr) *p->mutable_except() = *except;
+        p->set_frame(frame);
+        it->second->send(out);
+        pushes_.Increment();
+    }
+}
+
+void TransferServer::post_result(BatchResult result) {
+    asio::post(io_, [this, alive = alive_, result = std::move(result)]() mutable {
+        if (*alive) deliver_result(result);
+    });
+}
+
+void TransferServer::deliver_result(BatchResult& result) {
+    for (auto& s : result.sends) {
+        if (s.deliver) {
+            // Every live session of the recipient and the sender's other sessions.
+            push({s.peer, s.session.user_id()}, &s.session, *s.deliver);
+        }
+        client::Envelope env;
+        *env.mutable_send_result() = std::move(s.result);
+        respond(s.link_id, s.session, s.request_id, std::move(env));
+    }
+    for (const auto& r : result.receipts) {
+        client::Envelope env;
+        auto* e = env.mutable_receipt_event();
+        e->set_conversation_id(r.conversation_id);
+        e->set_user_id(r.session.user_id());
+        e->set_kind(r.kind);
+        e->set_up_to_seq(r.up_to_seq);
+        push({r.peer, r.session.user_id()}, &r.session, env.SerializeAsString());
+    }
+}
+
+void TransferServer::apply_presence(const std::vector<PresenceChange>& changes) {
+    for (const auto& c : changes) {
+        if (c.online) online_.add(c.user);
+        else online_.remove(c.user);
+        // Presence is computed where friendships are known: fetch the friends, push to the live ones.
+        const auto user = c.user;
+        const bool online = c.online;
+        reader_.friends_of(user, [this, user, online, alive = alive_](std::vector<std::uint64_t> friends) {
+            asio::post(io_, [this, user, online, alive, friends = std::move(friends)] {
+                if (!*alive || friends.empty()) return;
+                if (directory_.online(user) != online) return;  // flapped meanwhile: the later change reports
+                client::Envelope env;
+                auto* p = env.mutable_presence();
+                p->set_user_id(user);
+                p->set_online(online);
+                p->set_changed_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count());
+                push(friends, nullptr, env.SerializeAsString());
+            });
+        });
+    }
+}
+
+}  // namespace im::transfer
