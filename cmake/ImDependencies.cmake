@@ -2,15 +2,16 @@
 # All come from Debian packages (scripts/install-deps.sh); nothing is downloaded.
 find_package(Threads REQUIRED)
 find_package(Protobuf 3.21 REQUIRED)
+# The client library (always built) needs Boost headers (Asio/Beast) and OpenSSL too.
+find_package(Boost 1.74 REQUIRED COMPONENTS system)
+find_package(OpenSSL REQUIRED)
 
 if(IM_BUILD_SERVERS OR IM_BUILD_TESTS)
-  find_package(Boost 1.74 REQUIRED COMPONENTS system)
   find_package(spdlog REQUIRED)
   find_package(fmt REQUIRED)
   find_package(yaml-cpp REQUIRED)
   find_package(nlohmann_json 3 REQUIRED)
   find_package(CLI11 REQUIRED)
-  find_package(OpenSSL REQUIRED)
   find_package(prometheus-cpp REQUIRED)
   find_package(PkgConfig REQUIRED)
   pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)

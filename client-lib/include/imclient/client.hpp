@@ -1,0 +1,120 @@
+#pragma once
+// imclient: the asynchronous C++ client of the IM cluster. An app uses it without knowing Asio.
+//
+// Threading: a Client owns one internal thread that runs all of its network I/O and state.
+// Every public method is thread-safe (it hands the work to that thread) and returns at once.
+// Every callback runs on that internal thread, one at a time: do not block in a callback (the
+// client cannot read, send or acknowledge anything meanwhile), do not wait on a future of this
+// client there, and do not destroy the Client from a callback (close() is fine).
+//
+// Guarantees (see docs/CLIENT.md): on_message fires at most once per (conversation, seq) within
+// a client lifetime and in seq order per conversation; the DELIVERED receipt and the cursor store
+// advance only after on_message returned; a message handed to send_*() is resent with the same
+// client_msg_id until the server answers it for good (on_sent or on_send_failed), across
+// reconnects, in the order it was sent within its conversation.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "imclient/cursor_store.hpp"
+#include "imclient/types.hpp"
+
+namespace imclient {
+
+struct Options {
+    std::string rest_url = "http://127.0.0.1:8080";  // im-rest, for login(); http or https
+    std::vector<std::string> connectors;        // "host:port"; non-empty overrides the login answer
+    std::string device_id;                      // stable per installation; empty: a random one
+    std::shared_ptr<CursorStore> cursor_store;  // default: a MemoryCursorStore
+    bool tls = false;                           // TLS to the connectors
+    std::string tls_ca_file;      // CA bundle (PEM) for connectors and https; empty: system CAs
+    std::string tls_server_name;  // SNI and certificate name; empty: the connector's host
+    std::chrono::milliseconds connect_timeout{5000};   // TCP + TLS handshake
+    std::chrono::milliseconds request_timeout{10000};  // a request (LoginResult, Send, sync)
+    std::chrono::milliseconds reconnect_min{100};
+    std::chrono::milliseconds reconnect_max{5000};
+    std::uint32_t sync_page = 200;  // messages per SyncMessages page
+    std::string client_version = "imclient/0.1";
+    // Bounds.
+    std::size_t max_outbox = 10000;   // unacknowledged messages; send_*() throws beyond
+    std::size_t max_in_flight = 256;  // Sends in flight per conversation
+    std::size_t max_buffered = 1024;  // out-of-order Delivers kept per conversation
+    std::uint32_t max_receive_frame_bytes =
+        8 * 1024 * 1024;                                   // a larger server frame drops the link
+    std::size_t max_write_queue_bytes = 16 * 1024 * 1024;  // unsent bytes before the link drops
+};
+
+class Client {
+  public:
+    using MessageHandler = std::function<void(const Message&)>;
+    using SentHandler = std::function<void(const SendAck&)>;
+    using SendFailedHandler = std::function<void(const SendFailure&)>;
+    using ReceiptHandler = std::function<void(std::uint64_t conversation_id, std::uint64_t user_id,
+                                              ReceiptKind kind, std::uint64_t up_to_seq)>;
+    using StateHandler = std::function<void(State state, const std::string& detail)>;
+    using TypingHandler = std::function<void(std::uint64_t conversation_id, std::uint64_t user_id)>;
+    using PresenceHandler = std::function<void(std::uint64_t user_id, bool online)>;
+
+    explicit Client(Options options);
+    // Closes the session and joins the internal thread. No callback runs once it started, but one
+    // may be running when it starts: keep what the callbacks use alive until it returns.
+    ~Client();
+    Client(const Client&) = delete;
+    Client& operator=(const Client&) = delete;
+
+    // Callbacks: set them before login(). A handler that throws is ignored (the event counts as
+    // handled).
+    void on_message(MessageHandler fn);
+    void on_sent(SentHandler fn);
+    void on_send_failed(SendFailedHandler fn);
+    void on_receipt(ReceiptHandler fn);
+    void on_state(StateHandler fn);
+    void on_typing(TypingHandler fn);
+    void on_presence(PresenceHandler fn);
+
+    // POST /v1/sessions to im-rest, then connect. The future holds the first LoginResult, or an
+    // Error: rest_error / auth_failed (401) / unreachable / closed / kicked.
+    std::future<LoginInfo> login(std::string username, std::string password);
+    // Connect with a token obtained elsewhere. user_id may be 0 (learned from LoginResult);
+    // connectors empty: Options::connectors.
+    std::future<LoginInfo> login_with_token(std::string token, std::uint64_t user_id = 0,
+                                            std::vector<std::string> connectors = {});
+
+    // Queue a message (also while offline). Returns its client_msg_id (32 hex chars). Throws
+    // Error{outbox_full} when Options::max_outbox messages are unacknowledged, Error
+    // {invalid_argument} for peer 0.
+    std::string send_text(std::uint64_t peer_user_id, std::string text);
+    std::string send_file(std::uint64_t peer_user_id, const FileRef& file);
+
+    // Receipt READ up to seq (stored, resent after every login).
+    void mark_read(std::uint64_t conversation_id, std::uint64_t seq);
+    // Typing indicator to peer (dropped while offline).
+    void typing(std::uint64_t peer_user_id);
+
+    // Every conversation of the user (SyncConversations from cursor 0, all pages).
+    std::future<std::vector<Conversation>> conversations();
+    // The page of messages just below before_seq (0: the newest page), ascending by seq. Does not
+    // fire on_message and does not move any watermark.
+    std::future<std::vector<Message>> history(std::uint64_t conversation_id,
+                                              std::uint64_t before_seq, std::uint32_t limit);
+
+    // Ends the session (state closed). Pending futures fail with Error{closed}; unacknowledged
+    // messages are abandoned (a later resend with the same client_msg_id would dedupe).
+    void close();
+
+    std::uint64_t user_id() const;
+    State state() const;
+    std::size_t pending_sends() const;  // unacknowledged messages in the outbox
+    const std::string& device_id() const;
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace imclient

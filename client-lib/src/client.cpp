@@ -1,0 +1,210 @@
+// The public facade: owns the io_context and its thread, posts every call to the Engine.
+
+#include "imclient/client.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include "engine.hpp"
+#include "random_id.hpp"
+
+namespace imclient {
+
+namespace asio = boost::asio;
+
+namespace {
+
+Options with_defaults(Options o) {
+    if (o.device_id.empty()) o.device_id = detail::random_device_id();
+    if (!o.cursor_store) o.cursor_store = std::make_shared<MemoryCursorStore>();
+    if (o.sync_page == 0) o.sync_page = 200;
+    if (o.max_outbox == 0) o.max_outbox = 1;
+    if (o.max_in_flight == 0) o.max_in_flight = 1;
+    if (o.max_buffered == 0) o.max_buffered = 1;
+    if (o.reconnect_min.count() <= 0) o.reconnect_min = std::chrono::milliseconds(1);
+    if (o.reconnect_max < o.reconnect_min) o.reconnect_max = o.reconnect_min;
+    return o;
+}
+
+}  // namespace
+
+struct Client::Impl {
+    explicit Impl(Options o)
+        : options(with_defaults(std::move(o))),
+          work(asio::make_work_guard(io)),
+          engine(std::make_unique<detail::Engine>(io, options, queued)) {
+        thread = std::thread([this] { io.run(); });
+    }
+
+    template <class F>
+    void post(F&& f) {
+        asio::post(io, std::forward<F>(f));
+    }
+
+    std::string enqueue(std::uint64_t peer, detail::OutMessage m) {
+        if (peer == 0 || peer > 0xffffffffULL) {
+            throw Error(ErrorCode::invalid_argument, "imclient: bad peer user id");
+        }
+        std::size_t n = queued.load();
+        do {
+            if (n >= options.max_outbox) {
+                throw Error(ErrorCode::outbox_full, "imclient: the outbox is full (" +
+                                                        std::to_string(options.max_outbox) +
+                                                        " unacknowledged messages)");
+            }
+        } while (!queued.compare_exchange_weak(n, n + 1));
+        m.peer = peer;
+        m.client_msg_id = detail::random_client_msg_id();
+        std::string id = detail::to_hex(m.client_msg_id);
+        post([e = engine.get(), m = std::move(m)]() mutable { e->send(std::move(m)); });
+        return id;
+    }
+
+    Options options;
+    asio::io_context io;  // declared before the engine: destroyed after it
+    asio::executor_work_guard<asio::io_context::executor_type> work;
+    std::atomic<std::size_t> queued{0};
+    std::unique_ptr<detail::Engine> engine;
+    std::thread thread;
+};
+
+Client::Client(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Client::~Client() {
+    if (std::this_thread::get_id() == impl_->thread.get_id()) {
+        std::fputs("imclient: a Client must not be destroyed from its own callback\n", stderr);
+        std::abort();
+    }
+    impl_->post([impl = impl_.get()] {
+        impl->engine->callbacks = detail::Callbacks{};  // no callback from a destructor
+        impl->engine->close("client destroyed");
+        impl->io.stop();  // whatever is still pending is destroyed, never run
+    });
+    impl_->work.reset();
+    impl_->thread.join();
+    impl_->engine.reset();
+}
+
+void Client::on_message(MessageHandler fn) {
+    impl_->post([e = impl_->engine.get(), fn = std::move(fn)]() mutable {
+        e->callbacks.message = std::move(fn);
+    });
+}
+void Client::on_sent(SentHandler fn) {
+    impl_->post([e = impl_->engine.get(), fn = std::move(fn)]() mutable {
+        e->callbacks.sent = std::move(fn);
+    });
+}
+void Client::on_send_failed(SendFailedHandler fn) {
+    impl_->post([e = impl_->engine.get(), fn = std::move(fn)]() mutable {
+        e->callbacks.send_failed = std::move(fn);
+    });
+}
+void Client::on_receipt(ReceiptHandler fn) {
+    impl_->post([e = impl_->engine.get(), fn = std::move(fn)]() mutable {
+        e->callbacks.receipt = std::move(fn);
+    });
+}
+void Client::on_state(StateHandler fn) {
+    impl_->post([e = impl_->engine.get(), fn = std::move(fn)]() mutable {
+        e->callbacks.state = std::move(fn);
+    });
+}
+void Client::on_typing(TypingHandler fn) {
+    impl_->post([e = impl_->engine.get(), fn = std::move(fn)]() mutable {
+        e->callbacks.typing = std::move(fn);
+    });
+}
+void Client::on_presence(PresenceHandler fn) {
+    impl_->post([e = impl_->engine.get(), fn = std::move(fn)]() mutable {
+        e->callbacks.presence = std::move(fn);
+    });
+}
+
+std::future<LoginInfo> Client::login(std::string username, std::string password) {
+    std::promise<LoginInfo> promise;
+    auto future = promise.get_future();
+    impl_->post([e = impl_->engine.get(), u = std::move(username), p = std::move(password),
+                 promise = std::move(promise)]() mutable {
+        e->login(std::move(u), std::move(p), std::move(promise));
+    });
+    return future;
+}
+
+std::future<LoginInfo> Client::login_with_token(std::string token, std::uint64_t user_id,
+                                                std::vector<std::string> connectors) {
+    std::promise<LoginInfo> promise;
+    auto future = promise.get_future();
+    impl_->post([e = impl_->engine.get(), t = std::move(token), user_id, c = std::move(connectors),
+                 promise = std::move(promise)]() mutable {
+        e->login_with_token(std::move(t), user_id, std::move(c), std::move(promise));
+    });
+    return future;
+}
+
+std::string Client::send_text(std::uint64_t peer_user_id, std::string text) {
+    detail::OutMessage m;
+    m.type = MessageType::text;
+    m.text = std::move(text);
+    return impl_->enqueue(peer_user_id, std::move(m));
+}
+
+std::string Client::send_file(std::uint64_t peer_user_id, const FileRef& file) {
+    detail::OutMessage m;
+    m.type = MessageType::file;
+    m.file = file;
+    return impl_->enqueue(peer_user_id, std::move(m));
+}
+
+void Client::mark_read(std::uint64_t conversation_id, std::uint64_t seq) {
+    impl_->post(
+        [e = impl_->engine.get(), conversation_id, seq] { e->mark_read(conversation_id, seq); });
+}
+
+void Client::typing(std::uint64_t peer_user_id) {
+    impl_->post([e = impl_->engine.get(), peer_user_id] { e->typing(peer_user_id); });
+}
+
+std::future<std::vector<Conversation>> Client::conversations() {
+    std::promise<std::vector<Conversation>> promise;
+    auto future = promise.get_future();
+    impl_->post([e = impl_->engine.get(), promise = std::move(promise)]() mutable {
+        e->conversations(std::move(promise));
+    });
+    return future;
+}
+
+std::future<std::vector<Message>> Client::history(std::uint64_t conversation_id,
+                                                  std::uint64_t before_seq, std::uint32_t limit) {
+    std::promise<std::vector<Message>> promise;
+    auto future = promise.get_future();
+    impl_->post([e = impl_->engine.get(), conversation_id, before_seq, limit,
+                 promise = std::move(promise)]() mutable {
+        e->history(conversation_id, before_seq, limit, std::move(promise));
+    });
+    return future;
+}
+
+void Client::close() {
+    impl_->post([e = impl_->engine.get()] { e->close("closed by the app"); });
+}
+
+std::uint64_t Client::user_id() const {
+    return impl_->engine->user_id();
+}
+State Client::state() const {
+    return impl_->engine->state();
+}
+std::size_t Client::pending_sends() const {
+    return impl_->queued.load();
+}
+const std::string& Client::device_id() const {
+    return impl_->options.device_id;
+}
+
+}  // namespace imclient

@@ -1,0 +1,97 @@
+// The app's requests that are not sends: receipts, typing, conversation list, history.
+
+#include <limits>
+
+#include "engine.hpp"
+
+namespace imclient::detail {
+
+// ---- app requests --------------------------------------------------------------------------
+
+void Engine::mark_read(std::uint64_t conversation_id, std::uint64_t seq) {
+    if (conversation_id == 0 || seq <= store_->read(conversation_id)) return;
+    store_->set_read(conversation_id, seq);
+    store_->flush();
+    if (phase_ != Phase::live) return;  // resent after the next login
+    Envelope env;
+    env.set_request_id(next_request_id());
+    auto* r = env.mutable_receipt();
+    r->set_conversation_id(conversation_id);
+    r->set_kind(im::client::READ);
+    r->set_up_to_seq(seq);
+    send_frame(env);
+}
+
+void Engine::typing(std::uint64_t peer) {
+    if (phase_ != Phase::live || peer == 0) return;
+    Envelope env;
+    env.set_request_id(next_request_id());
+    env.mutable_typing()->set_peer_user_id(peer);
+    send_frame(env);
+}
+
+void Engine::conversations(std::promise<std::vector<Conversation>> promise) {
+    auto job = std::make_shared<ConversationsJob>();
+    job->promise = std::move(promise);
+    conversations_page(std::move(job), 0);
+}
+
+void Engine::conversations_page(std::shared_ptr<ConversationsJob> job, std::uint64_t cursor) {
+    Request req;
+    req.frame.mutable_sync_conversations()->set_cursor(cursor);
+    req.deadline = Clock::now() + opts_.request_timeout;
+    req.survives_reconnect = true;
+    req.done = [this, job, cursor](const Envelope* r, ErrorCode code) {
+        if (r == nullptr || code != ErrorCode::none) {
+            job->promise.set_exception(std::make_exception_ptr(
+                Error(code, std::string("conversations: ") + to_string(code))));
+            return;
+        }
+        const auto& list = r->conversation_list();
+        for (const auto& c : list.conversations()) {
+            job->items.push_back(Conversation{c.conversation_id(), c.peer_user_id(), c.last_seq(),
+                                              c.my_delivered_seq(), c.my_read_seq(),
+                                              c.peer_delivered_seq(), c.peer_read_seq(), c.unread(),
+                                              c.updated_ms()});
+        }
+        if (list.has_more() && list.next_cursor() != cursor) {
+            conversations_page(job, list.next_cursor());
+        } else {
+            job->promise.set_value(std::move(job->items));
+        }
+    };
+    issue(std::move(req));
+}
+
+void Engine::history(std::uint64_t conversation_id, std::uint64_t before_seq, std::uint32_t limit,
+                     std::promise<std::vector<Message>> promise) {
+    auto shared = std::make_shared<std::promise<std::vector<Message>>>(std::move(promise));
+    Request req;
+    auto* s = req.frame.mutable_sync_messages();
+    s->set_conversation_id(conversation_id);
+    // before_seq 0 means the newest page; the wire uses 0 for "forward".
+    s->set_before_seq(before_seq != 0
+                          ? before_seq
+                          : static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
+    s->set_limit(limit);
+    req.deadline = Clock::now() + opts_.request_timeout;
+    req.survives_reconnect = true;
+    req.done = [this, shared](const Envelope* r, ErrorCode code) {
+        if (r != nullptr && r->message_page().code() != im::client::ERROR_NONE) {
+            code = static_cast<ErrorCode>(r->message_page().code());
+        }
+        if (r == nullptr || code != ErrorCode::none) {
+            shared->set_exception(
+                std::make_exception_ptr(Error(code, std::string("history: ") + to_string(code))));
+            return;
+        }
+        std::vector<Message> out;
+        out.reserve(static_cast<std::size_t>(r->message_page().messages_size()));
+        for (const auto& d : r->message_page().messages())
+            out.push_back(to_message(d));
+        shared->set_value(std::move(out));
+    };
+    issue(std::move(req));
+}
+
+}  // namespace imclient::detail

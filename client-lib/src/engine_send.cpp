@@ -1,0 +1,108 @@
+// The outbox on the wire: Send frames out, SendResult (and Error) answers in.
+
+#include "engine.hpp"
+#include "invoke.hpp"
+#include "random_id.hpp"
+
+namespace imclient::detail {
+
+namespace {
+
+// Final: nothing was stored and a resend would get the same answer.
+bool is_final(ErrorCode code) {
+    switch (code) {
+        case ErrorCode::forbidden:
+        case ErrorCode::blocked:
+        case ErrorCode::bad_request:
+        case ErrorCode::not_found:
+        case ErrorCode::frame_too_large:
+        case ErrorCode::unknown_body:
+        case ErrorCode::version_unsupported:
+            return true;
+        default:
+            return false;  // OUT_OF_ORDER, UNAVAILABLE, TIMEOUT, OVERLOADED, INTERNAL, ...
+    }
+}
+
+}  // namespace
+
+void Engine::send(OutMessage message) {
+    outbox_.add(std::move(message));
+    pump_outbox();
+}
+
+void Engine::pump_outbox() {
+    if (phase_ != Phase::live) return;
+    auto refused = outbox_.pump(Clock::now(), [this](const OutMessage& m, std::uint64_t acked) {
+        Envelope env;
+        const std::uint64_t rid = next_request_id();
+        env.set_request_id(rid);
+        auto* s = env.mutable_send();
+        s->set_peer_user_id(m.peer);
+        s->set_client_msg_id(m.client_msg_id);
+        s->set_stream_seq(m.stream_seq);
+        s->set_stream_acked(acked);
+        if (m.type == MessageType::file) {
+            s->set_type(im::client::FILE);
+            auto* f = s->mutable_file();
+            f->set_file_id(m.file.file_id);
+            f->set_name(m.file.name);
+            f->set_size(m.file.size);
+            f->set_sha256(m.file.sha256);
+            f->set_mime(m.file.mime);
+        } else {
+            s->set_type(im::client::TEXT);
+            s->set_text(m.text);
+        }
+        if (env.ByteSizeLong() > max_frame_bytes_) return std::uint64_t{0};
+        // A failing link restarts every stream at the next login anyway.
+        send_frame(env);
+        return rid;
+    });
+    for (const auto& m : refused) {
+        --queued_;
+        report_send_failure(m, ErrorCode::message_too_large,
+                            "the message exceeds the connector's max_frame_bytes (" +
+                                std::to_string(max_frame_bytes_) + ")");
+    }
+}
+
+void Engine::handle_send_result(const Envelope& frame) {
+    const auto& r = frame.send_result();
+    send_answered(r.client_msg_id(), frame.request_id(), static_cast<ErrorCode>(r.code()),
+                  r.retryable(), r.expected_stream_seq(), r.message(), &r);
+}
+
+void Engine::send_answered(const std::string& client_msg_id, std::uint64_t request_id,
+                           ErrorCode code, bool retryable, std::uint64_t expected_stream_seq,
+                           const std::string& detail, const im::client::SendResult* ok) {
+    (void)retryable;  // the code decides: the contract lists the final ones
+    if (code == ErrorCode::none && ok != nullptr) {
+        auto m = outbox_.finish(client_msg_id);
+        if (!m) return;  // a duplicate answer
+        --queued_;
+        const std::uint64_t conv =
+            ok->conversation_id() != 0 ? ok->conversation_id() : conversation_id(user_id_, m->peer);
+        // Our own message holds its seq: it counts toward the delivered watermark.
+        if (ok->seq() != 0) accept(conv, ok->seq(), std::nullopt);
+        invoke_app(callbacks.sent, SendAck{to_hex(client_msg_id), m->peer, conv, ok->msg_id(),
+                                           ok->seq(), ok->created_ms()});
+        return;
+    }
+    if (is_final(code)) {
+        auto m = outbox_.finish(client_msg_id);
+        if (!m) return;
+        --queued_;
+        report_send_failure(*m, code, detail);
+        return;
+    }
+    outbox_.retry(client_msg_id, request_id, code == ErrorCode::out_of_order, expected_stream_seq,
+                  Clock::now());
+}
+
+void Engine::report_send_failure(const OutMessage& m, ErrorCode code, const std::string& detail) {
+    invoke_app(callbacks.send_failed, SendFailure{to_hex(m.client_msg_id), m.peer,
+                                                  conversation_id(user_id_, m.peer), code, detail});
+}
+
+}  // namespace imclient::detail

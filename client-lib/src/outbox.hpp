@@ -1,0 +1,93 @@
+#pragma once
+// The send side of the delivery contract, as pure logic (no I/O): every unacknowledged message,
+// per conversation stream, in the order the app handed them over.
+//
+// A stream is (login epoch, peer). Its messages carry stream_seq 1, 2, 3... in order and every
+// Send carries stream_acked, the highest stream number that got a final answer. SENT and final
+// errors remove a message (the server consumed its number either way); a retryable answer to the
+// current attempt of a message makes the whole stream go again from its first unacknowledged
+// message, in order, with the same client_msg_ids and stream numbers: at once for OUT_OF_ORDER,
+// after a backoff otherwise. A new login epoch renumbers every stream from 1.
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "imclient/types.hpp"
+
+namespace imclient::detail {
+
+using Clock = std::chrono::steady_clock;
+
+struct OutMessage {
+    std::string client_msg_id;  // 16 raw bytes
+    std::uint64_t peer = 0;
+    MessageType type = MessageType::text;
+    std::string text;
+    FileRef file;
+    std::uint64_t stream_seq = 0;  // 0: not numbered in the current epoch yet
+    std::uint64_t request_id = 0;  // the attempt in flight; 0: none
+    Clock::time_point deadline{};
+};
+
+class Outbox {
+  public:
+    struct Config {
+        std::size_t max_in_flight = 256;  // per stream
+        std::chrono::milliseconds request_timeout{10000};
+        std::chrono::milliseconds retry_min{100};
+        std::chrono::milliseconds retry_max{5000};
+    };
+    // Puts one Send on the wire and returns its request id, or 0 to refuse the message for good
+    // (it is removed and handed back by pump()).
+    using Transmit = std::function<std::uint64_t(const OutMessage&, std::uint64_t stream_acked)>;
+
+    explicit Outbox(Config config) : config_(config) {}
+
+    void add(OutMessage m);
+    // A new login epoch: streams restart at 1; every message is sent again by pump().
+    void restart_streams();
+    // Sends what may go now (not waiting for a backoff, within the in-flight window), in order.
+    // Returns the messages transmit() refused.
+    std::vector<OutMessage> pump(Clock::time_point now, const Transmit& transmit);
+
+    // A final answer (SENT or a final error): removes and returns the message; nullopt for an
+    // answer to a message no longer queued (a late duplicate).
+    std::optional<OutMessage> finish(std::string_view client_msg_id);
+    // A retryable answer to attempt request_id of the message. Stale answers (an older attempt)
+    // are ignored; returns whether the stream was reset. expected_stream_seq (OUT_OF_ORDER): the
+    // number the server wants next; the unacknowledged run is renumbered from it when it differs.
+    bool retry(std::string_view client_msg_id, std::uint64_t request_id, bool out_of_order,
+               std::uint64_t expected_stream_seq, Clock::time_point now);
+    // Attempts past their deadline count as UNAVAILABLE.
+    void expire(Clock::time_point now);
+
+    bool contains(std::string_view client_msg_id) const;
+    std::optional<std::string> message_of_request(std::uint64_t request_id) const;
+    std::size_t size() const noexcept { return index_.size(); }
+    std::uint64_t stream_acked(std::uint64_t peer) const;
+
+  private:
+    struct Stream {
+        std::deque<OutMessage> queue;
+        std::uint64_t next = 1;   // the next stream number to hand out
+        std::uint64_t acked = 0;  // the highest number with a final answer
+        Clock::time_point retry_at{};
+        unsigned failures = 0;  // consecutive retryable answers
+    };
+
+    std::chrono::milliseconds backoff(unsigned failures) const;
+
+    Config config_;
+    std::map<std::uint64_t, Stream> streams_;               // by peer
+    std::unordered_map<std::string, std::uint64_t> index_;  // client_msg_id -> peer
+};
+
+}  // namespace imclient::detail
