@@ -6,12 +6,14 @@
 #include <spdlog/spdlog.h>
 
 #include <iostream>
+#include <memory>
 #include <thread>
 
 #include "http_server.hpp"
 #include "im/server/metrics.hpp"
 #include "im/server/migrations.hpp"
 #include "im/server/process.hpp"
+#include "push_worker.hpp"
 #include "rest_config.hpp"
 #include "rest_service.hpp"
 
@@ -39,6 +41,12 @@ int run(const im::rest::RestConfig& cfg) {
         },
         metrics);
     const auto port = server.start();
+    // The push consumer: its own threads and RabbitMQ connections, independent of the HTTP side.
+    std::unique_ptr<im::rest::PushWorker> push_worker;
+    if (cfg.push.enabled) {
+        push_worker = std::make_unique<im::rest::PushWorker>(cfg.mq, cfg.push, metrics);
+        push_worker->start();
+    }
     spdlog::info("im-rest listening on {}://{}:{} (auth mode {}, {} I/O threads, {} pool threads)",
                  cfg.http.tls_enabled ? "https" : "http", cfg.http.host, port, cfg.auth_mode, cfg.http.threads,
                  cfg.mysql.pool_size);
@@ -69,6 +77,7 @@ int run(const im::rest::RestConfig& cfg) {
     for (std::uint32_t i = 1; i < cfg.http.threads; ++i) threads.emplace_back([&io] { io.run(); });
     io.run();
     for (auto& t : threads) t.join();
+    if (push_worker) push_worker->stop();  // unacknowledged events go back to the queue
     service.shutdown();
     spdlog::info("im-rest: stopped");
     return 0;

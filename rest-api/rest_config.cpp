@@ -18,11 +18,16 @@ RestConfig load_rest_config(const config::ConfigSource& source, std::string* des
     bind(b, c.ldap);
     bind(b, c.external);
     bind(b, c.rate_limit);
+    mq::bind(b, c.mq);
+    bind(b, c.push);
     b.bind("connectors", c.connectors);
     b.bind("pool_queue", c.pool_queue, 1, 1'000'000);
+    b.bind_duration("gateway.timeout", c.gateway_timeout, std::chrono::milliseconds(100), std::chrono::minutes(1));
     b.bind_duration("shutdown_grace", c.shutdown_grace, std::chrono::milliseconds(0), std::chrono::minutes(10));
     b.require(c.auth_mode != "external" || !c.external.url.empty(), "auth.external.url",
               "required when auth.mode is external");
+    b.require(!c.push.enabled || !c.push.webhook_url.empty(), "push.webhook_url",
+              "required when push.enabled is true");
     b.require(c.tokens.refresh_after < c.tokens.ttl, "auth.token_refresh_after", "must be below auth.token_ttl");
     b.finish();
     if (description != nullptr) *description = b.describe();

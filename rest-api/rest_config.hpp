@@ -10,10 +10,12 @@
 #include "auth.hpp"
 #include "http_server.hpp"
 #include "im/server/logging.hpp"
+#include "im/server/mq.hpp"
 #include "im/server/mysql.hpp"
 #include "im/server/redis.hpp"
 #include "im/server/tokens.hpp"
 #include "passwords.hpp"
+#include "push_worker.hpp"
 #include "rate_limiter.hpp"
 
 namespace im::config {
@@ -34,8 +36,11 @@ struct RestConfig {
     LdapConfig ldap;
     ExternalAuthConfig external;
     RateLimitConfig rate_limit;
+    mq::MqConfig mq;       // RabbitMQ, for the push worker
+    PushWorkerConfig push;  // the push worker (off unless push.enabled)
     // Answered in the login response while no live connector is registered in Redis.
     std::vector<std::string> connectors{"127.0.0.1:9000", "127.0.0.1:9001"};
+    std::chrono::milliseconds gateway_timeout{3000};  // links to transfers (read watermarks)
     std::uint32_t pool_queue = 2048;  // requests waiting for a pool thread before 503
     std::chrono::milliseconds shutdown_grace{10000};
 };

@@ -15,7 +15,8 @@ Backend::Backend(const RestConfig& c)
     : db(c.mysql),
       redis(c.redis),
       tokens(db, &redis, c.tokens, c.redis.key_prefix),
-      limiter(redis, c.rate_limit, c.redis.key_prefix) {}
+      limiter(redis, c.rate_limit, c.redis.key_prefix),
+      status(redis, c.redis.key_prefix) {}
 
 nlohmann::json RequestContext::json_body() const {
     const auto* ct = req.header("content-type");
@@ -42,6 +43,7 @@ RestService::RestService(const RestConfig& config, Metrics& metrics)
     : config_(config),
       metrics_(metrics),
       hasher_(config.hash),
+      gateway_(config.gateway_timeout),
       pool_("rest-pool", config.mysql.pool_size, config.pool_queue),
       overloaded_(metrics.counter("im_rest_overloaded_total", "Requests refused with 503 because the pool queue was full.")) {
     if (config.auth_mode == "ldap") ldap_.emplace(config.ldap);
@@ -49,6 +51,7 @@ RestService::RestService(const RestConfig& config, Metrics& metrics)
     for (std::uint32_t i = 0; i < config.mysql.pool_size; ++i) backends_.push_back(std::make_unique<Backend>(config));
     add_account_routes(router_);
     add_social_routes(router_);
+    add_conversation_routes(router_);
 }
 
 RestService::~RestService() { shutdown(); }

@@ -14,10 +14,12 @@
 #include "im/server/metrics.hpp"
 #include "im/server/thread_pool.hpp"
 #include "im/server/tokens.hpp"
+#include "im/user_status/user_status.hpp"
 #include "passwords.hpp"
 #include "rate_limiter.hpp"
 #include "rest_config.hpp"
 #include "router.hpp"
+#include "transfer_gateway.hpp"
 
 namespace im {
 class Metrics;
@@ -32,6 +34,7 @@ struct Backend {
     redis::RedisConnection redis;
     tokens::TokenStore tokens;
     RateLimiter limiter;
+    user_status::UserStatus status;  // presence, live connectors, kicks
 };
 
 struct Principal {
@@ -65,6 +68,7 @@ struct RouteSpec {
 // Route tables, defined next to their handlers.
 void add_account_routes(Router<RouteSpec>& r);
 void add_social_routes(Router<RouteSpec>& r);
+void add_conversation_routes(Router<RouteSpec>& r);
 
 class RestService {
 public:
@@ -80,6 +84,7 @@ public:
     const PasswordHasher& hasher() const { return hasher_; }
     const LdapAuthenticator* ldap() const { return ldap_ ? &*ldap_ : nullptr; }
     const ExternalAuthenticator* external() const { return external_ ? &*external_ : nullptr; }
+    const TransferGateway& gateway() const { return gateway_; }
     Metrics& metrics() { return metrics_; }
 
     // Login outcome counters, by mode and result.
@@ -95,6 +100,7 @@ private:
     PasswordHasher hasher_;
     std::optional<LdapAuthenticator> ldap_;
     std::optional<ExternalAuthenticator> external_;
+    TransferGateway gateway_;
     Router<RouteSpec> router_;
     std::vector<std::unique_ptr<Backend>> backends_;
     ThreadPool pool_;

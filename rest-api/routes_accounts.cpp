@@ -5,6 +5,7 @@
 
 #include "accounts.hpp"
 #include "im/server/mysql.hpp"
+#include "im/server/redis.hpp"
 #include "rest_service.hpp"
 #include "validation.hpp"
 
@@ -15,6 +16,33 @@ User must_find(RequestContext& ctx, std::uint64_t id) {
     auto u = valid_user_id(id) ? accounts::by_id(ctx.be.db, id) : std::nullopt;
     if (!u) throw ApiError(404, "user_not_found", "no such user");
     return *u;
+}
+
+// Where clients open the chat connection: the live connectors registered in Redis, least loaded
+// first; the configured list while none is registered or Redis cannot be asked.
+nlohmann::json connector_addresses(RequestContext& ctx) {
+    std::vector<std::string> live;
+    try {
+        for (const auto& c : ctx.be.status.live_connectors()) {
+            if (!c.address.empty()) live.push_back(c.address);
+        }
+    } catch (const redis::RedisError& e) {
+        spdlog::warn("login: cannot list live connectors, answering the configured ones: {}", e.what());
+    }
+    return live.empty() ? nlohmann::json(ctx.svc.config().connectors) : nlohmann::json(live);
+}
+
+// Asks the connectors to close a revoked session's live connection. Called after the revocation
+// is committed; best effort: the token is revoked in MySQL anyway and connectors re-check tokens,
+// so a Redis failure only delays the disconnect and never fails the request. False on failure.
+bool kick(RequestContext& ctx, std::uint64_t user, std::uint64_t session) {
+    try {
+        ctx.be.status.publish_kick({user, session, "logged_out"});
+        return true;
+    } catch (const redis::RedisError& e) {
+        spdlog::warn("user {}: kick of session {} not published: {}", user, session, e.what());
+        return false;
+    }
 }
 
 void rate_limit(RequestContext& ctx, const std::string& bucket, std::uint32_t limit) {
@@ -124,12 +152,13 @@ HttpResponse login(RequestContext& ctx) {
                                     {"session_id", issued.info.session_id},
                                     {"expires_at", iso8601(issued.info.expires_ms)},
                                     {"user", user_json(user)},
-                                    {"connectors", cfg.connectors}});
+                                    {"connectors", connector_addresses(ctx)}});
 }
 
 // DELETE /v1/sessions/current
 HttpResponse logout(RequestContext& ctx) {
-    ctx.be.tokens.revoke(ctx.me(), ctx.who->session.session_id);
+    // Revoked already (a concurrent request): that one kicked.
+    if (ctx.be.tokens.revoke(ctx.me(), ctx.who->session.session_id)) kick(ctx, ctx.me(), ctx.who->session.session_id);
     spdlog::info("user {} logged out (session {})", ctx.me(), ctx.who->session.session_id);
     return HttpResponse::no_content();
 }
@@ -154,6 +183,7 @@ HttpResponse list_sessions(RequestContext& ctx) {
 HttpResponse revoke_session(RequestContext& ctx) {
     const auto id = ctx.path_id("id");
     if (!ctx.be.tokens.revoke(ctx.me(), id)) throw ApiError(404, "session_not_found", "no such session");
+    kick(ctx, ctx.me(), id);
     spdlog::info("user {} revoked session {}", ctx.me(), id);
     return HttpResponse::no_content();
 }
@@ -193,6 +223,9 @@ HttpResponse change_password(RequestContext& ctx) {
     }
     accounts::set_password_hash(ctx.be.db, user.id, ctx.svc.hasher().hash(new_pw));
     const auto revoked = ctx.be.tokens.revoke_all_except(user.id, ctx.who->session.session_id);
+    for (const auto& s : revoked) {
+        if (!kick(ctx, user.id, s.session_id)) break;  // Redis is down: do not wait for it N times
+    }
     spdlog::info("user {} changed the password; {} other session(s) revoked", user.id, revoked.size());
     return HttpResponse::json(200, {{"revoked_sessions", revoked.size()}});
 }

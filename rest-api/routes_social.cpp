@@ -16,6 +16,7 @@
 
 #include "accounts.hpp"
 #include "im/server/mysql.hpp"
+#include "im/server/redis.hpp"
 #include "rest_service.hpp"
 #include "validation.hpp"
 
@@ -92,6 +93,16 @@ bool delete_friendship(Db& db, std::uint64_t a, std::uint64_t b) {
     st.setUInt64(3, b);
     st.setUInt64(4, a);
     return st.executeUpdate() > 0;
+}
+
+// Tells the transfers that the policy between a and b changed (they cache it briefly). A lost
+// message only delays the change by the cache TTL.
+void announce_social_change(RequestContext& ctx, std::uint64_t a, std::uint64_t b) {
+    try {
+        ctx.be.status.publish_social_change(a, b);
+    } catch (const std::exception& e) {
+        spdlog::warn("social change {} <-> {} not announced: {}", a, b, e.what());
+    }
 }
 
 User must_find_user(Db& db, std::uint64_t id) {
@@ -193,6 +204,7 @@ HttpResponse accept_request(RequestContext& ctx) {
     });
     r.status = "accepted";
     spdlog::info("friend request {} accepted: {} <-> {}", id, r.from, me);
+    announce_social_change(ctx, r.from, me);
     return HttpResponse::json(200, request_json(db, r));
 }
 
@@ -213,13 +225,39 @@ HttpResponse decline_request(RequestContext& ctx) { return close_request(ctx, tr
 // POST /v1/friends/requests/{id}/cancel
 HttpResponse cancel_request(RequestContext& ctx) { return close_request(ctx, false, "canceled"); }
 
-// GET /v1/friends
+// GET /v1/friends: with each friend's presence, asked from Redis in one round trip.
 HttpResponse list_friends(RequestContext& ctx) {
     auto& st = ctx.be.db.prepare(
         "SELECT u.id, u.username, u.display_name, f.created_at FROM friendships f JOIN users u ON u.id = f.friend_id "
         "WHERE f.user_id = ? ORDER BY u.username LIMIT 5000");
     st.setUInt64(1, ctx.me());
-    return HttpResponse::json(200, {{"friends", users_since(st)}});
+    auto friends = users_since(st);
+    std::vector<std::uint64_t> ids;
+    ids.reserve(friends.size());
+    for (const auto& f : friends) ids.push_back(f["id"].get<std::uint64_t>());
+    std::vector<bool> online(ids.size(), false);
+    try {
+        online = ctx.be.status.presence_many(ids);
+    } catch (const redis::RedisError& e) {
+        // The list itself is MySQL's; presence is only a hint: everyone shows offline meanwhile.
+        spdlog::warn("GET /v1/friends: presence unavailable, reporting offline: {}", e.what());
+    }
+    for (std::size_t i = 0; i < friends.size(); ++i) friends[i]["online"] = static_cast<bool>(online[i]);
+    return HttpResponse::json(200, {{"friends", friends}});
+}
+
+// GET /v1/users/{id}/presence: for yourself or a friend ("me" works as the id too). Unlike the
+// friend list, a Redis failure answers 503: presence lives only there.
+HttpResponse user_presence(RequestContext& ctx) {
+    const auto it = ctx.params.find("id");
+    const auto me = ctx.me();
+    const auto user = (it != ctx.params.end() && it->second == "me") ? me : ctx.path_id("id");
+    if (user != me) {
+        auto& db = ctx.be.db;
+        if (!valid_user_id(user) || !accounts::by_id(db, user)) throw ApiError(404, "user_not_found", "no such user");
+        if (!are_friends(db, me, user)) throw ApiError(403, "not_friends", "presence is shown to friends only");
+    }
+    return HttpResponse::json(200, {{"user_id", user}, {"online", ctx.be.status.presence(user)}});
 }
 
 // DELETE /v1/friends/{user_id}
@@ -229,6 +267,7 @@ HttpResponse remove_friend(RequestContext& ctx) {
     auto& db = ctx.be.db;
     if (!delete_friendship(db, me, other)) throw ApiError(404, "not_friends", "this user is not your friend");
     spdlog::info("friendship {} <-> {} removed", me, other);
+    announce_social_change(ctx, me, other);
     return HttpResponse::no_content();
 }
 
@@ -253,6 +292,7 @@ HttpResponse block_user(RequestContext& ctx) {
         close.executeUpdate();
     });
     spdlog::info("user {} blocked {}", me, other);
+    announce_social_change(ctx, me, other);
     return HttpResponse::json(201, {{"user_id", other}});
 }
 
@@ -263,6 +303,7 @@ HttpResponse unblock_user(RequestContext& ctx) {
     st.setUInt64(1, ctx.me());
     st.setUInt64(2, other);
     if (st.executeUpdate() == 0) throw ApiError(404, "not_blocked", "this user is not blocked");
+    announce_social_change(ctx, ctx.me(), other);
     return HttpResponse::no_content();
 }
 
@@ -284,6 +325,7 @@ void add_social_routes(Router<RouteSpec>& r) {
     r.add("POST", "/v1/friends/requests/{id}/decline", {decline_request, true});
     r.add("POST", "/v1/friends/requests/{id}/cancel", {cancel_request, true});
     r.add("GET", "/v1/friends", {list_friends, true});
+    r.add("GET", "/v1/users/{id}/presence", {user_presence, true});
     r.add("DELETE", "/v1/friends/{user_id}", {remove_friend, true});
     r.add("POST", "/v1/blocks", {block_user, true});
     r.add("DELETE", "/v1/blocks/{user_id}", {unblock_user, true});

@@ -1,13 +1,22 @@
-# The im-* processes of the local cluster (sourced by up, down and status).
-# Each process: name, binary, config file, port to wait for, health URL.
-# Later issues add im-transfer and the im-connector replicas here.
+# The im-* processes of the local cluster (sourced by up, down and status), in start order:
+# im-rest first (it applies the schema migrations), then im-transfer, then the connectors.
 
 IM_CLUSTER_DIR="${IM_CLUSTER_DIR:-$IM_ROOT/run/cluster}"
 IM_REST_PORT="${IM_REST_PORT:-8080}"
+IM_TRANSFER_PORT="${IM_TRANSFER_PORT:-9100}"
+IM_TRANSFER_ADMIN_PORT="${IM_TRANSFER_ADMIN_PORT:-9190}"
+IM_CONNECTOR_PORTS="${IM_CONNECTOR_PORTS:-9000 9001}"   # one replica per port
+IM_CONNECTOR_ADMIN_BASE="${IM_CONNECTOR_ADMIN_BASE:-9090}"  # admin port of replica i: base + i
 
-# name|binary|args|port|health path
+# name|binary|args|client port|health port|health path
 im_cluster_processes() {
-  echo "im-rest|im-rest|--config $IM_ROOT/scripts/cluster/im-rest.yaml --set http.port=$IM_REST_PORT|$IM_REST_PORT|/healthz"
+  local cfg="$IM_ROOT/scripts/cluster" i=0 p
+  echo "im-rest|im-rest|--config $cfg/im-rest.yaml --set http.port=$IM_REST_PORT|$IM_REST_PORT|$IM_REST_PORT|/healthz"
+  echo "im-transfer|im-transfer|--config $cfg/im-transfer.yaml --set transfer.port=$IM_TRANSFER_PORT --set admin.port=$IM_TRANSFER_ADMIN_PORT|$IM_TRANSFER_PORT|$IM_TRANSFER_ADMIN_PORT|/healthz"
+  for p in $IM_CONNECTOR_PORTS; do
+    echo "im-connector-$i|im-connector|--config $cfg/im-connector.yaml --set connector.port=$p --set admin.port=$((IM_CONNECTOR_ADMIN_BASE + i)) --set connector.id=connector-$i|$p|$((IM_CONNECTOR_ADMIN_BASE + i))|/readyz"
+    i=$((i + 1))
+  done
 }
 
 im_pid_alive() {  # a pid that exists and is not a zombie

@@ -1,13 +1,19 @@
 // im-rest accounts and sessions against real MariaDB and Redis: registration, login, tokens
-// (logout, expiry, revocation, Redis data loss), profile lookups, password change, devices.
+// (logout, expiry, revocation, Redis data loss), profile lookups, password change, devices, the
+// connectors answered at login (live ones from Redis first) and the kicks published on revocation.
 #include <gtest/gtest.h>
 
 #include <cppconn/prepared_statement.h>
 #include <cppconn/resultset.h>
 
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "im/server/mysql.hpp"
+#include "im/server/redis.hpp"
+#include "im/user_status/user_status.hpp"
 #include "rest_fixture.hpp"
 
 namespace im::test {
@@ -25,6 +31,22 @@ protected:
         delete db_;
     }
     void SetUp() override { http_ = rest_->client(); }
+
+    static redis::RedisConfig redis_config() {
+        redis::RedisConfig c;
+        c.port = TestEnv::get().redis_port;
+        c.key_prefix = prefix_;
+        return c;
+    }
+    // Logs in on `device`; returns {token, session id}.
+    std::pair<std::string, std::uint64_t> login(const TestUser& u, const std::string& device,
+                                                const std::string& password = {}) {
+        auto r = http_->post("/v1/sessions", {{"username", u.username},
+                                              {"password", password.empty() ? u.password : password},
+                                              {"device_id", device}});
+        EXPECT_EQ(r.status, 201) << r.body;
+        return {r.json().value("token", std::string()), r.json().value("session_id", std::uint64_t{0})};
+    }
 
     static std::string fresh(const std::string& base) { return base + unique_suffix().substr(0, 6); }
 
@@ -291,6 +313,104 @@ TEST_F(RestAccounts, LoginRateLimitedPerAddress) {
         else EXPECT_EQ(r.status, 401);
     }
     EXPECT_EQ(limited_count, 2);
+}
+
+TEST_F(RestAccounts, LoginAnswersLiveConnectorsLeastLoadedFirst) {
+    auto u = register_and_login(*http_, fresh("conn"));
+    const auto connectors = [&] {
+        auto r = http_->post("/v1/sessions", {{"username", u.username}, {"password", u.password}, {"device_id", "d"}});
+        EXPECT_EQ(r.status, 201) << r.body;
+        return r.json()["connectors"].get<std::vector<std::string>>();
+    };
+    // None registered: the configured list.
+    const std::vector<std::string> configured{"127.0.0.1:9000", "127.0.0.1:9001"};
+    EXPECT_EQ(connectors(), configured);
+
+    redis::RedisConnection conn(redis_config());
+    user_status::UserStatus us(conn, prefix_);
+    const auto busy = "busy-" + unique_suffix(), idle = "idle-" + unique_suffix(), dying = "dying-" + unique_suffix();
+    us.connector_heartbeat({busy, 1, "10.0.0.1:7001", 50, 0}, std::chrono::seconds(30));
+    us.connector_heartbeat({idle, 1, "10.0.0.2:7002", 3, 0}, std::chrono::seconds(30));
+    us.connector_heartbeat({dying, 1, "10.0.0.3:7003", 0, 0}, std::chrono::milliseconds(300));
+    EXPECT_EQ(connectors(), (std::vector<std::string>{"10.0.0.3:7003", "10.0.0.2:7002", "10.0.0.1:7001"}));
+    std::this_thread::sleep_for(std::chrono::milliseconds(450));  // `dying` stops beating
+    EXPECT_EQ(connectors(), (std::vector<std::string>{"10.0.0.2:7002", "10.0.0.1:7001"}));
+
+    // The load changes: the order follows.
+    us.connector_heartbeat({busy, 1, "10.0.0.1:7001", 0, 0}, std::chrono::seconds(30));
+    EXPECT_EQ(connectors(), (std::vector<std::string>{"10.0.0.1:7001", "10.0.0.2:7002"}));
+
+    us.connector_gone(busy);
+    us.connector_gone(idle);
+    EXPECT_EQ(connectors(), configured);
+}
+
+// Logout, revoking a device and a password change each publish a kick for every revoked session
+// (what the connectors subscribe to), after the revocation; the kept session is not kicked.
+TEST_F(RestAccounts, RevocationsPublishKicks) {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<user_status::KickRequest> kicks;
+    user_status::KickSubscriber sub(redis_config(), [&](const user_status::KickRequest& k) {
+        std::lock_guard lock(mu);
+        kicks.push_back(k);
+        cv.notify_all();
+    });
+    sub.start();
+    for (int i = 0; i < 500 && !sub.connected(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(sub.connected());
+    const auto kicked = [&](std::uint64_t session) {
+        std::unique_lock lock(mu);
+        return cv.wait_for(lock, std::chrono::seconds(10), [&] {
+            return std::any_of(kicks.begin(), kicks.end(), [&](const auto& k) { return k.session_id == session; });
+        });
+    };
+
+    auto u = register_and_login(*http_, fresh("kick"), "first");
+    const auto [phone_token, phone] = login(u, "phone");
+    const auto [laptop_token, laptop] = login(u, "laptop");
+    const auto [tablet_token, tablet] = login(u, "tablet");
+    const auto [watch_token, watch] = login(u, "watch");
+
+    ASSERT_EQ(http_->del("/v1/sessions/current", phone_token).status, 204);
+    ASSERT_TRUE(kicked(phone)) << "logout kicks the session";
+    expect_error(http_->get("/v1/users/me", phone_token), 401, "unauthenticated");  // revoked before the kick
+
+    ASSERT_EQ(http_->del("/v1/sessions/" + std::to_string(laptop), tablet_token).status, 204);
+    ASSERT_TRUE(kicked(laptop)) << "revoking a device kicks it";
+
+    auto pw = http_->post("/v1/users/me/password", {{"old", u.password}, {"new", "another-password-1"}}, tablet_token);
+    ASSERT_EQ(pw.status, 200) << pw.body;
+    EXPECT_EQ(pw.json()["revoked_sessions"], 2);  // "first" and the watch
+    ASSERT_TRUE(kicked(watch)) << "a password change kicks every other session";
+
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::lock_guard lock(mu);
+    for (const auto& k : kicks) {
+        EXPECT_EQ(k.user_id, u.id);
+        EXPECT_EQ(k.reason, "logged_out");
+        EXPECT_EQ(k.login_epoch, 0u) << "every connection of the session";
+        EXPECT_NE(k.session_id, tablet) << "the session that changed the password stays";
+        EXPECT_NE(k.session_id, 0u) << "never every session of the user";
+    }
+    EXPECT_EQ(kicks.size(), 4u);  // phone, laptop, first, watch
+}
+
+// Redis down: logout still works (the token is revoked in MySQL), and login falls back to the
+// configured connectors.
+TEST_F(RestAccounts, RedisDownDoesNotFailLogoutOrLogin) {
+    TestDatabase db;
+    const auto dead_redis = pick_free_port();
+    RestServer rest(db, "im:t" + unique_suffix() + ":", {{"redis.port=" + std::to_string(dead_redis)}, "rest-noredis"});
+    auto http = rest.client();
+    const auto name = fresh("nored");
+    ASSERT_EQ(http->post("/v1/users", {{"username", name}, {"password", "password123"}}).status, 201);
+    auto r = http->post("/v1/sessions", {{"username", name}, {"password", "password123"}, {"device_id", "d"}});
+    ASSERT_EQ(r.status, 201) << r.body;
+    EXPECT_EQ(r.json()["connectors"], (nlohmann::json{"127.0.0.1:9000", "127.0.0.1:9001"}));
+    const auto token = r.json()["token"].get<std::string>();
+    EXPECT_EQ(http->del("/v1/sessions/current", token).status, 204);
+    expect_error(http->get("/v1/users/me", token), 401, "unauthenticated");
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // im-rest friends and blocks against real MariaDB and Redis: the friend request state machine
 // (send, accept, decline, cancel, crossing requests), friend removal, blocks and their effects,
-// message round-trips, authentication of every endpoint, and the state machine under concurrency.
+// message round-trips, authentication of every endpoint, presence (the friend list's online flag
+// and GET /v1/users/{id}/presence, from sessions registered in Redis as a connector would), and
+// the state machine under concurrency.
 #include <gtest/gtest.h>
 
 #include <cppconn/prepared_statement.h>
@@ -14,6 +16,8 @@
 #include <vector>
 
 #include "im/server/mysql.hpp"
+#include "im/server/redis.hpp"
+#include "im/user_status/user_status.hpp"
 #include "rest_fixture.hpp"
 
 namespace im::test {
@@ -465,6 +469,7 @@ TEST_F(RestSocial, EveryEndpointNeedsAToken) {
         {"POST", "/v1/blocks", true},
         {"DELETE", "/v1/blocks/" + bid, false},
         {"GET", "/v1/blocks", false},
+        {"GET", "/v1/users/" + bid + "/presence", false},
     };
     const std::string body = nlohmann::json{{"to_user_id", b.id}, {"user_id", b.id}}.dump();
     for (const auto& c : calls) {
@@ -481,6 +486,109 @@ TEST_F(RestSocial, EveryEndpointNeedsAToken) {
     EXPECT_EQ(request_status(id), "pending");
     EXPECT_TRUE(blocks_of(a).empty());
     EXPECT_TRUE(friends_of(a).empty());
+}
+
+// The online flag of each friend: false until a session is registered in Redis on a live connector
+// (what im-connector does at login), false again when that connector is gone.
+TEST_F(RestSocial, FriendListShowsWhoIsOnline) {
+    auto a = user("oa");
+    auto b = user("ob");
+    auto c = user("oc");
+    make_friends(a, b);
+    make_friends(a, c);
+    const auto online_of = [&](const TestUser& u) {
+        std::map<std::uint64_t, bool> out;
+        auto r = http_->get("/v1/friends", u.token);
+        EXPECT_EQ(r.status, 200) << r.body;
+        const auto list = r.json()["friends"];
+        for (const auto& f : list) {
+            EXPECT_TRUE(f["online"].is_boolean()) << f.dump();
+            out[f["id"].get<std::uint64_t>()] = f.value("online", true);
+        }
+        return out;
+    };
+    EXPECT_EQ(online_of(a), (std::map<std::uint64_t, bool>{{b.id, false}, {c.id, false}}));
+
+    redis::RedisConfig rc;
+    rc.port = TestEnv::get().redis_port;
+    redis::RedisConnection conn(rc);
+    user_status::UserStatus us(conn, prefix_);
+    const std::string connector = "conn-" + unique_suffix();
+    us.connector_heartbeat({connector, 1, "127.0.0.1:9000", 1, 0}, std::chrono::seconds(30));
+    us.online(b.id, {"phone", connector, 1, 1, 1});
+    EXPECT_EQ(online_of(a), (std::map<std::uint64_t, bool>{{b.id, true}, {c.id, false}}));
+    EXPECT_EQ(online_of(b), (std::map<std::uint64_t, bool>{{a.id, false}}));
+
+    // A session of a previous life of the connector (another epoch) does not count.
+    us.online(c.id, {"phone", connector, 0, 1, 1});
+    EXPECT_EQ(online_of(a), (std::map<std::uint64_t, bool>{{b.id, true}, {c.id, false}}));
+
+    us.connector_gone(connector);
+    EXPECT_EQ(online_of(a), (std::map<std::uint64_t, bool>{{b.id, false}, {c.id, false}}));
+}
+
+TEST_F(RestSocial, PresenceOfSelfAndFriendsOnly) {
+    auto a = user("pa");
+    auto b = user("pb");
+    auto stranger = user("ps");
+    make_friends(a, b);
+    const auto presence = [&](const TestUser& who, const std::string& id) {
+        return http_->get("/v1/users/" + id + "/presence", who.token);
+    };
+
+    auto self = presence(a, std::to_string(a.id));
+    ASSERT_EQ(self.status, 200) << self.body;
+    EXPECT_EQ(self.json(), (nlohmann::json{{"user_id", a.id}, {"online", false}}));
+    auto me = presence(a, "me");
+    ASSERT_EQ(me.status, 200) << me.body;
+    EXPECT_EQ(me.json()["user_id"], a.id);
+    auto friend_ = presence(a, std::to_string(b.id));
+    ASSERT_EQ(friend_.status, 200) << friend_.body;
+    EXPECT_EQ(friend_.json(), (nlohmann::json{{"user_id", b.id}, {"online", false}}));
+
+    expect_error(presence(a, std::to_string(stranger.id)), 403, "not_friends");
+    expect_error(presence(stranger, std::to_string(a.id)), 403, "not_friends");
+    expect_error(presence(a, "2000000000"), 404, "user_not_found");
+    expect_error(presence(a, "abc"), 404, "not_found");
+
+    redis::RedisConfig rc;
+    rc.port = TestEnv::get().redis_port;
+    redis::RedisConnection conn(rc);
+    user_status::UserStatus us(conn, prefix_);
+    const std::string connector = "conn-" + unique_suffix();
+    us.connector_heartbeat({connector, 7, "127.0.0.1:9000", 1, 0}, std::chrono::seconds(30));
+    us.online(b.id, {"laptop", connector, 7, 1, 1});
+    EXPECT_EQ(presence(a, std::to_string(b.id)).json()["online"], true);
+    EXPECT_EQ(presence(b, "me").json()["online"], true);
+    EXPECT_TRUE(us.offline(b.id, "laptop", 1));
+    EXPECT_EQ(presence(a, std::to_string(b.id)).json()["online"], false);
+
+    // Unfriended: no longer visible.
+    ASSERT_EQ(http_->del("/v1/friends/" + std::to_string(b.id), a.token).status, 204);
+    expect_error(presence(a, std::to_string(b.id)), 403, "not_friends");
+}
+
+// Redis down: the friend list still answers, everyone offline (presence is only a hint there);
+// the presence endpoint, which is about presence alone, answers 503.
+TEST_F(RestSocial, RedisDownFriendsShowOfflinePresenceIsUnavailable) {
+    TestDatabase db;
+    RestServer rest(db, "im:t" + unique_suffix() + ":",
+                    {{"redis.port=" + std::to_string(pick_free_port())}, "rest-social-noredis"});
+    auto http = rest.client();
+    auto a = register_and_login(*http, fresh("na"));
+    auto b = register_and_login(*http, fresh("nb"));
+    auto req = http->post("/v1/friends/requests", {{"to_user_id", b.id}}, a.token);
+    ASSERT_EQ(req.status, 201) << req.body;
+    ASSERT_EQ(http->post("/v1/friends/requests/" + std::to_string(req.json()["id"].get<std::uint64_t>()) + "/accept",
+                         nlohmann::json::object(), b.token)
+                  .status,
+              200);
+    auto list = http->get("/v1/friends", a.token);
+    ASSERT_EQ(list.status, 200) << list.body;
+    ASSERT_EQ(list.json()["friends"].size(), 1u);
+    EXPECT_EQ(list.json()["friends"][0]["id"], b.id);
+    EXPECT_EQ(list.json()["friends"][0]["online"], false);
+    expect_error(http->get("/v1/users/" + std::to_string(b.id) + "/presence", a.token), 503, "unavailable");
 }
 
 // A and B send each other requests at the same moment, then both accept the other's request at

@@ -2,6 +2,8 @@
 
 #include <sys/socket.h>
 
+#include <cctype>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -34,9 +36,15 @@ struct HttpTestServer::Impl {
             beast::error_code ec;
             http::read(sock, buf, req, ec);
             if (ec) return;
+            std::map<std::string, std::string> headers;
+            for (const auto& field : req) {
+                std::string name(field.name_string());
+                for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+                headers[name] = std::string(field.value());
+            }
             HttpTestRequest r{std::string(req.method_string()), std::string(req.target()),
                               std::string(req[http::field::content_type]),
-                              std::string(req[http::field::authorization]), req.body()};
+                              std::string(req[http::field::authorization]), req.body(), std::move(headers)};
             {
                 std::lock_guard l(mu);
                 seen.push_back(r);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,6 +22,12 @@ struct HttpTestRequest {
     std::string content_type;
     std::string authorization;
     std::string body;
+    std::map<std::string, std::string> headers;  // every header, lowercase names (last one wins)
+
+    std::string header(const std::string& lower_name) const {
+        const auto it = headers.find(lower_name);
+        return it == headers.end() ? std::string() : it->second;
+    }
 };
 
 struct HttpTestReply {

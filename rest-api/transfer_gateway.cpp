@@ -1,0 +1,96 @@
+#include "transfer_gateway.hpp"
+
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <random>
+
+#include "im/proto/internal.pb.h"
+#include "im/wire/frame_codec.hpp"
+#include "im/wire/ids.hpp"
+
+namespace im::rest {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// One blocking link with socket-level timeouts on every read and write.
+class Link {
+public:
+    Link(const std::string& address, std::chrono::milliseconds timeout) : socket_(io_) {
+        const auto colon = address.rfind(':');
+        if (colon == std::string::npos) throw std::runtime_error("bad transfer address");
+        tcp::endpoint ep(asio::ip::make_address(address.substr(0, colon)),
+                         static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
+        socket_.open(ep.protocol());
+        timeval tv{};
+        tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+        tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+        ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        socket_.connect(ep);  // the kernel's connect timeout applies; transfers are local peers
+    }
+    void send(const internal::LinkEnvelope& env) { asio::write(socket_, asio::buffer(wire::encode_frame(env))); }
+    internal::LinkEnvelope receive() {
+        char header[wire::kHeaderBytes];
+        asio::read(socket_, asio::buffer(header));
+        const auto n = wire::read_header(header);
+        if (n == 0 || n > (16u << 20)) throw std::runtime_error("bad frame from transfer");
+        std::string body(n, '\0');
+        asio::read(socket_, asio::buffer(body));
+        internal::LinkEnvelope env;
+        if (wire::parse_body(body, env) != wire::FrameError::none) throw std::runtime_error("unparsable frame");
+        return env;
+    }
+
+private:
+    asio::io_context io_;
+    tcp::socket socket_;
+};
+
+}  // namespace
+
+bool TransferGateway::forward(const std::vector<TransferAddress>& transfers, std::uint64_t user,
+                              std::uint64_t conversation_id, const client::Envelope& request, std::string& detail) const {
+    const auto shard = shard_of(conversation_id);
+    for (const auto& t : transfers) {
+        try {
+            Link link(t.address, timeout_);
+            internal::LinkEnvelope hello;
+            hello.mutable_hello()->set_connector_id("im-rest-gateway");
+            hello.mutable_hello()->set_connector_epoch(std::random_device{}());
+            link.send(hello);
+            auto ack = link.receive();
+            if (!ack.has_hello_ack()) continue;
+            bool owns = false;
+            for (const auto& r : ack.hello_ack().owned()) owns = owns || (shard >= r.first() && shard <= r.last());
+            if (!owns) continue;
+            internal::LinkEnvelope req;
+            auto* cr = req.mutable_client_request();
+            cr->mutable_session()->set_user_id(user);
+            cr->mutable_session()->set_device_id("rest");
+            *cr->mutable_request() = request;
+            link.send(req);
+            internal::LinkEnvelope ping;
+            ping.mutable_ping()->set_time_ms(1);
+            link.send(ping);
+            for (int i = 0; i < 16; ++i) {  // frames before the Pong (e.g. pushes) are skipped
+                if (link.receive().has_pong()) return true;
+            }
+            detail = "no pong from " + t.id;
+        } catch (const std::exception& e) {
+            detail = t.id + ": " + e.what();
+        }
+    }
+    if (detail.empty()) detail = transfers.empty() ? "no live transfer" : "no transfer owns the conversation";
+    return false;
+}
+
+}  // namespace im::rest

@@ -1,0 +1,34 @@
+#pragma once
+// How im-rest changes state that only a conversation's owner transfer may write (read
+// watermarks): it opens a short link to the owner, like a connector would (Hello, HelloAck with
+// the owned shard ranges), hands over the request, and waits for a Pong behind it, which means the
+// transfer has queued it. Synchronous with timeouts: pool threads only.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "im/proto/client.pb.h"
+
+namespace im::rest {
+
+struct TransferAddress {
+    std::string id;
+    std::string address;  // host:port
+};
+
+class TransferGateway {
+public:
+    explicit TransferGateway(std::chrono::milliseconds timeout) : timeout_(timeout) {}
+
+    // Sends a client request on behalf of `user` to the transfer (among `transfers`) that owns
+    // `conversation_id`. False when none could be reached or none owns it (answer 503).
+    bool forward(const std::vector<TransferAddress>& transfers, std::uint64_t user, std::uint64_t conversation_id,
+                 const client::Envelope& request, std::string& detail) const;
+
+private:
+    std::chrono::milliseconds timeout_;
+};
+
+}  // namespace im::rest

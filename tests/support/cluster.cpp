@@ -1,0 +1,151 @@
+#include "cluster.hpp"
+
+#include <cppconn/prepared_statement.h>
+#include <cppconn/resultset.h>
+
+#include <csignal>
+#include <stdexcept>
+#include <thread>
+
+#include "im/server/mysql.hpp"
+
+namespace im::test {
+
+namespace {
+std::vector<std::string> with_sets(std::vector<std::string> args, const std::vector<std::string>& sets) {
+    for (const auto& s : sets) {
+        args.push_back("--set");
+        args.push_back(s);
+    }
+    return args;
+}
+}  // namespace
+
+Cluster::Cluster(ClusterOptions options) : options_(std::move(options)), prefix_("im:t" + unique_suffix() + ":") {
+    const auto& env = TestEnv::get();
+    log_prefix_ = env.run_dir + "/" + options_.name + "-" + db_.name();
+    rest_ = std::make_unique<RestServer>(db_, prefix_, RestOptions{options_.rest_sets, options_.name + "-rest"});
+    http_ = rest_->client();
+    transfer_port_ = pick_free_port();
+    transfer_admin_port_ = pick_free_port();
+    start_transfer();
+    for (int i = 0; i < options_.connectors; ++i) {
+        connector_ports_.push_back(pick_free_port());
+        connector_admin_ports_.push_back(pick_free_port());
+        connectors_.push_back(std::make_unique<ChildProcess>());
+        start_connector(i);
+    }
+    for (int i = 0; i < options_.connectors; ++i) {
+        if (!wait_connector_ready(i)) {
+            throw std::runtime_error("connector " + std::to_string(i) + " has no transfer link; logs: " + log_prefix_ + "-*");
+        }
+    }
+}
+
+Cluster::~Cluster() {
+    for (auto& c : connectors_) {
+        if (c) c->stop(SIGTERM, std::chrono::seconds(5));
+    }
+    if (transfer_) transfer_->stop(SIGTERM, std::chrono::seconds(10));
+}
+
+void Cluster::start_transfer() {
+    const auto& env = TestEnv::get();
+    transfer_ = std::make_unique<ChildProcess>();
+    transfer_->start(bin_dir() + "/im-transfer",
+                     with_sets({"--set", "transfer.port=" + std::to_string(transfer_port_),
+                                "--set", "admin.port=" + std::to_string(transfer_admin_port_),
+                                "--set", "transfer.id=transfer-" + db_.name(),
+                                "--set", "mysql.db=" + db_.name(),
+                                "--set", "redis.key_prefix=" + prefix_,
+                                "--set", "transfer.heartbeat_interval=200ms",
+                                "--set", "transfer.registration_ttl=2s",
+                                "--set", "rabbitmq.exchange=im.push." + db_.name(),
+                                "--set", "rabbitmq.queue=im.push.events." + db_.name(),
+                                "--set", "rabbitmq.dead_letter_exchange=im.push.dead." + db_.name(),
+                                "--set", "rabbitmq.dead_letter_queue=im.push.dead." + db_.name(),
+                                "--set", "log.level=debug"},
+                               options_.transfer_sets),
+                     {{"IM_MYSQL_PORT", std::to_string(env.mysql_port)},
+                      {"IM_REDIS_PORT", std::to_string(env.redis_port)},
+                      {"IM_RABBITMQ_PORT", std::to_string(env.rabbitmq_port)}},
+                     log_prefix_ + "-transfer.log");
+    if (!wait_for_port(transfer_admin_port_, std::chrono::seconds(30))) {
+        throw std::runtime_error("im-transfer did not start:\n" + transfer_->log_contents());
+    }
+}
+
+void Cluster::stop_transfer(int sig) { transfer_->stop(sig, std::chrono::seconds(10)); }
+
+void Cluster::start_connector(int i) {
+    const auto& env = TestEnv::get();
+    auto& c = *connectors_.at(static_cast<std::size_t>(i));
+    const auto port = connector_ports_.at(static_cast<std::size_t>(i));
+    c.start(bin_dir() + "/im-connector",
+            with_sets({"--set", "connector.port=" + std::to_string(port),
+                       "--set", "admin.port=" + std::to_string(connector_admin_ports_.at(static_cast<std::size_t>(i))),
+                       "--set", "connector.id=connector-" + std::to_string(i) + "-" + db_.name(),
+                       "--set", "redis.key_prefix=" + prefix_,
+                       "--set", "links.discovery_interval=200ms",
+                       "--set", "links.registration_ttl=2s",
+                       "--set", "links.ping_interval=200ms",
+                       "--set", "links.timeout=2s",
+                       "--set", "sessions.heartbeat_interval=5s",
+                       "--set", "log.level=debug"},
+                      options_.connector_sets),
+            {{"IM_REDIS_PORT", std::to_string(env.redis_port)}},
+            log_prefix_ + "-connector" + std::to_string(i) + ".log");
+    if (!wait_for_port(port, std::chrono::seconds(30))) {
+        throw std::runtime_error("im-connector did not start:\n" + c.log_contents());
+    }
+}
+
+void Cluster::stop_connector(int i, int sig) { connectors_.at(static_cast<std::size_t>(i))->stop(sig, std::chrono::seconds(10)); }
+
+bool Cluster::wait_connector_ready(int i, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    HttpClient admin("127.0.0.1", connector_admin_port(i));
+    while (std::chrono::steady_clock::now() < deadline) {
+        try {
+            if (admin.get("/readyz").status == 200) return true;
+        } catch (const std::exception&) {
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+}
+
+TestUser Cluster::user(const std::string& name, const std::string& device) {
+    return register_and_login(*http_, name + unique_suffix().substr(0, 5), device);
+}
+
+std::string Cluster::login_token(const TestUser& u, const std::string& device) {
+    auto r = http_->post("/v1/sessions", {{"username", u.username}, {"password", u.password}, {"device_id", device}});
+    if (r.status != 201) throw std::runtime_error("login failed: " + r.body);
+    return r.json()["token"].get<std::string>();
+}
+
+void Cluster::befriend(const TestUser& a, const TestUser& b) {
+    auto req = http_->post("/v1/friends/requests", {{"to_user_id", b.id}}, a.token);
+    if (req.status != 201) throw std::runtime_error("friend request failed: " + req.body);
+    auto acc = http_->post("/v1/friends/requests/" + std::to_string(req.json()["id"].get<std::uint64_t>()) + "/accept",
+                           nlohmann::json::object(), b.token);
+    if (acc.status != 200) throw std::runtime_error("accept failed: " + acc.body);
+}
+
+std::unique_ptr<RawClient> Cluster::connect(int connector, const std::string& token, const std::string& device) {
+    auto c = std::make_unique<RawClient>(connector_port(connector));
+    auto res = c->login(token, device);
+    if (!res.has_login_result()) throw std::runtime_error("login over the connector failed: " + res.DebugString());
+    return c;
+}
+
+std::uint64_t Cluster::stored_messages(std::uint64_t conversation_id) {
+    auto& st = db_.db().prepare("SELECT COUNT(*) FROM messages WHERE conversation_id = ?");
+    st.setUInt64(1, conversation_id);
+    std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+    rs->next();
+    return rs->getUInt64(1);
+}
+
+}  // namespace im::test

@@ -1,0 +1,73 @@
+#pragma once
+// A whole private cluster for one integration test: a fresh MySQL database, a private Redis key
+// prefix, the real im-rest, im-transfer and N im-connector binaries on free ports, with test
+// settings (cheap password hashing, short heartbeats). Processes can be killed and restarted.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "child_process.hpp"
+#include "http_client.hpp"
+#include "raw_client.hpp"
+#include "rest_fixture.hpp"
+
+namespace im::test {
+
+struct ClusterOptions {
+    int connectors = 2;
+    std::vector<std::string> rest_sets;
+    std::vector<std::string> transfer_sets;
+    std::vector<std::string> connector_sets;  // applied to every connector
+    std::string name = "cluster";
+};
+
+class Cluster {
+public:
+    explicit Cluster(ClusterOptions options = {});
+    ~Cluster();
+
+    HttpClient& http() { return *http_; }
+    RestServer& rest() { return *rest_; }
+    TestDatabase& db() { return db_; }
+    const std::string& redis_prefix() const { return prefix_; }
+
+    std::uint16_t connector_port(int i) const { return connector_ports_.at(static_cast<std::size_t>(i)); }
+    std::uint16_t connector_admin_port(int i) const { return connector_admin_ports_.at(static_cast<std::size_t>(i)); }
+    std::uint16_t transfer_admin_port() const { return transfer_admin_port_; }
+    ChildProcess& connector(int i) { return *connectors_.at(static_cast<std::size_t>(i)); }
+    ChildProcess& transfer() { return *transfer_; }
+
+    void start_transfer();
+    void stop_transfer(int sig);  // SIGKILL for a crash
+    void start_connector(int i);
+    void stop_connector(int i, int sig);
+    // Waits until connector i reports a ready link to the transfer (/readyz 200).
+    bool wait_connector_ready(int i, std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+    // Registers a user and logs in with a device; befriends two users through the REST API.
+    TestUser user(const std::string& name, const std::string& device = "dev1");
+    std::string login_token(const TestUser& u, const std::string& device);
+    void befriend(const TestUser& a, const TestUser& b);
+
+    // A logged-in raw client on connector i.
+    std::unique_ptr<RawClient> connect(int connector, const std::string& token, const std::string& device);
+
+    // Count of rows in messages for a conversation (direct SQL check).
+    std::uint64_t stored_messages(std::uint64_t conversation_id);
+
+private:
+    ClusterOptions options_;
+    TestDatabase db_;
+    std::string prefix_;
+    std::unique_ptr<RestServer> rest_;
+    std::unique_ptr<HttpClient> http_;
+    std::uint16_t transfer_port_ = 0, transfer_admin_port_ = 0;
+    std::vector<std::uint16_t> connector_ports_, connector_admin_ports_;
+    std::unique_ptr<ChildProcess> transfer_;
+    std::vector<std::unique_ptr<ChildProcess>> connectors_;
+    std::string log_prefix_;
+};
+
+}  // namespace im::test
