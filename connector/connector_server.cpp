@@ -80,12 +80,15 @@ ConnectorServer::ConnectorServer(asio::io_context& io, const ConnectorConfig& co
       rejected_sessions_(metrics.counter("im_connector_rejected_sessions_total", "Connections refused at sessions.max.")) {
     for (std::uint32_t i = 0; i < config.redis_threads; ++i) redis_backends_.push_back(std::make_unique<RedisBackend>(config.redis));
     redis_pool_ = std::make_unique<ThreadPool>("redis", config.redis_threads, 100000);
+    status_backend_ = std::make_unique<RedisBackend>(config.redis);
+    status_pool_ = std::make_unique<ThreadPool>("status", 1, 1000000);
 }
 
 ConnectorServer::~ConnectorServer() {
     *alive_ = false;
     if (kicks_) kicks_->stop();
     if (redis_pool_) redis_pool_->shutdown();
+    if (status_pool_) status_pool_->shutdown();
 }
 
 bool ConnectorServer::redis_task(std::function<void(RedisBackend&)> task) {
@@ -95,6 +98,16 @@ bool ConnectorServer::redis_task(std::function<void(RedisBackend&)> task) {
             task(be);
         } catch (const std::exception& e) {
             spdlog::warn("connector: redis task failed: {}", e.what());
+        }
+    });
+}
+
+bool ConnectorServer::status_task(std::function<void(RedisBackend&)> task) {
+    return status_pool_->try_submit([this, task = std::move(task)] {
+        try {
+            task(*status_backend_);
+        } catch (const std::exception& e) {
+            spdlog::warn("connector: user-status update failed: {}", e.what());
         }
     });
 }
@@ -289,7 +302,7 @@ void ConnectorServer::heartbeat() {
                         }
                     }
                     spdlog::warn("connector: registration was missing in Redis; re-registering {} sessions", all.size());
-                    redis_task([all = std::move(all)](RedisBackend& be2) { be2.status.online_many(all); });
+                    status_task([all = std::move(all)](RedisBackend& be2) { be2.status.online_many(all); });
                 }
             });
         });
@@ -462,7 +475,7 @@ void ConnectorServer::finish_login(const std::shared_ptr<ClientSession>& s, std:
     // previous holder (if elsewhere) gets a targeted kick through the kick channel.
     user_status::SessionEntry entry{s->device_id, config_.id, epoch_, s->login_epoch, s->token_session_id};
     const auto user = s->user_id;
-    redis_task([entry, user](RedisBackend& be) {
+    status_task([entry, user](RedisBackend& be) {
         for (const auto& old : be.status.sessions_of(user)) {
             if (old.device_id == entry.device_id && old.login_epoch != entry.login_epoch) {
                 be.status.publish_kick(user_status::KickRequest{user, old.session_id, "replaced", old.login_epoch});
@@ -542,7 +555,6 @@ void ConnectorServer::on_transfer_frame(TransferLink& link, internal::LinkEnvelo
                         continue;
                     }
                     if (s->send_body(p.frame())) pushes_out_.Increment();
-                    else if (!s->is_open()) slow_consumers_.Increment();
                 }
             }
             break;
@@ -614,7 +626,11 @@ void ConnectorServer::kick_matching(std::uint64_t user, std::uint64_t token_sess
 }
 
 void ConnectorServer::on_session_closed(ClientSession& s, net::CloseReason reason) {
-    if (reason == net::CloseReason::slow_consumer) slow_consumers_.Increment();
+    if (reason == net::CloseReason::slow_consumer) {
+        slow_consumers_.Increment();
+        spdlog::warn("connector: session of user {} from {} closed: slow consumer (write queue over {} bytes)",
+                     s.user_id, s.peer(), config_.max_write_queue_bytes);
+    }
     auto keep = sessions_.find(&s);
     if (keep == sessions_.end()) return;
     auto holder = keep->second;
@@ -634,7 +650,7 @@ void ConnectorServer::on_session_closed(ClientSession& s, net::CloseReason reaso
     const auto user = s.user_id;
     const auto device = s.device_id;
     const auto epoch = s.login_epoch;
-    redis_task([user, device, epoch](RedisBackend& be) { be.status.offline(user, device, epoch); });
+    status_task([user, device, epoch](RedisBackend& be) { be.status.offline(user, device, epoch); });
 }
 
 void ConnectorServer::drain(std::function<void()> done) {

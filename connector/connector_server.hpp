@@ -71,6 +71,9 @@ private:
     ClientSession* find(std::uint64_t user, std::uint64_t login_epoch);
     internal::SessionRef ref_of(const ClientSession& s) const;
     bool redis_task(std::function<void(RedisBackend&)> task);
+    // Session registrations (online/offline/re-register) run on one thread, in order: an offline
+    // can never overtake the online of the same session.
+    bool status_task(std::function<void(RedisBackend&)> task);
     std::vector<internal::SessionRef> session_refs() const;
 
     boost::asio::io_context& io_;
@@ -88,6 +91,8 @@ private:
     std::uint64_t next_request_id_ = 1;
     std::vector<std::unique_ptr<RedisBackend>> redis_backends_;
     std::unique_ptr<ThreadPool> redis_pool_;
+    std::unique_ptr<RedisBackend> status_backend_;
+    std::unique_ptr<ThreadPool> status_pool_;
     std::unique_ptr<user_status::KickSubscriber> kicks_;
     std::mt19937_64 rng_{std::random_device{}()};
     std::shared_ptr<std::atomic<bool>> alive_;
