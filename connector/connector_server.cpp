@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "connector_config.hpp"
+#include "im/server/clock.hpp"
 #include "im/server/redis.hpp"
 #include "im/wire/ids.hpp"
 
@@ -14,11 +15,6 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 namespace {
-
-std::int64_t wall_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 bool device_ok(const std::string& d) {
     if (d.empty() || d.size() > 64) return false;

@@ -4,6 +4,7 @@
 #include <ctime>
 
 #include "http_types.hpp"
+#include "im/server/mysql.hpp"
 
 namespace im::rest {
 
@@ -62,13 +63,9 @@ std::optional<std::uint64_t> parse_id(std::string_view s) {
 }
 
 std::string iso8601(std::int64_t ms) {
-    const std::time_t secs = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
-    return buf;
+    std::string s = mysql::ms_to_datetime(ms);  // "2026-11-28 01:02:03.456"
+    s[10] = 'T';
+    return s + "Z";
 }
 
 const nlohmann::json& require_field(const nlohmann::json& body, const char* name) {

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "im/server/admin_server.hpp"
+#include "im/server/clock.hpp"
 #include "im/server/failpoints.hpp"
 #include "im/server/id_generator.hpp"
 #include "im/server/metrics.hpp"
@@ -44,10 +45,10 @@ public:
                 mysql_ok = false;
                 spdlog::warn("heartbeat: lease renewal failed: {}", e.what());
                 // Still ours until it expires; past that another process may take the id.
-                lease_ok = tokens_now() < lease_.expires_ms - 1000;
+                lease_ok = wall_ms() < lease_.expires_ms - 1000;
             }
             try {
-                info_.updated_ms = tokens_now();
+                info_.updated_ms = wall_ms();
                 status_.transfer_heartbeat(info_, cfg_.registration_ttl);
             } catch (const std::exception& e) {
                 spdlog::warn("heartbeat: redis registration failed: {}", e.what());
@@ -70,10 +71,6 @@ public:
     }
 
 private:
-    static std::int64_t tokens_now() {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-            .count();
-    }
     const TransferConfig& cfg_;
     WorkerLease lease_;
     user_status::TransferInfo info_;

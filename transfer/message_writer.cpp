@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "cache.hpp"
+#include "im/server/clock.hpp"
 #include "im/server/failpoints.hpp"
 #include "im/server/id_generator.hpp"
 #include "im/server/metrics.hpp"
@@ -44,11 +45,6 @@ bool OnlineUsers::online(std::uint64_t user) const {
 namespace {
 
 using client::ErrorCode;
-
-std::int64_t wall_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 struct StreamKey {
     std::uint64_t user, login_epoch, conv;

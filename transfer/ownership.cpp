@@ -8,21 +8,15 @@
 #include <random>
 #include <stdexcept>
 
+#include "im/server/clock.hpp"
 #include "im/server/id_generator.hpp"
 #include "im/server/mysql.hpp"
 #include "sql_batch.hpp"
 
 namespace im::transfer {
-namespace {
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-}  // namespace
-
 std::uint64_t new_incarnation_epoch() {
     std::random_device rd;
-    return (static_cast<std::uint64_t>(now_ms()) << 20) | (rd() & 0xfffffu);
+    return (static_cast<std::uint64_t>(wall_ms()) << 20) | (rd() & 0xfffffu);
 }
 
 WorkerLease lease_worker_id(mysql::MysqlConnection& db, const std::string& owner) {
@@ -31,7 +25,7 @@ WorkerLease lease_worker_id(mysql::MysqlConnection& db, const std::string& owner
     const std::uint32_t start = rd() % kIds;
     for (std::uint32_t i = 0; i < kIds; ++i) {
         const std::uint32_t id = (start + i) % kIds;
-        const auto now = now_ms();
+        const auto now = wall_ms();
         // Take it when free or expired; the assignments run left to right, so expires_ms sees the
         // new owner.
         auto& st = db.prepare(
@@ -54,7 +48,7 @@ WorkerLease lease_worker_id(mysql::MysqlConnection& db, const std::string& owner
 }
 
 bool renew_worker_lease(mysql::MysqlConnection& db, WorkerLease& lease) {
-    const auto expires = now_ms() + kLeaseMs;
+    const auto expires = wall_ms() + kLeaseMs;
     auto& st = db.prepare("UPDATE worker_leases SET expires_ms = ? WHERE worker_id = ? AND owner = ?");
     st.setInt64(1, expires);
     st.setUInt(2, lease.worker_id);

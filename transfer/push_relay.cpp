@@ -1,5 +1,7 @@
 #include "push_relay.hpp"
 
+#include "im/server/clock.hpp"
+
 #include <cppconn/exception.h>
 #include <cppconn/prepared_statement.h>
 #include <cppconn/resultset.h>
@@ -22,12 +24,6 @@ constexpr milliseconds kMinBackoff{100};
 constexpr milliseconds kMaxBackoff{5000};
 // The depth gauge counts at most this many rows (a bounded index scan per round).
 constexpr int kDepthCountLimit = 100000;
-
-std::int64_t wall_ms() {
-    return std::chrono::duration_cast<milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 const std::string kSelectDue =
     "SELECT p.user_id, p.conversation_id, p.from_user_id, p.up_to_seq, p.updated_ms, "

@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include "im/server/clock.hpp"
 #include "im/server/metrics.hpp"
 #include "im/wire/ids.hpp"
 #include "transfer_config.hpp"
@@ -355,9 +356,7 @@ void TransferServer::apply_presence(const std::vector<PresenceChange>& changes) 
                 auto* p = env.mutable_presence();
                 p->set_user_id(user);
                 p->set_online(online);
-                p->set_changed_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      std::chrono::system_clock::now().time_since_epoch())
-                                      .count());
+                p->set_changed_ms(wall_ms());
                 push(friends, nullptr, env.SerializeAsString());
             });
         });

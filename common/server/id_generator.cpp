@@ -1,5 +1,7 @@
 #include "im/server/id_generator.hpp"
 
+#include "im/server/clock.hpp"
+
 #include <chrono>
 #include <stdexcept>
 #include <string>
@@ -15,10 +17,7 @@ IdGenerator::IdGenerator(std::uint32_t worker_id, Clock clock)
 }
 
 std::int64_t IdGenerator::now_ms() const {
-    if (clock_) return clock_();
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
+    return clock_ ? clock_() : wall_ms();
 }
 
 std::uint64_t IdGenerator::next() noexcept {

@@ -1,5 +1,7 @@
 #include "im/server/token_format.hpp"
 
+#include "im/server/clock.hpp"
+
 #include <sodium.h>
 
 #include <cctype>
@@ -26,10 +28,7 @@ std::optional<T> to_number(std::string_view s) {
 }
 }  // namespace
 
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
+std::int64_t now_ms() { return wall_ms(); }
 
 std::string new_token() {
     ensure_sodium();
