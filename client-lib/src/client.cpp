@@ -25,6 +25,7 @@ Options with_defaults(Options o) {
     if (o.sync_page == 0) o.sync_page = 200;
     if (o.max_outbox == 0) o.max_outbox = 1;
     if (o.max_in_flight == 0) o.max_in_flight = 1;
+    if (o.max_session_in_flight == 0) o.max_session_in_flight = 1;
     if (o.max_buffered == 0) o.max_buffered = 1;
     if (o.reconnect_min.count() <= 0) o.reconnect_min = std::chrono::milliseconds(1);
     if (o.reconnect_max < o.reconnect_min) o.reconnect_max = o.reconnect_min;

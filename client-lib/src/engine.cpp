@@ -17,7 +17,11 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr std::uint32_t kProtocolVersion = 1;
-constexpr std::chrono::seconds kDefaultHeartbeat{30};
+// LoginResult.heartbeat_interval_s counts whole seconds: 0 is what a connector whose interval is
+// below one second announces (it truncates). Ping often enough for such a connector; call the
+// server silent only after 3 s (3 x the shortest interval the field can express).
+constexpr std::chrono::milliseconds kSubSecondHeartbeat{250};
+constexpr std::chrono::milliseconds kMinSilence{3000};
 
 // "host:port" or "[v6]:port".
 void split_address(const std::string& address, std::string& host, std::string& port) {
@@ -186,6 +190,7 @@ void Engine::session_down(const std::string& reason, bool connector_failed, Reco
         if (r.survives_reconnect) parked_.push_back(std::move(r));
     }
     pending_.clear();
+    sends_on_wire_.clear();  // the connector forgets a closed session's requests
     reset_receive_session();
 
     if (connector_failed || how == Reconnect::next_at_once) {
@@ -221,6 +226,7 @@ void Engine::stop(State state, const std::string& detail, ErrorCode code) {
     pending_.clear();
     auto parked = std::move(parked_);
     parked_.clear();
+    sends_on_wire_.clear();
     reset_receive_session();
     set_state(state, detail);
     fail_login(code, detail);  // after the state: a woken waiter sees the final state
@@ -291,6 +297,7 @@ void Engine::handle_login_result(const Envelope& frame) {
     // The new epoch: every unacknowledged message goes again, renumbered from 1, in order.
     outbox_.restart_streams();
     pump_outbox();
+    watermarks_due_ = false;
     resend_watermarks();
     auto parked = std::move(parked_);
     parked_.clear();
@@ -334,6 +341,7 @@ void Engine::handle_error(const Envelope& frame) {
     }
     const std::uint64_t rid = frame.request_id();
     if (rid == 0) return;  // connection-level: the server closes the connection itself
+    sends_on_wire_.erase(rid);
     if (pending_.count(rid) != 0) {
         answer(rid, nullptr, code);
         return;
@@ -346,14 +354,15 @@ void Engine::handle_error(const Envelope& frame) {
 // ---- heartbeat and periodic work -----------------------------------------------------------
 
 void Engine::arm_heartbeat() {
-    const auto interval = session_.heartbeat_interval_s != 0
-                              ? std::chrono::seconds(session_.heartbeat_interval_s)
-                              : kDefaultHeartbeat;
+    const std::chrono::milliseconds interval =
+        session_.heartbeat_interval_s != 0 ? std::chrono::seconds(session_.heartbeat_interval_s)
+                                           : kSubSecondHeartbeat;
+    const auto silence = std::max(3 * interval, kMinSilence);
     const std::uint64_t generation = session_generation_;
     heartbeat_timer_.expires_after(interval);
-    heartbeat_timer_.async_wait([this, generation, interval](boost::system::error_code ec) {
+    heartbeat_timer_.async_wait([this, generation, silence](boost::system::error_code ec) {
         if (ec || generation != session_generation_ || phase_ != Phase::live) return;
-        if (Clock::now() - last_received_ >= 3 * interval) {
+        if (Clock::now() - last_received_ >= silence) {
             session_down("heartbeat timeout: the server is silent", false, Reconnect::backoff);
             return;
         }
@@ -383,6 +392,10 @@ void Engine::on_tick() {
     const auto now = Clock::now();
     expire_requests(now);
     if (phase_ == Phase::live) {
+        reissue_parked(now);
+        for (auto it = sends_on_wire_.begin(); it != sends_on_wire_.end();) {
+            it = it->second <= now ? sends_on_wire_.erase(it) : std::next(it);  // assumed lost
+        }
         outbox_.expire(now);
         pump_outbox();
         retry_syncs(now);
@@ -470,9 +483,33 @@ void Engine::issue(Request request) {
 void Engine::answer(std::uint64_t request_id, const Envelope* response, ErrorCode code) {
     const auto it = pending_.find(request_id);
     if (it == pending_.end()) return;  // late (timed out) or unknown
-    Done done = std::move(it->second.done);
+    Request request = std::move(it->second);
     pending_.erase(it);
-    done(response, code);
+    if (response == nullptr && request.survives_reconnect && is_retryable(code)) {
+        // An app request (conversations(), history()) asks again after a backoff, as long as its
+        // deadline allows: a transfer restart must not fail it when a resend would succeed.
+        const auto at = Clock::now() + retry_delay(++request.failures);
+        if (at < request.deadline) {
+            request.last_error = code;
+            request.not_before = at;
+            parked_.push_back(std::move(request));
+            return;
+        }
+    }
+    request.done(response, code);
+}
+
+bool Engine::is_retryable(ErrorCode code) {
+    switch (code) {
+        case ErrorCode::unavailable:
+        case ErrorCode::timeout:
+        case ErrorCode::overloaded:
+        case ErrorCode::internal:
+        case ErrorCode::rate_limited:
+            return true;
+        default:
+            return false;
+    }
 }
 
 void Engine::expire_requests(Clock::time_point now) {
@@ -485,9 +522,13 @@ void Engine::expire_requests(Clock::time_point now) {
             ++it;
         }
     }
+    std::vector<std::pair<Done, ErrorCode>> expired_parked;
     for (auto it = parked_.begin(); it != parked_.end();) {
         if (it->deadline <= now) {
-            expired.push_back(std::move(it->done));
+            // Out of time: the last answer's code when the server kept refusing, else a timeout.
+            expired_parked.emplace_back(std::move(it->done), it->last_error != ErrorCode::none
+                                                                 ? it->last_error
+                                                                 : ErrorCode::timeout);
             it = parked_.erase(it);
         } else {
             ++it;
@@ -495,6 +536,22 @@ void Engine::expire_requests(Clock::time_point now) {
     }
     for (auto& done : expired)
         done(nullptr, ErrorCode::timeout);
+    for (auto& [done, code] : expired_parked)
+        done(nullptr, code);
+}
+
+void Engine::reissue_parked(Clock::time_point now) {
+    std::vector<Request> due;
+    for (auto it = parked_.begin(); it != parked_.end();) {
+        if (it->not_before <= now) {
+            due.push_back(std::move(*it));
+            it = parked_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    for (auto& r : due)
+        issue(std::move(r));  // a failing link parks them again
 }
 
 }  // namespace imclient::detail

@@ -73,7 +73,11 @@ class Engine final : public LinkHandler {
         Envelope frame;
         Clock::time_point deadline;
         Done done;
-        bool survives_reconnect = false;  // app requests wait for the next session
+        bool survives_reconnect = false;  // app requests wait for the next session...
+        // ...and ride out retryable answers (a transfer restarting) until their deadline.
+        Clock::time_point not_before{};  // parked while live: when to ask again
+        ErrorCode last_error = ErrorCode::none;
+        unsigned failures = 0;
     };
 
     // Receive side, per conversation.
@@ -82,6 +86,7 @@ class Engine final : public LinkHandler {
         std::uint64_t receipt_sent = 0;  // the DELIVERED watermark last sent
         std::map<std::uint64_t, std::optional<Message>> buffered;  // nullopt: our own send
         bool syncing = false;
+        bool sync_queued = false;  // waiting in sync_queue_ for a slot
         bool sync_again = false;
         std::uint64_t pass_started_at = 0;  // delivered when the current sync pass began
         unsigned sync_failures = 0;
@@ -130,10 +135,13 @@ class Engine final : public LinkHandler {
     void issue(Request request);       // sends (live) or parks (survives_reconnect) a request
     void answer(std::uint64_t request_id, const Envelope* response, ErrorCode code);
     void expire_requests(Clock::time_point now);
+    void reissue_parked(Clock::time_point now);  // app requests whose retry time came
+    static bool is_retryable(ErrorCode code);
     void conversations_page(std::shared_ptr<ConversationsJob> job, std::uint64_t cursor);
 
     // engine_send.cpp
     void pump_outbox();
+    std::size_t send_budget() const;  // Sends that may go now within max_session_in_flight
     void handle_send_result(const Envelope& frame);
     void send_answered(const std::string& client_msg_id, std::uint64_t request_id, ErrorCode code,
                        bool retryable, std::uint64_t expected_stream_seq, const std::string& detail,
@@ -151,6 +159,7 @@ class Engine final : public LinkHandler {
     void flush_receipts();
     void resend_watermarks();
     void sync_conversation(std::uint64_t conversation_id);
+    void sync_ended(InConversation& c);  // frees the sync's slot, starts queued ones
     void fetch_page(std::uint64_t conversation_id, std::uint64_t after_seq);
     void on_page(std::uint64_t conversation_id, std::uint64_t after_seq, const Envelope* response,
                  ErrorCode code);
@@ -204,12 +213,25 @@ class Engine final : public LinkHandler {
     std::deque<Request> parked_;                // app requests waiting for a session
 
     Outbox outbox_;
+    // Send attempts on the wire without an answer yet (the current ones and superseded ones): the
+    // connector counts each until it answers, whatever the outbox thinks of it. By request id, with
+    // the time after which it is assumed lost.
+    std::map<std::uint64_t, Clock::time_point> sends_on_wire_;
 
     std::map<std::uint64_t, InConversation> inbox_;
     std::set<std::uint64_t> receipts_due_;
     std::map<std::uint64_t, Clock::time_point> sync_retry_at_;
+    // Conversation syncs run at most kMaxSyncs at once (a login after a long absence may find
+    // hundreds of conversations behind: the connector would refuse what exceeds its pending
+    // limit); the others wait here, in order.
+    std::size_t syncs_running_ = 0;
+    std::deque<std::uint64_t> sync_queue_;
     std::optional<Clock::time_point> list_retry_at_;
     ListSync list_;
+    // A SyncHint{0} means the connector lost a transfer link: receipts sent around then were
+    // dropped (the connector answers none). Once the list sync gets an answer again, every stored
+    // watermark goes again (idempotent).
+    bool watermarks_due_ = false;
     bool store_dirty_ = false;
 };
 

@@ -9,6 +9,11 @@
 
 namespace imclient::detail {
 
+namespace {
+// Conversation syncs (SyncMessages page chains) running at once on a session.
+constexpr std::size_t kMaxSyncs = 32;
+}  // namespace
+
 Engine::InConversation& Engine::in(std::uint64_t conversation_id) {
     auto [it, inserted] = inbox_.try_emplace(conversation_id);
     if (inserted) {
@@ -141,11 +146,30 @@ void Engine::sync_conversation(std::uint64_t conversation_id) {
         c.sync_again = true;
         return;
     }
+    if (c.sync_queued) return;  // starts when a slot frees
+    sync_retry_at_.erase(conversation_id);
+    if (syncs_running_ >= kMaxSyncs) {
+        c.sync_queued = true;
+        sync_queue_.push_back(conversation_id);
+        return;
+    }
+    ++syncs_running_;
     c.syncing = true;
     c.sync_again = false;
     c.pass_started_at = c.delivered;
-    sync_retry_at_.erase(conversation_id);
     fetch_page(conversation_id, c.delivered);
+}
+
+void Engine::sync_ended(InConversation& c) {
+    if (!c.syncing) return;
+    c.syncing = false;
+    if (syncs_running_ > 0) --syncs_running_;
+    while (syncs_running_ < kMaxSyncs && !sync_queue_.empty() && phase_ == Phase::live) {
+        const std::uint64_t next = sync_queue_.front();
+        sync_queue_.pop_front();
+        in(next).sync_queued = false;
+        sync_conversation(next);
+    }
 }
 
 void Engine::fetch_page(std::uint64_t conversation_id, std::uint64_t after_seq) {
@@ -169,7 +193,7 @@ void Engine::on_page(std::uint64_t conversation_id, std::uint64_t after_seq, con
         code = static_cast<ErrorCode>(r->message_page().code());
     }
     if (r == nullptr || code != ErrorCode::none) {
-        c.syncing = false;
+        sync_ended(c);
         if (code == ErrorCode::not_found || code == ErrorCode::forbidden) {
             c.sync_again = false;  // not a conversation of ours: nothing to wait for
             conversation_synced(conversation_id);
@@ -194,7 +218,7 @@ void Engine::on_page(std::uint64_t conversation_id, std::uint64_t after_seq, con
         fetch_page(conversation_id, last);
         return;
     }
-    c.syncing = false;
+    sync_ended(c);
     const bool gap = !c.buffered.empty();
     const bool progressed = c.delivered > c.pass_started_at;
     if (c.sync_again || (gap && progressed)) {
@@ -270,6 +294,10 @@ void Engine::on_list(const Envelope* r, ErrorCode code) {
         return;
     }
     list_.failures = 0;
+    if (watermarks_due_) {  // the cluster answers again after a lost transfer link
+        watermarks_due_ = false;
+        resend_watermarks();
+    }
     const auto& list = r->conversation_list();
     list_.next_cursor = list.next_cursor();
     list_.has_more = list.has_more();
@@ -327,6 +355,7 @@ void Engine::handle_sync_hint(const im::client::SyncHint& hint) {
         sync_conversation(hint.conversation_id());
         return;
     }
+    watermarks_due_ = true;
     sync_list();
     for (const auto& [conv, c] : inbox_) {
         if (!c.buffered.empty()) sync_conversation(conv);
@@ -352,10 +381,13 @@ void Engine::invoke_receipt(std::uint64_t conversation, std::uint64_t user, Rece
 void Engine::reset_receive_session() {
     for (auto& [conv, c] : inbox_) {
         c.syncing = false;
+        c.sync_queued = false;
         c.sync_again = false;
         c.sync_failures = 0;
     }
     list_ = ListSync{};
+    syncs_running_ = 0;
+    sync_queue_.clear();
     sync_retry_at_.clear();
     list_retry_at_.reset();
 }

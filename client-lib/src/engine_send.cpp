@@ -56,9 +56,9 @@ void Engine::pump_outbox() {
         }
         if (env.ByteSizeLong() > max_frame_bytes_) return std::uint64_t{0};
         // A failing link restarts every stream at the next login anyway.
-        send_frame(env);
+        if (send_frame(env)) sends_on_wire_.emplace(rid, Clock::now() + opts_.request_timeout);
         return rid;
-    });
+    }, send_budget());
     for (const auto& m : refused) {
         --queued_;
         report_send_failure(m, ErrorCode::message_too_large,
@@ -67,7 +67,13 @@ void Engine::pump_outbox() {
     }
 }
 
+std::size_t Engine::send_budget() const {
+    const std::size_t used = sends_on_wire_.size() + pending_.size();
+    return used < opts_.max_session_in_flight ? opts_.max_session_in_flight - used : 0;
+}
+
 void Engine::handle_send_result(const Envelope& frame) {
+    sends_on_wire_.erase(frame.request_id());
     const auto& r = frame.send_result();
     send_answered(r.client_msg_id(), frame.request_id(), static_cast<ErrorCode>(r.code()),
                   r.retryable(), r.expected_stream_seq(), r.message(), &r);

@@ -30,33 +30,70 @@ void Outbox::restart_streams() {
     }
 }
 
-std::vector<OutMessage> Outbox::pump(Clock::time_point now, const Transmit& transmit) {
+std::vector<OutMessage> Outbox::pump(Clock::time_point now, const Transmit& transmit,
+                                     std::size_t budget) {
     std::vector<OutMessage> refused;
+    // What each stream could send now: its unsent messages, within its in-flight window.
+    struct Ready {
+        Stream* stream;
+        std::size_t want = 0;
+        std::size_t quota = 0;
+    };
+    std::vector<Ready> ready;
+    std::size_t wanted = 0;
     for (auto& [peer, s] : streams_) {
         if (s.queue.empty() || now < s.retry_at) continue;
         std::size_t in_flight = 0;
-        for (auto it = s.queue.begin(); it != s.queue.end();) {
-            if (it->request_id != 0) {
-                ++in_flight;
-                ++it;
+        for (const auto& m : s.queue)
+            in_flight += m.request_id != 0 ? 1 : 0;
+        const std::size_t unsent = s.queue.size() - in_flight;
+        const std::size_t room =
+            in_flight < config_.max_in_flight ? config_.max_in_flight - in_flight : 0;
+        const std::size_t want = std::min(unsent, room);
+        if (want == 0) continue;
+        ready.push_back({&s, want, want});
+        wanted += want;
+    }
+    if (ready.empty() || budget == 0) return refused;
+    if (wanted > budget) {
+        // Share the budget one message at a time, from a rotating start.
+        for (auto& r : ready)
+            r.quota = 0;
+        const std::size_t start = rotation_++ % ready.size();
+        for (std::size_t left = budget; left > 0;) {
+            for (std::size_t k = 0; k < ready.size() && left > 0; ++k) {
+                Ready& r = ready[(start + k) % ready.size()];
+                if (r.quota < r.want) {
+                    ++r.quota;
+                    --left;
+                }
+            }
+        }
+    }
+    for (auto& r : ready) {
+        Stream& s = *r.stream;
+        std::size_t sent = 0;
+        for (std::size_t i = 0; i < s.queue.size() && sent < r.quota;) {
+            OutMessage& m = s.queue[i];
+            if (m.request_id != 0) {
+                ++i;
                 continue;
             }
-            if (in_flight >= config_.max_in_flight) break;
-            const bool fresh = it->stream_seq == 0;
-            if (fresh) it->stream_seq = s.next;
-            const std::uint64_t rid = transmit(*it, s.acked);
+            const bool fresh = m.stream_seq == 0;
+            if (fresh) m.stream_seq = s.next;
+            const std::uint64_t rid = transmit(m, s.acked);
             if (rid == 0) {
-                if (fresh) it->stream_seq = 0;
-                index_.erase(it->client_msg_id);
-                refused.push_back(std::move(*it));
-                it = s.queue.erase(it);
+                if (fresh) m.stream_seq = 0;
+                index_.erase(m.client_msg_id);
+                refused.push_back(std::move(m));
+                s.queue.erase(s.queue.begin() + static_cast<std::ptrdiff_t>(i));
                 continue;
             }
             if (fresh) ++s.next;
-            it->request_id = rid;
-            it->deadline = now + config_.request_timeout;
-            ++in_flight;
-            ++it;
+            m.request_id = rid;
+            m.deadline = now + config_.request_timeout;
+            ++sent;
+            ++i;
         }
     }
     return refused;

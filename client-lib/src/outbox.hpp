@@ -54,9 +54,12 @@ class Outbox {
     void add(OutMessage m);
     // A new login epoch: streams restart at 1; every message is sent again by pump().
     void restart_streams();
-    // Sends what may go now (not waiting for a backoff, within the in-flight window), in order.
-    // Returns the messages transmit() refused.
-    std::vector<OutMessage> pump(Clock::time_point now, const Transmit& transmit);
+    // Sends what may go now (not waiting for a backoff, within the in-flight window), in order,
+    // at most `budget` Sends in all (the session-wide bound). When the budget cannot cover every
+    // stream, it is shared round-robin (starting at another stream each time), so one long backlog
+    // does not starve the other conversations. Returns the messages transmit() refused.
+    std::vector<OutMessage> pump(Clock::time_point now, const Transmit& transmit,
+                                 std::size_t budget = static_cast<std::size_t>(-1));
 
     // A final answer (SENT or a final error): removes and returns the message; nullopt for an
     // answer to a message no longer queued (a late duplicate).
@@ -86,6 +89,7 @@ class Outbox {
     std::chrono::milliseconds backoff(unsigned failures) const;
 
     Config config_;
+    std::size_t rotation_ = 0;                              // where a short budget starts sharing
     std::map<std::uint64_t, Stream> streams_;               // by peer
     std::unordered_map<std::string, std::uint64_t> index_;  // client_msg_id -> peer
 };

@@ -43,6 +43,10 @@ struct Options {
     // Bounds.
     std::size_t max_outbox = 10000;   // unacknowledged messages; send_*() throws beyond
     std::size_t max_in_flight = 256;  // Sends in flight per conversation
+    // Requests a session has at the connector at once, every conversation together: Sends (also
+    // superseded attempts not answered yet) plus syncs and history. Keep it below the connector's
+    // sessions.max_pending_requests (256 by default), which answers OVERLOADED beyond; Sends wait.
+    std::size_t max_session_in_flight = 192;
     std::size_t max_buffered = 1024;  // out-of-order Delivers kept per conversation
     std::uint32_t max_receive_frame_bytes =
         8 * 1024 * 1024;                                   // a larger server frame drops the link

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "imclient/cursor_store.hpp"
 #include "imclient/types.hpp"
@@ -141,6 +142,39 @@ TEST(Outbox, RestartRenumbersFromOneAndWindowLimitsInFlight) {
     ASSERT_EQ(w.sent.size(), 3u);
     EXPECT_EQ(w.sent[2].id, std::string(16, 'c'));
     EXPECT_EQ(w.sent[2].stream_seq, 3u);
+}
+
+TEST(Outbox, SessionBudgetIsSharedRoundRobinAndKeepsEachStreamInOrder) {
+    Outbox box({});
+    Wire w;
+    const auto now = Clock::now();
+    const std::map<std::uint64_t, std::string> ids{{2, "abcd"}, {3, "efgh"}, {4, "ijkl"}};
+    std::map<char, std::uint64_t> peer_of_id;
+    for (const auto& [peer, letters] : ids) {
+        for (char c : letters) {
+            box.add(msg(peer, c));
+            peer_of_id[c] = peer;
+        }
+    }
+    box.pump(now, w.transmit(), 6);  // 12 could go: each stream gets 2, its first two, in order
+    ASSERT_EQ(w.sent.size(), 6u);
+    std::map<std::uint64_t, std::string> sent_of;
+    for (const auto& s : w.sent) {
+        const auto peer = peer_of_id[s.id[0]];
+        sent_of[peer] += s.id[0];
+        EXPECT_EQ(s.stream_seq, sent_of[peer].size());
+    }
+    EXPECT_EQ(sent_of[2], "ab");
+    EXPECT_EQ(sent_of[3], "ef");
+    EXPECT_EQ(sent_of[4], "ij");
+    box.pump(now, w.transmit(), 0);  // a spent budget sends nothing
+    EXPECT_EQ(w.sent.size(), 6u);
+    box.pump(now, w.transmit(), 100);  // a budget that covers everything: stream by stream
+    ASSERT_EQ(w.sent.size(), 12u);
+    EXPECT_EQ(w.sent[6].id[0], 'c');
+    EXPECT_EQ(w.sent[6].stream_seq, 3u);
+    EXPECT_EQ(w.sent[7].id[0], 'd');
+    EXPECT_EQ(w.sent[8].id[0], 'g');
 }
 
 TEST(Outbox, RefusedMessagesAreHandedBackWithoutConsumingANumber) {

@@ -1,0 +1,1142 @@
+// The client library (client-lib/, imclient::Client) end to end against a real private cluster
+// per test: im-rest for the login, im-transfer and two im-connectors as child processes, real
+// MariaDB, Redis and RabbitMQ. Chat both ways across connectors with receipts, unread counts and
+// history; offline delivery with a persisted cursor; resends across a connector SIGKILL (receiver
+// and sender side) and a transfer SIGKILL; exactly-once to the app across an app crash between
+// on_message and the cursor flush. Plus what the real servers' limits revealed (docs/CLIENT.md):
+// the connector's per-session pending limit (bursts, many conversations at login), sub-second
+// heartbeats, receipts dropped during a transfer outage, app requests across a transfer restart.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster.hpp"
+#include "imclient/imclient.hpp"
+
+namespace im::test {
+namespace {
+
+using namespace std::chrono_literals;
+using imclient::ReceiptKind;
+using imclient::State;
+
+struct ReceiptSeen {
+    std::uint64_t conversation_id = 0;
+    std::uint64_t user_id = 0;
+    ReceiptKind kind = ReceiptKind::delivered;
+    std::uint64_t up_to_seq = 0;
+};
+
+// Everything a Client reported, recorded under a lock; tests wait on predicates over it.
+class Events {
+public:
+    void attach(imclient::Client& c) {
+        c.on_message([this](const imclient::Message& m) {
+            record([&] { messages.push_back(m); });
+            if (after_message) after_message(m);  // on the client thread, after recording
+        });
+        c.on_sent([this](const imclient::SendAck& a) { record([&] { acks.push_back(a); }); });
+        c.on_send_failed([this](const imclient::SendFailure& f) { record([&] { failures.push_back(f); }); });
+        c.on_receipt([this](std::uint64_t conv, std::uint64_t user, ReceiptKind kind, std::uint64_t up_to) {
+            record([&] { receipts.push_back({conv, user, kind, up_to}); });
+        });
+        c.on_state([this](State s, const std::string& detail) { record([&] { states.emplace_back(s, detail); }); });
+        c.on_typing([this](std::uint64_t conv, std::uint64_t user) { record([&] { typing.emplace_back(conv, user); }); });
+        c.on_presence([this](std::uint64_t user, bool online) { record([&] { presence.emplace_back(user, online); }); });
+    }
+
+    // Waits until pred() holds (evaluated under the lock).
+    bool wait(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 30s) {
+        std::unique_lock lock(mu_);
+        return cv_.wait_for(lock, timeout, pred);
+    }
+    template <class F>
+    auto locked(F&& f) {
+        std::lock_guard lock(mu_);
+        return f();
+    }
+
+    std::size_t message_count() {
+        return locked([&] { return messages.size(); });
+    }
+    std::size_t ack_count() {
+        return locked([&] { return acks.size(); });
+    }
+    std::vector<std::uint64_t> message_seqs() {
+        return locked([&] {
+            std::vector<std::uint64_t> out;
+            for (const auto& m : messages) out.push_back(m.seq);
+            return out;
+        });
+    }
+    // The highest watermark of `kind` reported for `user` in `conv`. Without the lock: for wait()
+    // predicates (which run under it) and locked() blocks.
+    std::uint64_t receipt_unlocked(std::uint64_t conv, std::uint64_t user, ReceiptKind kind) const {
+        std::uint64_t best = 0;
+        for (const auto& r : receipts) {
+            if (r.conversation_id == conv && r.user_id == user && r.kind == kind) best = std::max(best, r.up_to_seq);
+        }
+        return best;
+    }
+
+    // Written only by the client thread (under the lock); read by the test under the lock.
+    std::vector<imclient::Message> messages;
+    std::vector<imclient::SendAck> acks;
+    std::vector<imclient::SendFailure> failures;
+    std::vector<ReceiptSeen> receipts;
+    std::vector<std::pair<State, std::string>> states;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> typing;  // (conversation, user)
+    std::vector<std::pair<std::uint64_t, bool>> presence;        // (user, online)
+    std::function<void(const imclient::Message&)> after_message;  // set before login
+
+private:
+    template <class F>
+    void record(F&& f) {
+        {
+            std::lock_guard lock(mu_);
+            f();
+        }
+        cv_.notify_all();
+    }
+    std::mutex mu_;
+    std::condition_variable cv_;
+};
+
+// One app: the events outlive the Client (its callbacks use them until its destructor returns).
+struct App {
+    Events ev;
+    std::unique_ptr<imclient::Client> client;
+    imclient::LoginInfo info;
+    ~App() { client.reset(); }
+    imclient::Client& operator*() { return *client; }
+    imclient::Client* operator->() { return client.get(); }
+};
+
+// A future's value, or an exception when it is not ready in time (a hang must fail, not block).
+template <class T>
+T await(std::future<T> f, std::chrono::milliseconds timeout = 30s) {
+    if (f.wait_for(timeout) != std::future_status::ready) throw std::runtime_error("imclient future timed out");
+    return f.get();
+}
+
+std::vector<std::uint64_t> range(std::uint64_t first, std::uint64_t last) {
+    std::vector<std::uint64_t> out;
+    for (std::uint64_t s = first; s <= last; ++s) out.push_back(s);
+    return out;
+}
+
+class ImclientE2e : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dir_ = TestEnv::get().run_dir + "/imclient-e2e-" + unique_suffix();
+        std::filesystem::create_directories(dir_);
+    }
+    // A private cluster for this test: im-rest, im-transfer, two im-connectors.
+    Cluster& start(std::vector<std::string> transfer_sets = {}, std::vector<std::string> connector_sets = {}) {
+        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+        cluster_ = std::make_unique<Cluster>(ClusterOptions{2, {}, std::move(transfer_sets), std::move(connector_sets),
+                                                            std::string("imclient-") + info->name()});
+        return *cluster_;
+    }
+    void TearDown() override {
+        cluster_.reset();
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+
+    std::string connector_address(int i) const { return "127.0.0.1:" + std::to_string(cluster_->connector_port(i)); }
+
+    // A counter or gauge of the running im-transfer (its /metrics), 0 when absent.
+    double transfer_metric(const std::string& name) { return metric(cluster_->transfer_admin_port(), name); }
+    double connector_metric(int i, const std::string& name) { return metric(cluster_->connector_admin_port(i), name); }
+    static double metric(std::uint16_t admin_port, const std::string& name) {
+        HttpClient admin("127.0.0.1", admin_port);
+        const auto body = admin.get("/metrics").body;
+        for (std::size_t pos = 0; pos < body.size();) {
+            const auto end = std::min(body.find('\n', pos), body.size());
+            const auto line = body.substr(pos, end - pos);
+            if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+            pos = end + 1;
+        }
+        return 0;
+    }
+
+    // A logged-in Client for `u` on the connectors `order` (the first one is tried first).
+    std::unique_ptr<App> open(const TestUser& u, const std::vector<int>& order, const std::string& device,
+                              std::shared_ptr<imclient::CursorStore> store = nullptr,
+                              const std::function<void(Events&)>& before_login = {}) {
+        imclient::Options o;
+        o.rest_url = "http://127.0.0.1:" + std::to_string(cluster_->rest().port());
+        for (int i : order) o.connectors.push_back(connector_address(i));
+        o.device_id = device;
+        o.cursor_store = std::move(store);
+        auto app = std::make_unique<App>();
+        app->client = std::make_unique<imclient::Client>(o);
+        app->ev.attach(*app->client);
+        if (before_login) before_login(app->ev);
+        app->info = await(app->client->login(u.username, u.password));
+        return app;
+    }
+
+    std::unique_ptr<Cluster> cluster_;
+    std::string dir_;
+};
+
+// ---- 1. chat both ways across connectors ---------------------------------------------------
+
+TEST_F(ImclientE2e, TwoClientsChatBothWaysAcrossConnectors) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    auto pa = open(a, {0, 1}, "laptop");
+    auto pb = open(b, {1, 0}, "phone");
+    EXPECT_EQ(pa->info.user_id, a.id);
+    EXPECT_EQ(pb->info.user_id, b.id);
+    EXPECT_EQ(pa->info.connector, connector_address(0));
+    EXPECT_EQ(pb->info.connector, connector_address(1));
+    EXPECT_NE(pa->info.login_epoch, 0u);
+    EXPECT_EQ(pa->info.heartbeat_interval_s, 5u);
+    EXPECT_EQ((*pa)->state(), State::connected);
+    const auto conv = imclient::conversation_id(a.id, b.id);
+
+    // A -> B: five messages, each acknowledged with on_sent (msg_id, seq), delivered once each.
+    std::vector<std::string> ids;
+    for (int i = 0; i < 5; ++i) ids.push_back((*pa)->send_text(b.id, "a to b #" + std::to_string(i)));
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.acks.size() == 5; })) << pa->ev.ack_count();
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 5; })) << pb->ev.message_count();
+    pa->ev.locked([&] {
+        for (std::size_t i = 0; i < 5; ++i) {
+            const auto& ack = pa->ev.acks[i];
+            EXPECT_EQ(ack.client_msg_id, ids[i]);
+            EXPECT_EQ(ack.seq, i + 1);
+            EXPECT_NE(ack.msg_id, 0u);
+            EXPECT_EQ(ack.conversation_id, conv);
+            EXPECT_EQ(ack.peer_user_id, b.id);
+        }
+    });
+    pb->ev.locked([&] {
+        for (std::size_t i = 0; i < 5; ++i) {
+            const auto& m = pb->ev.messages[i];
+            EXPECT_EQ(m.seq, i + 1);
+            EXPECT_EQ(m.conversation_id, conv);
+            EXPECT_EQ(m.text, "a to b #" + std::to_string(i));
+            EXPECT_EQ(m.sender_user_id, a.id);
+            EXPECT_EQ(m.sender_device_id, "laptop");
+            EXPECT_EQ(m.client_msg_id, ids[i]);
+            EXPECT_EQ(m.msg_id, pa->ev.locked([&] { return pa->ev.acks[i].msg_id; }));
+        }
+    });
+
+    // B's library acknowledged them: DELIVERED up to 5 reaches A.
+    ASSERT_TRUE(pa->ev.wait([&] {
+        for (const auto& r : pa->ev.receipts) {
+            if (r.conversation_id == conv && r.user_id == b.id && r.kind == ReceiptKind::delivered && r.up_to_seq >= 5) return true;
+        }
+        return false;
+    }));
+
+    // Unread counts move with mark_read; READ watermarks reach the sender.
+    auto conversation_of = [&](App& app) {
+        auto list = await(app->conversations());
+        EXPECT_EQ(list.size(), 1u);
+        return list.empty() ? imclient::Conversation{} : list.front();
+    };
+    auto wait_unread = [&](App& app, std::uint64_t unread) {
+        imclient::Conversation c;
+        for (int i = 0; i < 100; ++i) {
+            c = conversation_of(app);
+            if (c.unread == unread) break;
+            std::this_thread::sleep_for(50ms);
+        }
+        return c;
+    };
+    auto cb = wait_unread(*pb, 5);
+    EXPECT_EQ(cb.conversation_id, conv);
+    EXPECT_EQ(cb.peer_user_id, a.id);
+    EXPECT_EQ(cb.last_seq, 5u);
+    EXPECT_EQ(cb.unread, 5u);
+    EXPECT_EQ(cb.my_read_seq, 0u);
+    EXPECT_EQ(wait_unread(*pa, 0).unread, 0u) << "sending moves the sender's own read watermark";
+
+    (*pb)->mark_read(conv, 3);
+    ASSERT_TRUE(pa->ev.wait([&] {
+        return std::any_of(pa->ev.receipts.begin(), pa->ev.receipts.end(), [&](const ReceiptSeen& r) {
+            return r.conversation_id == conv && r.user_id == b.id && r.kind == ReceiptKind::read && r.up_to_seq == 3;
+        });
+    }));
+    EXPECT_EQ(wait_unread(*pb, 2).unread, 2u);
+    (*pb)->mark_read(conv, 5);
+    ASSERT_TRUE(pa->ev.wait([&] {
+        return std::any_of(pa->ev.receipts.begin(), pa->ev.receipts.end(), [&](const ReceiptSeen& r) {
+            return r.conversation_id == conv && r.user_id == b.id && r.kind == ReceiptKind::read && r.up_to_seq == 5;
+        });
+    }));
+    EXPECT_EQ(wait_unread(*pb, 0).unread, 0u);
+
+    // B -> A: three messages (seq 6..8).
+    std::vector<std::string> back;
+    for (int i = 0; i < 3; ++i) back.push_back((*pb)->send_text(a.id, "b to a #" + std::to_string(i)));
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.acks.size() == 3; }));
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.messages.size() >= 3; }));
+    pb->ev.locked([&] {
+        for (std::size_t i = 0; i < 3; ++i) {
+            EXPECT_EQ(pb->ev.acks[i].client_msg_id, back[i]);
+            EXPECT_EQ(pb->ev.acks[i].seq, 6 + i);
+        }
+    });
+    pa->ev.locked([&] {
+        for (std::size_t i = 0; i < 3; ++i) {
+            EXPECT_EQ(pa->ev.messages[i].seq, 6 + i);
+            EXPECT_EQ(pa->ev.messages[i].text, "b to a #" + std::to_string(i));
+            EXPECT_EQ(pa->ev.messages[i].sender_user_id, b.id);
+        }
+    });
+    ASSERT_TRUE(pb->ev.wait([&] {
+        return std::any_of(pb->ev.receipts.begin(), pb->ev.receipts.end(), [&](const ReceiptSeen& r) {
+            return r.conversation_id == conv && r.user_id == a.id && r.kind == ReceiptKind::delivered && r.up_to_seq >= 8;
+        });
+    }));
+    auto ca = wait_unread(*pa, 3);
+    EXPECT_EQ(ca.last_seq, 8u);
+    EXPECT_EQ(ca.unread, 3u);
+    (*pa)->mark_read(conv, 8);
+    ASSERT_TRUE(pb->ev.wait([&] {
+        return std::any_of(pb->ev.receipts.begin(), pb->ev.receipts.end(), [&](const ReceiptSeen& r) {
+            return r.conversation_id == conv && r.user_id == a.id && r.kind == ReceiptKind::read && r.up_to_seq == 8;
+        });
+    }));
+    EXPECT_EQ(wait_unread(*pa, 0).unread, 0u);
+
+    // Both at once: 20 each way, interleaved. Every seq is either one of ours (on_sent) or one of
+    // the peer's (on_message), exactly once, in order.
+    std::vector<std::string> a_ids, b_ids;
+    std::thread ta([&] {
+        for (int i = 0; i < 20; ++i) a_ids.push_back((*pa)->send_text(b.id, "both a" + std::to_string(i)));
+    });
+    std::thread tb([&] {
+        for (int i = 0; i < 20; ++i) b_ids.push_back((*pb)->send_text(a.id, "both b" + std::to_string(i)));
+    });
+    ta.join();
+    tb.join();
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.acks.size() == 25 && pa->ev.messages.size() >= 23; }));
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.acks.size() == 23 && pb->ev.messages.size() >= 25; }));
+    for (auto* app : {pa.get(), pb.get()}) {
+        app->ev.locked([&] {
+            std::vector<std::uint64_t> all;
+            std::vector<std::uint64_t> received;
+            for (const auto& m : app->ev.messages) {
+                received.push_back(m.seq);
+                all.push_back(m.seq);
+            }
+            for (const auto& k : app->ev.acks) all.push_back(k.seq);
+            EXPECT_TRUE(std::is_sorted(received.begin(), received.end()));
+            EXPECT_EQ(std::set<std::uint64_t>(received.begin(), received.end()).size(), received.size());
+            std::sort(all.begin(), all.end());
+            EXPECT_EQ(all, range(1, 48));
+        });
+    }
+    pb->ev.locked([&] {
+        for (std::size_t i = 0; i < 20; ++i) EXPECT_EQ(pb->ev.messages[5 + i].client_msg_id, a_ids[i]);
+    });
+    pa->ev.locked([&] {
+        for (std::size_t i = 0; i < 20; ++i) EXPECT_EQ(pa->ev.messages[3 + i].client_msg_id, b_ids[i]);
+    });
+    // Each side's DELIVERED covers the newest message the other side sent (a receipt is only due
+    // for messages handed to on_message: the server moved the sender's own watermark at the send).
+    const auto last_of = [](Events& ev) { return ev.locked([&] { return ev.acks.back().seq; }); };
+    const auto a_last = last_of(pa->ev), b_last = last_of(pb->ev);
+    EXPECT_EQ(std::max(a_last, b_last), 48u);
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.receipt_unlocked(conv, b.id, ReceiptKind::delivered) >= a_last; }));
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.receipt_unlocked(conv, a.id, ReceiptKind::delivered) >= b_last; }));
+
+    // History: the newest n ascending; a page below a seq; everything.
+    auto newest = await((*pa)->history(conv, 0, 4));
+    ASSERT_EQ(newest.size(), 4u);
+    for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(newest[i].seq, 45 + i);
+    auto below = await((*pb)->history(conv, 6, 3));
+    ASSERT_EQ(below.size(), 3u);
+    EXPECT_EQ(below[0].seq, 3u);
+    EXPECT_EQ(below[2].seq, 5u);
+    EXPECT_EQ(below[0].text, "a to b #2");
+    EXPECT_EQ(below[0].client_msg_id, ids[2]);
+    auto all = await((*pb)->history(conv, 0, 100));
+    ASSERT_EQ(all.size(), 48u);
+    for (std::size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].seq, i + 1);
+
+    // Nothing came twice, nothing failed; history fired no on_message.
+    std::this_thread::sleep_for(500ms);
+    EXPECT_EQ(pa->ev.message_count(), 23u);
+    EXPECT_EQ(pb->ev.message_count(), 25u);
+    EXPECT_TRUE(pa->ev.locked([&] { return pa->ev.failures.empty(); }));
+    EXPECT_TRUE(pb->ev.locked([&] { return pb->ev.failures.empty(); }));
+}
+
+// Typing indicators reach the online friend; presence follows the peer's session.
+TEST_F(ImclientE2e, TypingAndPresence) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    const auto conv = imclient::conversation_id(a.id, b.id);
+    auto pa = open(a, {0, 1}, "laptop");
+    auto pb = open(b, {1, 0}, "phone");
+    ASSERT_TRUE(pa->ev.wait([&] {
+        return std::count(pa->ev.presence.begin(), pa->ev.presence.end(), std::make_pair(b.id, true)) > 0;
+    })) << "A never saw B come online";
+    (*pa)->typing(b.id);
+    ASSERT_TRUE(pb->ev.wait([&] { return !pb->ev.typing.empty(); }));
+    EXPECT_EQ(pb->ev.locked([&] { return pb->ev.typing.front(); }), std::make_pair(conv, a.id));
+    pb.reset();
+    ASSERT_TRUE(pa->ev.wait([&] { return !pa->ev.presence.empty() && pa->ev.presence.back() == std::make_pair(b.id, false); }))
+        << "A never saw B go offline";
+}
+
+// Without Options::connectors the library connects where im-rest's login answer says (the live
+// connectors registered in Redis).
+TEST_F(ImclientE2e, LoginFollowsTheRestConnectorList) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    auto pa = open(a, {}, "laptop");
+    EXPECT_EQ(pa->info.user_id, a.id);
+    EXPECT_TRUE(pa->info.connector == connector_address(0) || pa->info.connector == connector_address(1))
+        << pa->info.connector;
+    EXPECT_EQ((*pa)->state(), State::connected);
+}
+
+// ---- 2. offline delivery with a persisted cursor --------------------------------------------
+
+TEST_F(ImclientE2e, OfflineDeliveryWithPersistedCursor) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    const auto conv = imclient::conversation_id(a.id, b.id);
+    const std::string path = dir_ + "/bob.cursors";
+    auto pa = open(a, {0, 1}, "laptop");
+    {
+        auto pb = open(b, {1, 0}, "phone", std::make_shared<imclient::FileCursorStore>(path));
+        for (int i = 0; i < 5; ++i) (*pa)->send_text(b.id, "old " + std::to_string(i));
+        ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 5; }));
+        // B's receipt went out in the same burst as its store flush.
+        ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.receipt_unlocked(conv, b.id, ReceiptKind::delivered) >= 5; }));
+        EXPECT_EQ(pb->ev.message_seqs(), range(1, 5));
+    }  // B's app exits
+    EXPECT_EQ(imclient::FileCursorStore(path).delivered(conv), 5u);
+    EXPECT_EQ(imclient::FileCursorStore(path).owner(), b.id);
+
+    std::vector<std::string> ids;
+    for (int i = 0; i < 50; ++i) ids.push_back((*pa)->send_text(b.id, "new " + std::to_string(i)));
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.acks.size() == 55; }));
+
+    auto pb = open(b, {1, 0}, "phone", std::make_shared<imclient::FileCursorStore>(path));
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 50; })) << pb->ev.message_count();
+    std::this_thread::sleep_for(500ms);
+    pb->ev.locked([&] {
+        ASSERT_EQ(pb->ev.messages.size(), 50u) << "exactly the new ones, none of the old ones again";
+        for (std::size_t i = 0; i < 50; ++i) {
+            EXPECT_EQ(pb->ev.messages[i].seq, 6 + i);
+            EXPECT_EQ(pb->ev.messages[i].text, "new " + std::to_string(i));
+            EXPECT_EQ(pb->ev.messages[i].client_msg_id, ids[i]);
+        }
+    });
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.receipt_unlocked(conv, b.id, ReceiptKind::delivered) >= 55; }));
+    pb.reset();
+    EXPECT_EQ(imclient::FileCursorStore(path).delivered(conv), 55u);
+}
+
+// B's app starts (and restarts) while A keeps sending: the login sync and the live pushes of the
+// same conversation merge by seq, no gap, no duplicate, nothing at or below the stored watermark.
+TEST_F(ImclientE2e, LoginSyncMergesWithLivePushes) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    const auto conv = imclient::conversation_id(a.id, b.id);
+    const std::string path = dir_ + "/bob.cursors";
+    auto pa = open(a, {0, 1}, "laptop");
+    for (int i = 0; i < 120; ++i) (*pa)->send_text(b.id, "before " + std::to_string(i));
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.acks.size() == 120; }));
+
+    constexpr std::size_t kTotal = 520;
+    std::atomic<bool> stop{false};
+    std::thread sender([&] {
+        for (std::size_t i = 120; i < kTotal && !stop; ++i) {
+            (*pa)->send_text(b.id, "during " + std::to_string(i));
+            std::this_thread::sleep_for(3ms);
+        }
+    });
+    struct Join {
+        std::atomic<bool>& stop;
+        std::thread& t;
+        ~Join() {
+            stop = true;
+            if (t.joinable()) t.join();
+        }
+    } join_on_exit{stop, sender};  // also when an assertion returns early
+    std::vector<imclient::Message> all;
+    std::uint64_t watermark = 0;
+    for (int round = 0; round < 4; ++round) {
+        auto pb = open(b, {round % 2, 1 - round % 2}, "phone", std::make_shared<imclient::FileCursorStore>(path));
+        std::this_thread::sleep_for(std::chrono::milliseconds(150 + 100 * round));
+        auto got = pb->ev.locked([&] { return pb->ev.messages; });
+        pb.reset();
+        ASSERT_FALSE(got.empty()) << "round " << round;
+        EXPECT_EQ(got.front().seq, watermark + 1) << "round " << round << ": resumes right above the stored watermark";
+        for (std::size_t i = 1; i < got.size(); ++i) ASSERT_EQ(got[i].seq, got[i - 1].seq + 1) << "round " << round;
+        all.insert(all.end(), got.begin(), got.end());
+        const auto stored = imclient::FileCursorStore(path).delivered(conv);
+        EXPECT_LE(stored, got.back().seq);
+        EXPECT_GE(stored, got.front().seq - 1);
+        watermark = stored;
+    }
+    sender.join();
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.acks.size() == kTotal; }, 60s));
+    auto pb = open(b, {1, 0}, "phone", std::make_shared<imclient::FileCursorStore>(path));
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= kTotal - watermark; }, 60s));
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(pb->ev.message_seqs(), range(watermark + 1, kTotal));
+    // Across all the lifetimes: every seq, and a seq seen twice (a burst whose flush did not
+    // happen) is the same message.
+    for (const auto& m : pb->ev.locked([&] { return pb->ev.messages; })) all.push_back(m);
+    std::map<std::uint64_t, std::uint64_t> msg_of_seq;
+    for (const auto& m : all) {
+        auto [it, inserted] = msg_of_seq.emplace(m.seq, m.msg_id);
+        EXPECT_EQ(it->second, m.msg_id) << m.seq;
+    }
+    ASSERT_EQ(msg_of_seq.size(), kTotal);
+    EXPECT_EQ(msg_of_seq.begin()->first, 1u);
+    EXPECT_EQ(msg_of_seq.rbegin()->first, kTotal);
+}
+
+// ---- 3. resend across a connector kill -----------------------------------------------------
+
+TEST_F(ImclientE2e, ConnectorKillReconnectsAndLosesNothing) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    const auto conv = imclient::conversation_id(a.id, b.id);
+    auto pa = open(a, {0, 1}, "laptop");
+    auto pb = open(b, {1, 0}, "phone");
+    ASSERT_EQ(pb->info.connector, connector_address(1));
+
+    std::vector<std::string> ids(100);
+    std::thread sender([&] {
+        for (std::size_t i = 0; i < 100; ++i) {
+            ids[i] = (*pa)->send_text(b.id, "k" + std::to_string(i));
+            std::this_thread::sleep_for(15ms);
+        }
+    });
+    const bool got30 = pb->ev.wait([&] { return pb->ev.messages.size() >= 30; });
+    cl.stop_connector(1, SIGKILL);
+    sender.join();
+    ASSERT_TRUE(got30);
+
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.acks.size() >= 100; }, 60s)) << pa->ev.ack_count();
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 100; }, 60s)) << pb->ev.message_count();
+    std::this_thread::sleep_for(500ms);
+    EXPECT_EQ(pb->ev.message_seqs(), range(1, 100));
+    pb->ev.locked([&] {
+        for (std::size_t i = 0; i < std::min<std::size_t>(100, pb->ev.messages.size()); ++i) {
+            EXPECT_EQ(pb->ev.messages[i].client_msg_id, ids[i]) << i;
+        }
+        // reconnecting, then connected on connector 0.
+        std::size_t reconnecting = pb->ev.states.size();
+        for (std::size_t i = 0; i < pb->ev.states.size(); ++i) {
+            if (pb->ev.states[i].first == State::reconnecting) {
+                reconnecting = i;
+                break;
+            }
+        }
+        ASSERT_LT(reconnecting, pb->ev.states.size()) << "B never reported reconnecting";
+        ASSERT_EQ(pb->ev.states.back().first, State::connected);
+        EXPECT_EQ(pb->ev.states.back().second, connector_address(0));
+    });
+    pa->ev.locked([&] {
+        ASSERT_EQ(pa->ev.acks.size(), 100u);
+        for (std::size_t i = 0; i < 100; ++i) {
+            EXPECT_EQ(pa->ev.acks[i].client_msg_id, ids[i]);
+            EXPECT_EQ(pa->ev.acks[i].seq, i + 1);
+        }
+        EXPECT_TRUE(pa->ev.failures.empty());
+        EXPECT_TRUE(std::none_of(pa->ev.states.begin(), pa->ev.states.end(),
+                                 [](const auto& s) { return s.first == State::reconnecting; }))
+            << "A's connector stayed up";
+    });
+    EXPECT_EQ(cl.stored_messages(conv), 100u);
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.receipt_unlocked(conv, b.id, ReceiptKind::delivered) >= 100; }));
+
+    // Connector 1 comes back; both still chat.
+    cl.start_connector(1);
+    ASSERT_TRUE(cl.wait_connector_ready(1));
+    (*pa)->send_text(b.id, "after the restart");
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() == 101; }));
+    (*pb)->send_text(a.id, "still here");
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.messages.size() == 1; }));
+    EXPECT_EQ(pa->ev.locked([&] { return pa->ev.messages[0].text; }), "still here");
+    EXPECT_EQ(pa->ev.locked([&] { return pa->ev.messages[0].seq; }), 102u);
+    EXPECT_EQ(pb->ev.locked([&] { return pb->ev.messages[100].seq; }), 101u);
+}
+
+// ---- 3b. the sender's connector dies with Sends committed but unanswered -------------------
+
+TEST_F(ImclientE2e, SenderConnectorKillResendsCommittedButUnansweredOnce) {
+    // Every commit waits 300 ms: at the kill, a batch of A's Sends is inside the transfer and gets
+    // committed after A's session is gone (its SendResults are lost with it).
+    auto& cl = start({"testing.failpoints=writer.before_commit=pause(300)"});
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    const auto conv = imclient::conversation_id(a.id, b.id);
+    auto pa = open(a, {0, 1}, "laptop");
+    auto pb = open(b, {1, 0}, "phone");
+
+    std::vector<std::string> ids(100);
+    std::thread sender([&] {
+        for (std::size_t i = 0; i < 100; ++i) {
+            ids[i] = (*pa)->send_text(b.id, "s" + std::to_string(i));
+            std::this_thread::sleep_for(5ms);
+        }
+    });
+    const bool got = pb->ev.wait([&] { return pb->ev.messages.size() >= 20; });
+    cl.stop_connector(0, SIGKILL);
+    const std::size_t acked_at_kill = pa->ev.ack_count();
+    sender.join();
+    ASSERT_TRUE(got);
+    EXPECT_LT(acked_at_kill, 100u);
+
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.acks.size() >= 100; }, 60s)) << pa->ev.ack_count();
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 100; }, 60s)) << pb->ev.message_count();
+    std::this_thread::sleep_for(700ms);
+    EXPECT_EQ(cl.stored_messages(conv), 100u);
+    EXPECT_EQ(pb->ev.message_seqs(), range(1, 100));
+    pb->ev.locked([&] {
+        for (std::size_t i = 0; i < std::min<std::size_t>(100, pb->ev.messages.size()); ++i) {
+            EXPECT_EQ(pb->ev.messages[i].client_msg_id, ids[i]) << i;
+        }
+    });
+    pa->ev.locked([&] {
+        ASSERT_EQ(pa->ev.acks.size(), 100u);
+        for (std::size_t i = 0; i < 100; ++i) {
+            EXPECT_EQ(pa->ev.acks[i].client_msg_id, ids[i]) << i;
+            EXPECT_EQ(pa->ev.acks[i].seq, i + 1) << i;
+        }
+        EXPECT_TRUE(pa->ev.failures.empty());
+        ASSERT_FALSE(pa->ev.states.empty());
+        EXPECT_EQ(pa->ev.states.back().first, State::connected);
+        EXPECT_EQ(pa->ev.states.back().second, connector_address(1));
+    });
+    EXPECT_EQ(pa->ev.message_count(), 0u) << "A's own messages never come back as on_message";
+    // Evidence the resends met committed originals: the transfer answered some with the original.
+    EXPECT_GT(transfer_metric("im_transfer_messages_deduped_total"), 0.0);
+}
+
+// ---- bursts and paging against the real limits ---------------------------------------------
+
+// 1000 messages queued at once: more than the connector's per-session pending limit (256) once a
+// sync request is in flight too. Everything is SENT once, in order, and reaches B once, in order.
+TEST_F(ImclientE2e, BurstBeyondTheConnectorPendingLimit) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    const auto conv = imclient::conversation_id(a.id, b.id);
+    auto pa = open(a, {0, 1}, "laptop");
+    auto pb = open(b, {1, 0}, "phone");
+    std::vector<std::string> ids;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 1000; ++i) ids.push_back((*pa)->send_text(b.id, "burst " + std::to_string(i)));
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.acks.size() >= 1000; }, 120s)) << pa->ev.ack_count();
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 1000; }, 60s)) << pb->ev.message_count();
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    std::cerr << "1000 messages SENT and delivered in " << took.count() << " ms; OUT_OF_ORDER answers: "
+              << transfer_metric("im_transfer_out_of_order_total") << "\n";
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(pb->ev.message_seqs(), range(1, 1000));
+    pa->ev.locked([&] {
+        for (std::size_t i = 0; i < 1000; ++i) {
+            EXPECT_EQ(pa->ev.acks[i].client_msg_id, ids[i]);
+            EXPECT_EQ(pa->ev.acks[i].seq, i + 1);
+        }
+        EXPECT_TRUE(pa->ev.failures.empty());
+    });
+    EXPECT_EQ(cl.stored_messages(conv), 1000u);
+}
+
+// Two conversations at once: 2 x 256 Sends in flight would exceed the connector's per-session
+// pending limit (sessions.max_pending_requests, 256).
+TEST_F(ImclientE2e, BurstToTwoPeersStaysWithinTheSessionPendingLimit) {
+    // Slow commits: answers take a while, so the Sends in flight really pile up at the connector.
+    auto& cl = start({"testing.failpoints=writer.before_commit=pause(100)"});
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    const auto c = cl.user("carol");
+    cl.befriend(a, b);
+    cl.befriend(a, c);
+    auto pa = open(a, {0, 1}, "laptop");  // alone on connector 0
+    auto pb = open(b, {1, 0}, "phone");
+    auto pc = open(c, {1, 0}, "tablet");
+    const double frames_before = connector_metric(0, "im_connector_client_frames_total");
+    std::vector<std::string> to_b, to_c;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 600; ++i) {
+        to_b.push_back((*pa)->send_text(b.id, "b" + std::to_string(i)));
+        to_c.push_back((*pa)->send_text(c.id, "c" + std::to_string(i)));
+    }
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.acks.size() >= 1200; }, 120s)) << pa->ev.ack_count();
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 600; }, 60s));
+    ASSERT_TRUE(pc->ev.wait([&] { return pc->ev.messages.size() >= 600; }, 60s));
+    std::cerr << "1200 messages to two peers SENT in " << took.count() << " ms; OUT_OF_ORDER answers: "
+              << transfer_metric("im_transfer_out_of_order_total")
+              << ", deduped resends: " << transfer_metric("im_transfer_messages_deduped_total") << "\n";
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(pb->ev.message_seqs(), range(1, 600));
+    EXPECT_EQ(pc->ev.message_seqs(), range(1, 600));
+    EXPECT_TRUE(pa->ev.locked([&] { return pa->ev.failures.empty(); }));
+    EXPECT_EQ(cl.stored_messages(imclient::conversation_id(a.id, b.id)), 600u);
+    EXPECT_EQ(cl.stored_messages(imclient::conversation_id(a.id, c.id)), 600u);
+    // One Send per message: none refused with OVERLOADED and sent again (A's stream would go
+    // again from its first unacknowledged message each time).
+    const double frames = connector_metric(0, "im_connector_client_frames_total") - frames_before;
+    EXPECT_GE(frames, 1200.0);
+    EXPECT_LE(frames, 1230.0) << "Sends beyond the connector's sessions.max_pending_requests";
+}
+
+// Offline while 300 friends wrote (more conversations than the connector's per-session pending
+// limit): the login sync pulls every one of them, and never floods the connector.
+TEST_F(ImclientE2e, LoginSyncOfManyConversationsStaysWithinTheSessionPendingLimit) {
+    auto& cl = start();
+    const auto b = cl.user("bob");
+    const std::string path = dir_ + "/bob.cursors";
+    { auto pb = open(b, {1, 0}, "phone", std::make_shared<imclient::FileCursorStore>(path)); }
+    constexpr int kPeers = 300;
+    std::set<std::uint64_t> convs;
+    const auto t_setup = std::chrono::steady_clock::now();
+    for (int i = 0; i < kPeers; ++i) {
+        const auto p = cl.user("p" + std::to_string(i));
+        cl.befriend(p, b);
+        auto raw = cl.connect(i % 2, p.token, "dev1");
+        for (std::uint64_t n = 1; n <= 2; ++n) {
+            auto env = raw->make_send(b.id, "from " + std::to_string(i) + " #" + std::to_string(n), n, n - 1);
+            const auto rid = env.request_id();
+            raw->send(env);
+            auto res = raw->wait_for([rid](const client::Envelope& e) { return e.request_id() == rid && e.has_send_result(); });
+            ASSERT_TRUE(res.has_value());
+            ASSERT_EQ(res->send_result().code(), client::ERROR_NONE) << res->send_result().message();
+        }
+        convs.insert(imclient::conversation_id(p.id, b.id));
+    }
+    std::cerr << "setup of " << kPeers << " peers: "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t_setup).count()
+              << " ms\n";
+    const double frames_before = connector_metric(1, "im_connector_client_frames_total");
+    const auto t0 = std::chrono::steady_clock::now();
+    auto pb = open(b, {1, 0}, "phone", std::make_shared<imclient::FileCursorStore>(path));
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 2 * kPeers; }, 60s)) << pb->ev.message_count();
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    std::this_thread::sleep_for(500ms);
+    const double frames = connector_metric(1, "im_connector_client_frames_total") - frames_before;
+    std::cerr << "login sync of " << kPeers << " conversations: " << took.count() << " ms, " << frames << " frames\n";
+    pb->ev.locked([&] {
+        ASSERT_EQ(pb->ev.messages.size(), 2u * kPeers);
+        std::map<std::uint64_t, std::vector<std::uint64_t>> by_conv;
+        for (const auto& m : pb->ev.messages) by_conv[m.conversation_id].push_back(m.seq);
+        EXPECT_EQ(by_conv.size(), convs.size());
+        for (const auto& [conv, seqs] : by_conv) {
+            EXPECT_TRUE(convs.count(conv));
+            EXPECT_EQ(seqs, range(1, 2));
+        }
+    });
+    // Login, the list, one SyncMessages and one DELIVERED per conversation, the watermarks resent:
+    // nothing refused and asked again.
+    EXPECT_LE(frames, 2.0 * kPeers + 20) << "sync requests beyond the connector's sessions.max_pending_requests";
+    pb.reset();
+    imclient::FileCursorStore stored(path);
+    for (const auto conv : convs) EXPECT_EQ(stored.delivered(conv), 2u);
+}
+
+// Offline from two peers, with texts large enough that the server cuts pages by bytes (64 KiB
+// frames), and more messages than one page holds by count: the login sync pages through both.
+TEST_F(ImclientE2e, OfflineSyncPagesThroughTwoConversations) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto c = cl.user("carol");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    cl.befriend(c, b);
+    const auto conv_ab = imclient::conversation_id(a.id, b.id);
+    const auto conv_cb = imclient::conversation_id(c.id, b.id);
+    const std::string path = dir_ + "/bob.cursors";
+    {
+        auto pb = open(b, {1, 0}, "phone", std::make_shared<imclient::FileCursorStore>(path));
+    }
+    auto pa = open(a, {0, 1}, "laptop");
+    auto pc = open(c, {1, 0}, "tablet");
+    const std::string big(12 * 1024, 'x');
+    for (int i = 0; i < 60; ++i) (*pa)->send_text(b.id, std::to_string(i) + ":" + big);
+    for (int i = 0; i < 450; ++i) (*pc)->send_text(b.id, "c" + std::to_string(i));
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.acks.size() >= 60; }, 60s));
+    ASSERT_TRUE(pc->ev.wait([&] { return pc->ev.acks.size() >= 450; }, 60s));
+
+    auto pb = open(b, {1, 0}, "phone", std::make_shared<imclient::FileCursorStore>(path));
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 510; }, 60s)) << pb->ev.message_count();
+    std::this_thread::sleep_for(300ms);
+    pb->ev.locked([&] {
+        ASSERT_EQ(pb->ev.messages.size(), 510u);
+        std::vector<std::uint64_t> ab, cb;
+        for (const auto& m : pb->ev.messages) {
+            if (m.conversation_id == conv_ab) {
+                EXPECT_EQ(m.text, std::to_string(ab.size()) + ":" + big);
+                ab.push_back(m.seq);
+            } else if (m.conversation_id == conv_cb) {
+                EXPECT_EQ(m.text, "c" + std::to_string(cb.size()));
+                cb.push_back(m.seq);
+            }
+        }
+        EXPECT_EQ(ab, range(1, 60));
+        EXPECT_EQ(cb, range(1, 450));
+    });
+    auto convs = await((*pb)->conversations());
+    EXPECT_EQ(convs.size(), 2u);
+    pb.reset();
+    EXPECT_EQ(imclient::FileCursorStore(path).delivered(conv_ab), 60u);
+    EXPECT_EQ(imclient::FileCursorStore(path).delivered(conv_cb), 450u);
+}
+
+// ---- heartbeats and a draining connector ---------------------------------------------------
+
+// Idle for well over 3 heartbeat intervals: the library's Pings keep the session (no IDLE kick).
+TEST_F(ImclientE2e, HeartbeatKeepsAnIdleSessionAlive) {
+    auto& cl = start({}, {"sessions.heartbeat_interval=1s"});
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    auto pa = open(a, {0, 1}, "laptop");
+    auto pb = open(b, {1, 0}, "phone");
+    EXPECT_EQ(pa->info.heartbeat_interval_s, 1u);
+    std::this_thread::sleep_for(5s);
+    (*pa)->send_text(b.id, "still there?");
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() == 1; }));
+    for (auto* app : {pa.get(), pb.get()}) {
+        app->ev.locked([&] {
+            for (const auto& [st, why] : app->ev.states) EXPECT_NE(st, State::reconnecting) << why;
+        });
+    }
+}
+
+// A connector heartbeat below one second (sessions.heartbeat_interval=600ms) is announced as
+// LoginResult.heartbeat_interval_s 0, the field counting whole seconds: the library must still
+// ping often enough (it used to fall back to 30 s and got kicked IDLE every ~2 s).
+TEST_F(ImclientE2e, SubSecondConnectorHeartbeatKeepsTheSession) {
+    auto& cl = start({}, {"sessions.heartbeat_interval=600ms"});
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    auto pa = open(a, {0, 1}, "laptop");
+    auto pb = open(b, {1, 0}, "phone");
+    std::cerr << "heartbeat_interval_s announced for 600ms: " << pa->info.heartbeat_interval_s << "\n";
+    std::this_thread::sleep_for(4s);
+    (*pa)->send_text(b.id, "awake");
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() == 1; }));
+    for (auto* app : {pa.get(), pb.get()}) {
+        app->ev.locked([&] {
+            for (const auto& [st, why] : app->ev.states) EXPECT_NE(st, State::reconnecting) << why;
+        });
+    }
+}
+
+// The same user and device logs in again on the other connector: the older Client is kicked
+// (REPLACED, through the cross-connector kick channel) and stays down; the new one works.
+TEST_F(ImclientE2e, SecondLoginOfTheSameDeviceReplacesTheFirst) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    auto pa = open(a, {0, 1}, "laptop");
+    auto old_b = open(b, {1, 0}, "phone");
+    auto new_b = open(b, {0, 1}, "phone");
+    ASSERT_TRUE(old_b->ev.wait([&] { return !old_b->ev.states.empty() && old_b->ev.states.back().first == State::kicked; }))
+        << imclient::to_string((*old_b)->state());
+    (*pa)->send_text(b.id, "to the new one");
+    ASSERT_TRUE(new_b->ev.wait([&] { return new_b->ev.messages.size() == 1; }));
+    std::this_thread::sleep_for(1500ms);  // longer than any reconnect backoff
+    EXPECT_EQ((*old_b)->state(), State::kicked);
+    EXPECT_EQ((*new_b)->state(), State::connected);
+    EXPECT_EQ(old_b->ev.message_count(), 0u);
+    new_b->ev.locked([&] {
+        for (const auto& [st, why] : new_b->ev.states) EXPECT_NE(st, State::reconnecting) << why;
+    });
+}
+
+// SIGTERM: the connector drains with Kick{RECONNECT}; the library moves to the next connector at
+// once and nothing is lost.
+TEST_F(ImclientE2e, DrainingConnectorMovesTheClientOn) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    auto pa = open(a, {0, 1}, "laptop");
+    auto pb = open(b, {1, 0}, "phone");
+    std::vector<std::string> ids(60);
+    std::thread sender([&] {
+        for (std::size_t i = 0; i < 60; ++i) {
+            ids[i] = (*pa)->send_text(b.id, "d" + std::to_string(i));
+            std::this_thread::sleep_for(10ms);
+        }
+    });
+    const bool got = pb->ev.wait([&] { return pb->ev.messages.size() >= 15; });
+    const auto t0 = std::chrono::steady_clock::now();
+    cl.stop_connector(1, SIGTERM);
+    std::cerr << "connector 1 drained in "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()
+              << " ms\n";
+    sender.join();
+    ASSERT_TRUE(got);
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 60; }, 60s)) << pb->ev.message_count();
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(pb->ev.message_seqs(), range(1, 60));
+    pb->ev.locked([&] {
+        bool kicked = false;
+        for (const auto& [st, why] : pb->ev.states) {
+            if (st == State::reconnecting && why.find("RECONNECT") != std::string::npos) kicked = true;
+        }
+        EXPECT_TRUE(kicked) << "no Kick{RECONNECT} seen";
+        EXPECT_EQ(pb->ev.states.back().first, State::connected);
+        EXPECT_EQ(pb->ev.states.back().second, connector_address(0));
+    });
+}
+
+// ---- 4. transfer restart -------------------------------------------------------------------
+
+TEST_F(ImclientE2e, TransferKillResendsWithTheSameIds) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    const auto conv = imclient::conversation_id(a.id, b.id);
+    auto pa = open(a, {0, 1}, "laptop");
+    auto pb = open(b, {1, 0}, "phone");
+
+    std::vector<std::string> ids(50);
+    std::thread sender([&] {
+        for (std::size_t i = 0; i < 50; ++i) {
+            ids[i] = (*pa)->send_text(b.id, "t" + std::to_string(i));
+            std::this_thread::sleep_for(4ms);
+        }
+    });
+    const bool got10 = pb->ev.wait([&] { return pb->ev.messages.size() >= 10; });
+    cl.stop_transfer(SIGKILL);
+    const std::size_t acked_at_kill = pa->ev.ack_count();
+    // Down for a while: every resend meanwhile gets UNAVAILABLE from the connector (no link).
+    std::this_thread::sleep_for(1500ms);
+    const std::size_t acked_while_down = pa->ev.ack_count();
+    cl.start_transfer();
+    sender.join();
+    ASSERT_TRUE(got10);
+    EXPECT_LT(acked_at_kill, 50u) << "the kill came too late to test anything";
+    EXPECT_EQ(acked_while_down, acked_at_kill) << "nothing can be SENT without a transfer";
+    std::cerr << "acked at the kill: " << acked_at_kill << ", B held " << pb->ev.message_count() << "\n";
+
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.acks.size() >= 50; }, 90s)) << pa->ev.ack_count();
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 50; }, 60s)) << pb->ev.message_count();
+    std::this_thread::sleep_for(500ms);
+    EXPECT_EQ(cl.stored_messages(conv), 50u);
+    EXPECT_EQ(pb->ev.message_seqs(), range(1, 50));
+    pb->ev.locked([&] {
+        for (std::size_t i = 0; i < std::min<std::size_t>(50, pb->ev.messages.size()); ++i) {
+            EXPECT_EQ(pb->ev.messages[i].client_msg_id, ids[i]) << i;
+            EXPECT_EQ(pb->ev.messages[i].text, "t" + std::to_string(i));
+        }
+    });
+    pa->ev.locked([&] {
+        ASSERT_EQ(pa->ev.acks.size(), 50u);
+        for (std::size_t i = 0; i < 50; ++i) {
+            EXPECT_EQ(pa->ev.acks[i].client_msg_id, ids[i]);
+            EXPECT_EQ(pa->ev.acks[i].seq, i + 1);
+        }
+        EXPECT_TRUE(pa->ev.failures.empty());
+    });
+    EXPECT_EQ((*pa)->pending_sends(), 0u);
+}
+
+// The app asks for its conversations and history while im-transfer restarts: like sends, the
+// requests ride out the outage (within request_timeout) instead of failing with UNAVAILABLE.
+TEST_F(ImclientE2e, AppRequestsRideOutATransferRestart) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    const auto conv = imclient::conversation_id(a.id, b.id);
+    auto pa = open(a, {0, 1}, "laptop");
+    for (int i = 0; i < 10; ++i) (*pa)->send_text(b.id, "h" + std::to_string(i));
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.acks.size() == 10; }));
+    cl.stop_transfer(SIGKILL);
+    std::this_thread::sleep_for(300ms);  // the connectors noticed: no transfer link
+    auto convs = (*pa)->conversations();
+    auto page = (*pa)->history(conv, 0, 5);
+    std::this_thread::sleep_for(1s);
+    cl.start_transfer();
+    try {
+        const auto list = await(std::move(convs));
+        ASSERT_EQ(list.size(), 1u);
+        EXPECT_EQ(list[0].last_seq, 10u);
+    } catch (const imclient::Error& e) {
+        ADD_FAILURE() << "conversations() failed: " << e.what() << " (" << imclient::to_string(e.code()) << ")";
+    }
+    try {
+        const auto msgs = await(std::move(page));
+        ASSERT_EQ(msgs.size(), 5u);
+        EXPECT_EQ(msgs.front().seq, 6u);
+        EXPECT_EQ(msgs.back().seq, 10u);
+    } catch (const imclient::Error& e) {
+        ADD_FAILURE() << "history() failed: " << e.what() << " (" << imclient::to_string(e.code()) << ")";
+    }
+}
+
+// Receipts sent while the connector has no transfer link are dropped by the connector (they get
+// no answer). The library learns of the outage from SyncHint{0} and sends its watermarks again
+// once the cluster answers: the READ of B reaches A and the unread counts are right.
+TEST_F(ImclientE2e, WatermarksSentDuringATransferOutageAreNotLost) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    const auto conv = imclient::conversation_id(a.id, b.id);
+    auto pa = open(a, {0, 1}, "laptop");
+    auto pb = open(b, {1, 0}, "phone");
+    for (int i = 0; i < 5; ++i) (*pa)->send_text(b.id, "r" + std::to_string(i));
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() == 5; }));
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.receipt_unlocked(conv, b.id, ReceiptKind::delivered) >= 5; }));
+    cl.stop_transfer(SIGKILL);
+    std::this_thread::sleep_for(300ms);  // the connectors noticed: no transfer link
+    (*pb)->mark_read(conv, 5);
+    std::this_thread::sleep_for(700ms);
+    cl.start_transfer();
+    EXPECT_TRUE(pa->ev.wait([&] { return pa->ev.receipt_unlocked(conv, b.id, ReceiptKind::read) >= 5; }, 20s))
+        << "B's READ was lost with the transfer link";
+    imclient::Conversation c;
+    for (int i = 0; i < 100; ++i) {
+        auto list = await((*pb)->conversations());
+        ASSERT_EQ(list.size(), 1u);
+        c = list[0];
+        if (c.unread == 0) break;
+        std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_EQ(c.unread, 0u);
+    EXPECT_EQ(c.my_read_seq, 5u);
+}
+
+// ---- 5. exactly once across an app restart -------------------------------------------------
+
+// A FileCursorStore whose process "dies" at a chosen moment: from then on flush() pretends to
+// succeed and writes nothing, so the file keeps what the last flush before the crash wrote.
+class CrashableStore : public imclient::CursorStore {
+public:
+    explicit CrashableStore(std::string path) : inner_(std::move(path)) {}
+    std::atomic<bool> crashed{false};
+
+    std::uint64_t owner() const override { return inner_.owner(); }
+    void set_owner(std::uint64_t u) override { inner_.set_owner(u); }
+    void clear() override { inner_.clear(); }
+    std::uint64_t sync_cursor() const override { return inner_.sync_cursor(); }
+    void set_sync_cursor(std::uint64_t c) override { inner_.set_sync_cursor(c); }
+    std::uint64_t delivered(std::uint64_t conv) const override { return inner_.delivered(conv); }
+    void set_delivered(std::uint64_t conv, std::uint64_t seq) override { inner_.set_delivered(conv, seq); }
+    std::uint64_t read(std::uint64_t conv) const override { return inner_.read(conv); }
+    void set_read(std::uint64_t conv, std::uint64_t seq) override { inner_.set_read(conv, seq); }
+    std::vector<imclient::ConversationCursor> conversations() const override { return inner_.conversations(); }
+    bool flush() override { return crashed ? true : inner_.flush(); }
+
+private:
+    imclient::FileCursorStore inner_;
+};
+
+TEST_F(ImclientE2e, ExactlyOnceAcrossAnAppCrashBeforeTheCursorFlush) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    const auto conv = imclient::conversation_id(a.id, b.id);
+    const std::string path = dir_ + "/bob.cursors";
+    auto pa = open(a, {0, 1}, "laptop");
+
+    auto store = std::make_shared<CrashableStore>(path);
+    auto pb = open(b, {1, 0}, "phone", store, [&](Events& ev) {
+        // The crash: right after on_message of seq 10 returned, before the burst's flush.
+        ev.after_message = [store](const imclient::Message& m) {
+            if (m.seq == 10) store->crashed = true;
+        };
+    });
+    for (int i = 0; i < 20; ++i) {
+        (*pa)->send_text(b.id, "x" + std::to_string(i));
+        std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 20; }));
+    const auto first = pb->ev.locked([&] { return pb->ev.messages; });
+    pb.reset();  // the process is gone
+
+    const std::uint64_t stored = imclient::FileCursorStore(path).delivered(conv);
+    EXPECT_LT(stored, 10u) << "the burst of seq 10 was never flushed";
+
+    auto again = open(b, {1, 0}, "phone", std::make_shared<imclient::FileCursorStore>(path));
+    ASSERT_TRUE(again->ev.wait([&] { return again->ev.messages.size() >= 20 - stored; }));
+    std::this_thread::sleep_for(500ms);
+    const auto second = again->ev.locked([&] { return again->ev.messages; });
+    ASSERT_EQ(first.size(), 20u);
+    for (std::size_t i = 0; i < first.size(); ++i) EXPECT_EQ(first[i].seq, i + 1);
+    // Nothing at or below the stored watermark; everything above it, once, in order, same ids.
+    ASSERT_EQ(second.size(), 20 - stored);
+    for (std::size_t i = 0; i < second.size(); ++i) {
+        EXPECT_EQ(second[i].seq, stored + 1 + i);
+        EXPECT_EQ(second[i].msg_id, first[stored + i].msg_id);
+        EXPECT_EQ(second[i].client_msg_id, first[stored + i].client_msg_id);
+    }
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.receipt_unlocked(conv, b.id, ReceiptKind::delivered) >= 20; }));
+    again.reset();
+    EXPECT_EQ(imclient::FileCursorStore(path).delivered(conv), 20u);
+}
+
+TEST_F(ImclientE2e, AbruptDestroyMidStreamNeverMissesNorRepeatsBelowTheWatermark) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    const auto conv = imclient::conversation_id(a.id, b.id);
+    const std::string path = dir_ + "/bob.cursors";
+    auto pa = open(a, {0, 1}, "laptop");
+    auto pb = open(b, {1, 0}, "phone", std::make_shared<imclient::FileCursorStore>(path));
+
+    std::vector<std::string> ids;
+    for (int i = 0; i < 20; ++i) ids.push_back((*pa)->send_text(b.id, "y" + std::to_string(i)));
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 10; }));
+    pb.reset();  // mid-stream, whatever was in flight
+    const std::uint64_t stored = imclient::FileCursorStore(path).delivered(conv);
+    ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.acks.size() == 20; }));
+
+    auto again = open(b, {0, 1}, "phone", std::make_shared<imclient::FileCursorStore>(path));
+    ASSERT_TRUE(again->ev.wait([&] { return again->ev.messages.size() >= 20 - stored; }));
+    std::this_thread::sleep_for(500ms);
+    EXPECT_EQ(again->ev.message_seqs(), range(stored + 1, 20));
+    again->ev.locked([&] {
+        for (const auto& m : again->ev.messages) EXPECT_EQ(m.client_msg_id, ids[m.seq - 1]);
+    });
+}
+
+}  // namespace
+}  // namespace im::test
