@@ -22,7 +22,8 @@ ConnectorConfig load_connector_config(const config::ConfigSource& source, std::s
     b.bind_size("sessions.max_write_queue_bytes", wq, 4096, 1ull << 30);
     c.max_write_queue_bytes = static_cast<std::size_t>(wq);
     b.bind("sessions.max_pending_requests", c.max_pending_requests, 1, 100000);
-    b.bind_duration("sessions.heartbeat_interval", c.heartbeat_interval, milliseconds(100), std::chrono::hours(1));
+    // Announced to clients in whole seconds (LoginResult.heartbeat_interval_s): at least 1 s.
+    b.bind_duration("sessions.heartbeat_interval", c.heartbeat_interval, std::chrono::seconds(1), std::chrono::hours(1));
     b.bind_duration("sessions.login_timeout", c.login_timeout, milliseconds(100), std::chrono::minutes(10));
     b.bind_duration("sessions.request_timeout", c.request_timeout, milliseconds(100), std::chrono::minutes(10));
     b.bind_duration("sessions.token_recheck_interval", c.token_recheck_interval, milliseconds(100), std::chrono::hours(24));

@@ -61,7 +61,8 @@ ConnectorServer::ConnectorServer(asio::io_context& io, const ConnectorConfig& co
       links_(io, config, config.id, epoch_,
              TransferLinks::Callbacks{[this] { return session_refs(); },
                                       [this](TransferLink& l, internal::LinkEnvelope& e) { on_transfer_frame(l, e); },
-                                      [this](std::uint64_t id, const std::string&) { on_link_down(id); }}),
+                                      [this](std::uint64_t id, const std::string&) { on_link_down(id); },
+                                      [this](std::uint64_t, const std::string&) { on_link_up(); }}),
       alive_(std::make_shared<std::atomic<bool>>(true)),
       sessions_gauge_(metrics.gauge("im_connector_sessions", "Open client connections.")),
       links_gauge_(metrics.gauge("im_connector_transfer_links", "Ready links to transfers.")),
@@ -507,14 +508,22 @@ void ConnectorServer::forward(ClientSession& s, client::Envelope& env, const Dec
     PendingRequest p{env.request_id(), 0, kind, kind == client::Envelope::kSend ? env.send().client_msg_id() : ""};
     if (link == nullptr) {
         unavailable_.Increment();
-        if (answered) s.send(unavailable_answer(p));
+        if (answered || kind == client::Envelope::kReceipt) {
+            s.send(unavailable_answer(p));  // a receipt is resent by the client (watermarks are idempotent)
+        }
         return;
     }
     if (answered) {
         if (s.pending.size() >= config_.max_pending_requests) {
             auto busy = unavailable_answer(p);
-            if (busy.has_send_result()) busy.mutable_send_result()->set_code(client::OVERLOADED);
-            else busy.mutable_error()->set_code(client::OVERLOADED);
+            const std::string why = "too many requests in flight (sessions.max_pending_requests), retry";
+            if (busy.has_send_result()) {
+                busy.mutable_send_result()->set_code(client::OVERLOADED);
+                busy.mutable_send_result()->set_message(why);
+            } else {
+                busy.mutable_error()->set_code(client::OVERLOADED);
+                busy.mutable_error()->set_message(why);
+            }
             s.send(busy);
             return;
         }
@@ -605,6 +614,16 @@ void ConnectorServer::on_link_down(std::uint64_t link_id) {
             }
         }
         s->send(hint);
+    }
+}
+
+void ConnectorServer::on_link_up() {
+    // A transfer is (back) within reach: sessions catch up now instead of on their retry timers.
+    client::Envelope hint;
+    hint.mutable_sync_hint()->set_conversation_id(0);
+    hint.mutable_sync_hint()->set_reason("transfer link ready");
+    for (auto& [ptr, s] : sessions_) {
+        if (s->state == SessionState::active) s->send(hint);
     }
 }
 

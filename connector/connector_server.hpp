@@ -66,6 +66,7 @@ private:
     void forward(ClientSession& s, client::Envelope& env, const Decision& d);
     void on_transfer_frame(TransferLink& link, internal::LinkEnvelope& env);
     void on_link_down(std::uint64_t link_id);
+    void on_link_up();
     void kick_matching(std::uint64_t user, std::uint64_t token_session_id, std::uint64_t only_login_epoch,
                        client::KickReason reason, const std::string& message);
     ClientSession* find(std::uint64_t user, std::uint64_t login_epoch);

@@ -151,6 +151,7 @@ void TransferLinks::on_link_frame(TransferLink& link, std::string_view body) {
             if (it != peers_.end()) it->second.backoff = std::chrono::milliseconds(0);
             spdlog::info("link {} to transfer {} ready ({} sessions announced)", link.id(), link.transfer_id(),
                          s->sessions_size());
+            callbacks_.on_up(link.id(), link.transfer_id());
             break;
         }
         case internal::LinkEnvelope::kPong:

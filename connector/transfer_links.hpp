@@ -59,6 +59,8 @@ public:
         std::function<void(TransferLink&, internal::LinkEnvelope&)> on_frame;
         // A link that was ready went down.
         std::function<void(std::uint64_t link_id, const std::string& transfer_id)> on_down;
+        // A link became ready (after SessionSync).
+        std::function<void(std::uint64_t link_id, const std::string& transfer_id)> on_up;
     };
 
     TransferLinks(boost::asio::io_context& io, const ConnectorConfig& config, std::string connector_id,

@@ -840,27 +840,6 @@ TEST_F(ImclientE2e, HeartbeatKeepsAnIdleSessionAlive) {
     }
 }
 
-// A connector heartbeat below one second (sessions.heartbeat_interval=600ms) is announced as
-// LoginResult.heartbeat_interval_s 0, the field counting whole seconds: the library must still
-// ping often enough (it used to fall back to 30 s and got kicked IDLE every ~2 s).
-TEST_F(ImclientE2e, SubSecondConnectorHeartbeatKeepsTheSession) {
-    auto& cl = start({}, {"sessions.heartbeat_interval=600ms"});
-    const auto a = cl.user("alice");
-    const auto b = cl.user("bob");
-    cl.befriend(a, b);
-    auto pa = open(a, {0, 1}, "laptop");
-    auto pb = open(b, {1, 0}, "phone");
-    std::cerr << "heartbeat_interval_s announced for 600ms: " << pa->info.heartbeat_interval_s << "\n";
-    std::this_thread::sleep_for(4s);
-    (*pa)->send_text(b.id, "awake");
-    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() == 1; }));
-    for (auto* app : {pa.get(), pb.get()}) {
-        app->ev.locked([&] {
-            for (const auto& [st, why] : app->ev.states) EXPECT_NE(st, State::reconnecting) << why;
-        });
-    }
-}
-
 // The same user and device logs in again on the other connector: the older Client is kicked
 // (REPLACED, through the cross-connector kick channel) and stays down; the new one works.
 TEST_F(ImclientE2e, SecondLoginOfTheSameDeviceReplacesTheFirst) {

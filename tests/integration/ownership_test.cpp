@@ -5,6 +5,8 @@
 #include <cppconn/prepared_statement.h>
 #include <cppconn/resultset.h>
 
+#include <sys/wait.h>
+
 #include <set>
 #include <thread>
 
@@ -75,11 +77,22 @@ TEST(ShardFence, ATakeoverFencesTheOldOwnersBatches) {
     EXPECT_NE(cl.transfer().log_contents().find("shard ownership lost"), std::string::npos);
 }
 
+TEST(ConnectorLimits, SubSecondHeartbeatIsRefusedAtStartup) {
+    // LoginResult announces whole seconds: a shorter interval would be announced as 0.
+    ChildProcess p;
+    const auto log = TestEnv::get().run_dir + "/connector-badhb-" + unique_suffix() + ".log";
+    p.start(bin_dir() + "/im-connector", {"--set", "sessions.heartbeat_interval=600ms"}, {}, log);
+    const auto st = p.stop(0, std::chrono::seconds(10));
+    ASSERT_TRUE(st.has_value());
+    EXPECT_EQ(WEXITSTATUS(*st), 2);
+    EXPECT_NE(p.log_contents().find("sessions.heartbeat_interval"), std::string::npos) << p.log_contents();
+}
+
 TEST(ConnectorLimits, IdleSessionsAreKickedAndMaxSessionsHolds) {
-    Cluster cl(ClusterOptions{1, {}, {}, {"sessions.heartbeat_interval=300ms", "sessions.max=3"}, "limits"});
+    Cluster cl(ClusterOptions{1, {}, {}, {"sessions.heartbeat_interval=1s", "sessions.max=3"}, "limits"});
     auto a = cl.user("quinn");
     auto idle = cl.connect(0, a.token, "dev1");
-    auto kick = idle->wait_body(Envelope::kKick, std::chrono::seconds(5));
+    auto kick = idle->wait_body(Envelope::kKick, std::chrono::seconds(8));
     ASSERT_TRUE(kick.has_value()) << "silent for 3 heartbeat intervals";
     EXPECT_EQ(kick->kick().reason(), client::IDLE);
     EXPECT_TRUE(idle->wait_closed(std::chrono::seconds(3)));
