@@ -545,9 +545,11 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
     pos = 0;
     for (std::size_t rows_n : sql_batch::insert_chunks(push_rows.size())) {
         auto& st = db.prepare(sql_batch::values_statement(
-            "INSERT INTO push_pending (user_id, conversation_id, from_user_id, up_to_seq, updated_ms) VALUES ", 5, rows_n,
+            "INSERT INTO push_pending (user_id, conversation_id, from_user_id, up_to_seq, updated_ms, first_ms) VALUES ",
+            6, rows_n,
             " ON DUPLICATE KEY UPDATE from_user_id = IF(VALUES(up_to_seq) > up_to_seq, VALUES(from_user_id), "
-            "from_user_id), up_to_seq = GREATEST(up_to_seq, VALUES(up_to_seq)), updated_ms = VALUES(updated_ms)"));
+            "from_user_id), up_to_seq = GREATEST(up_to_seq, VALUES(up_to_seq)), updated_ms = VALUES(updated_ms), "
+            "first_ms = IF(first_ms = 0, VALUES(first_ms), first_ms)"));
         unsigned p = 1;
         for (std::size_t r = 0; r < rows_n; ++r) {
             const auto [user, conv] = push_rows[pos + r];
@@ -555,6 +557,7 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
             st.setUInt64(p++, conv);
             st.setUInt64(p++, conversation_peer(conv, user));
             st.setUInt64(p++, conv_rows[conv].first);
+            st.setInt64(p++, now);
             st.setInt64(p++, now);
         }
         st.executeUpdate();

@@ -30,19 +30,23 @@ const std::string kSelectDue =
     "COALESCE(uc.my_read_seq, 0) FROM push_pending p "
     "LEFT JOIN user_conversations uc ON uc.user_id = p.user_id AND uc.conversation_id = "
     "p.conversation_id "
-    "WHERE p.updated_ms <= ? ORDER BY p.updated_ms LIMIT ?";
+    "WHERE p.updated_ms <= ? OR (p.first_ms > 0 AND p.first_ms <= ?) ORDER BY p.updated_ms LIMIT ?";
+// A row that changed while its event was being published starts a new max_delay window.
+const std::string kRestartWindow =
+    "UPDATE push_pending SET first_ms = ? WHERE user_id = ? AND conversation_id = ? AND up_to_seq <> ?";
 // The up_to_seq guard: a row the writer advanced after we read it is not ours to delete.
 const std::string kDeletePublished =
     "DELETE FROM push_pending WHERE user_id = ? AND conversation_id = ? AND up_to_seq = ?";
 const std::string kDepth =
-    "SELECT COUNT(*), MIN(updated_ms) FROM (SELECT updated_ms FROM push_pending ORDER BY "
-    "updated_ms LIMIT " +
+    "SELECT COUNT(*), MIN(updated_ms), MIN(NULLIF(first_ms, 0)) FROM (SELECT updated_ms, first_ms FROM "
+    "push_pending ORDER BY updated_ms LIMIT " +
     std::to_string(kDepthCountLimit) + ") t";
 }  // namespace
 
 void bind(config::Binder& b, PushRelayConfig& c) {
     b.bind_duration("push.coalesce_delay", c.coalesce_delay, milliseconds(0),
                     std::chrono::minutes(10));
+    b.bind_duration("push.max_delay", c.max_delay, milliseconds(0), std::chrono::hours(24));
     b.bind("push.batch", c.batch, 1, 10000);
     b.bind_duration("push.poll_interval", c.poll_interval, milliseconds(10),
                     std::chrono::minutes(10));
@@ -180,7 +184,7 @@ PushRelay::Round PushRelay::round() {
             return r;
         }
         const auto now_ms = wall_ms();
-        const auto rows = select_due(now_ms - cfg_.coalesce_delay.count());
+        const auto rows = select_due(now_ms - cfg_.coalesce_delay.count(), now_ms - cfg_.max_delay.count());
         if (!rows.empty()) {
             std::vector<mq::OutgoingMessage> messages;
             messages.reserve(rows.size());
@@ -258,10 +262,11 @@ bool PushRelay::hold_lock() {
     return held;
 }
 
-std::vector<PendingPush> PushRelay::select_due(std::int64_t cutoff_ms) {
+std::vector<PendingPush> PushRelay::select_due(std::int64_t quiet_cutoff_ms, std::int64_t first_cutoff_ms) {
     auto& st = db_->prepare(kSelectDue);
-    st.setInt64(1, cutoff_ms);
-    st.setUInt(2, cfg_.batch);
+    st.setInt64(1, quiet_cutoff_ms);
+    st.setInt64(2, first_cutoff_ms);
+    st.setUInt(3, cfg_.batch);
     std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
     std::vector<PendingPush> rows;
     while (rs->next()) {
@@ -291,7 +296,15 @@ void PushRelay::delete_published(const std::vector<const PendingPush*>& rows) {
             st.setUInt64(1, row->user_id);
             st.setUInt64(2, row->conversation_id);
             st.setUInt64(3, row->up_to_seq);
-            if (st.executeUpdate() == 0) ++kept;
+            if (st.executeUpdate() == 0) {
+                ++kept;
+                auto& restart = db_->prepare(kRestartWindow);
+                restart.setInt64(1, wall_ms());
+                restart.setUInt64(2, row->user_id);
+                restart.setUInt64(3, row->conversation_id);
+                restart.setUInt64(4, row->up_to_seq);
+                restart.executeUpdate();
+            }
         }
     });
     if (kept > 0)
@@ -312,6 +325,7 @@ void PushRelay::update_depth(Round& r, std::int64_t now_ms) {
     outbox_oldest_seconds_.Set(static_cast<double>(std::max<std::int64_t>(now_ms - oldest, 0)) /
                                1000.0);
     r.next_due_ms = oldest + cfg_.coalesce_delay.count();
+    if (!rs->isNull(3)) r.next_due_ms = std::min(r.next_due_ms, rs->getInt64(3) + cfg_.max_delay.count());
 }
 
 }  // namespace im::transfer

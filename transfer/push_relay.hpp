@@ -50,6 +50,9 @@ namespace im::transfer {
 struct PushRelayConfig {
     // Publish a row only once it has not changed for this long: one event per burst.
     std::chrono::milliseconds coalesce_delay{1000};
+    // A row is published after this long even if it keeps changing (a conversation that never
+    // pauses for coalesce_delay is still pushed).
+    std::chrono::milliseconds max_delay{10000};
     std::uint32_t batch = 200;  // rows per publish (one confirm round trip, one delete transaction)
     std::chrono::milliseconds poll_interval{500};  // also how soon a standby relay takes over
 };
@@ -99,7 +102,7 @@ class PushRelay {
     void run();
     Round round();
     bool hold_lock();
-    std::vector<PendingPush> select_due(std::int64_t cutoff_ms);
+    std::vector<PendingPush> select_due(std::int64_t quiet_cutoff_ms, std::int64_t first_cutoff_ms);
     void delete_published(const std::vector<const PendingPush*>& rows);
     void update_depth(Round& r, std::int64_t now_ms);
     // Waits until `until`, an earlier notify() due time, or stop(); false when stopping.

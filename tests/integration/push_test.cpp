@@ -466,6 +466,43 @@ TEST_F(PushTest, BurstOfUpsertsCoalescesIntoOneEvent) {
     EXPECT_EQ(take(mq_.queue, 1, 1000ms).size(), 0u) << "one event per burst";
 }
 
+TEST_F(PushTest, AConversationThatNeverPausesIsStillPushedAfterMaxDelay) {
+    auto cfg = fast_relay();
+    cfg.coalesce_delay = 600ms;
+    cfg.max_delay = 800ms;
+    Metrics metrics;
+    transfer::PushRelay relay(db_->config(), mq_, cfg, metrics);
+    relay.start();
+
+    // The writer's upsert with first_ms: set when the row starts waiting, kept while it changes.
+    const std::uint64_t conv = (7ULL << 32) | 9;
+    auto upsert_first = [&](std::uint64_t seq) {
+        const auto now = wall_ms();
+        auto& st = db_->db().prepare(
+            "INSERT INTO push_pending (user_id, conversation_id, from_user_id, up_to_seq, updated_ms, first_ms) "
+            "VALUES (7, ?, 9, ?, ?, ?) ON DUPLICATE KEY UPDATE up_to_seq = GREATEST(up_to_seq, VALUES(up_to_seq)), "
+            "updated_ms = VALUES(updated_ms), first_ms = IF(first_ms = 0, VALUES(first_ms), first_ms)");
+        st.setUInt64(1, conv);
+        st.setUInt64(2, seq);
+        st.setInt64(3, now);
+        st.setInt64(4, now);
+        st.executeUpdate();
+        relay.notify();
+    };
+    const auto start = Clock::now();
+    std::uint64_t seq = 0;
+    // A message every 100 ms for 2.5 s: never quiet for the 600 ms coalesce delay.
+    std::vector<events::PushEvent> events;
+    while (Clock::now() - start < 2500ms) {
+        upsert_first(++seq);
+        std::this_thread::sleep_for(100ms);
+    }
+    events = take_events(5, 2s);
+    ASSERT_GE(events.size(), 2u) << "pushed every ~max_delay although the row never went quiet";
+    EXPECT_LE(events.size(), 4u) << "still coalesced: far fewer events than messages";
+    for (std::size_t i = 1; i < events.size(); ++i) EXPECT_GT(events[i].up_to_seq(), events[i - 1].up_to_seq());
+}
+
 TEST_F(PushTest, NotifyWakesTheRelayAfterTheCoalesceDelayNotThePollInterval) {
     transfer::PushRelayConfig cfg;
     cfg.coalesce_delay = 300ms;
