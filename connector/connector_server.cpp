@@ -461,24 +461,27 @@ void ConnectorServer::finish_login(const std::shared_ptr<ClientSession>& s, std:
             o->kick(client::REPLACED, "logged in again on this device");
         }
     }
-    do {
-        s->login_epoch = rng_() >> 1;
-    } while (s->login_epoch == 0);
+    // Time-ordered login epochs: when one device logs in on two connectors at once, the newer
+    // login wins in Redis (see UserStatus::claim_device); the low bits keep them unique.
+    s->login_epoch = (static_cast<std::uint64_t>(wall_ms()) << 16) | (rng_() & 0xffff);
     s->state = SessionState::active;
     by_user_[s->user_id].push_back(s.get());
     logins_ok_.Increment();
 
-    // ...and on other connectors: the user-status entry of this device now points here; the
-    // previous holder (if elsewhere) gets a targeted kick through the kick channel.
+    // ...and on other connectors, atomically in Redis: the newest login of the device takes the
+    // user-status entry; the session it replaced gets a targeted kick through the kick channel,
+    // or, when a newer login already holds it, this session is the one to go.
     user_status::SessionEntry entry{s->device_id, config_.id, epoch_, s->login_epoch, s->token_session_id};
     const auto user = s->user_id;
-    status_task([entry, user](RedisBackend& be) {
-        for (const auto& old : be.status.sessions_of(user)) {
-            if (old.device_id == entry.device_id && old.login_epoch != entry.login_epoch) {
-                be.status.publish_kick(user_status::KickRequest{user, old.session_id, "replaced", old.login_epoch});
-            }
+    status_task([this, entry, user, alive = alive_](RedisBackend& be) {
+        const auto claim = be.status.claim_device(user, entry);
+        if (claim.superseded) {
+            asio::post(io_, [this, alive, user, epoch = entry.login_epoch] {
+                if (*alive) kick_matching(user, 0, epoch, client::REPLACED, "logged in again on this device");
+            });
+        } else if (claim.other && claim.other->login_epoch != entry.login_epoch) {
+            be.status.publish_kick(user_status::KickRequest{user, claim.other->session_id, "replaced", claim.other->login_epoch});
         }
-        be.status.online(user, entry);
     });
 
     // Every transfer learns about the session before any of its requests (same link, in order).

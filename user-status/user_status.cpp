@@ -51,6 +51,29 @@ local function live(entry)
 end
 )lua";
 
+// KEYS[1] = us:<user>; ARGV[1] = <p>conn:; ARGV[2] = expiry (s); ARGV[3] = device; ARGV[4] =
+// entry; ARGV[5] = its login epoch. The newest login of a device wins, whichever connector's
+// update arrives first: a live entry with a newer login epoch is kept and the caller is told it
+// was superseded; otherwise the entry is written and the one it replaced is returned.
+// Login epochs are decimal strings of up to 19 digits: compared as strings (Lua numbers are doubles).
+const LuaScript& claim_script() {
+    static const LuaScript s(std::string(kLiveFunction) + R"lua(
+local function newer(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+local cur = redis.call('HGET', KEYS[1], ARGV[3])
+if cur and live(cur) then
+  local _, _, login = string.match(cur, '^(.*)|(%d+)|(%d+)|%d+$')
+  if login and login ~= ARGV[5] and newer(login, ARGV[5]) then return {1, cur} end
+end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {0, cur or ''}
+)lua");
+    return s;
+}
+
 // KEYS[1] = us:<user>; ARGV[1] = <p>conn: -> {device, entry, ...} of the live entries.
 const LuaScript& sessions_script() {
     static const LuaScript s(std::string(kLiveFunction) + R"lua(
@@ -159,6 +182,21 @@ std::string UserStatus::user_key(std::uint64_t user) const {
 
 std::string UserStatus::kick_channel() const {
     return prefix_ + "kick";
+}
+
+ClaimResult UserStatus::claim_device(std::uint64_t user, const SessionEntry& s) {
+    auto r = claim_script().run(redis_, {user_key(user)},
+                                {prefix_ + "conn:", std::to_string(kEntryTtl.count()), s.device_id, encode_entry(s),
+                                 std::to_string(s.login_epoch)});
+    ClaimResult out;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        out.superseded = r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 1;
+        const auto* v = r->element[1];
+        if (v->type == REDIS_REPLY_STRING && v->len > 0) {
+            out.other = parse_entry(s.device_id, std::string_view(v->str, v->len));
+        }
+    }
+    return out;
 }
 
 void UserStatus::online(std::uint64_t user, const SessionEntry& s) {

@@ -157,6 +157,39 @@ TEST_F(UserStatusTest, OnlineOfflineAndTheOlderSessionsLogout) {
     EXPECT_FALSE(us_->offline(4242, "nothing", 1));
 }
 
+TEST_F(UserStatusTest, TheNewestLoginOfADeviceWinsWhicheverClaimArrivesFirst) {
+    beat("c1", 1);
+    beat("c2", 1);
+    const std::uint64_t u = 1002;
+    // Epochs above 2^53: compared exactly (as strings), not as Lua doubles.
+    const std::uint64_t older = (1ull << 60) + 1, newer = (1ull << 60) + 2;
+
+    // The newer login's claim arrives first: the older one is told it is superseded.
+    auto first = us_->claim_device(u, entry("phone", "c2", 1, newer, 8));
+    EXPECT_FALSE(first.superseded);
+    EXPECT_FALSE(first.other.has_value());
+    auto late = us_->claim_device(u, entry("phone", "c1", 1, older, 7));
+    EXPECT_TRUE(late.superseded);
+    ASSERT_TRUE(late.other.has_value());
+    EXPECT_EQ(late.other->login_epoch, newer);
+    ASSERT_EQ(us_->sessions_of(u).size(), 1u);
+    EXPECT_EQ(us_->sessions_of(u)[0].login_epoch, newer) << "the entry was not overwritten";
+
+    // In order: the newer claim replaces the older entry and names it (to be kicked).
+    const std::uint64_t u2 = 1003;
+    EXPECT_FALSE(us_->claim_device(u2, entry("phone", "c1", 1, older, 7)).superseded);
+    auto replaced = us_->claim_device(u2, entry("phone", "c2", 1, newer, 8));
+    EXPECT_FALSE(replaced.superseded);
+    ASSERT_TRUE(replaced.other.has_value());
+    EXPECT_EQ(replaced.other->login_epoch, older);
+    EXPECT_EQ(replaced.other->session_id, 7u);
+
+    // A newer entry on a dead connector does not block a login.
+    const std::uint64_t u3 = 1004;
+    us_->online(u3, entry("phone", "dead", 1, newer, 9));
+    EXPECT_FALSE(us_->claim_device(u3, entry("phone", "c1", 1, older, 7)).superseded);
+}
+
 TEST_F(UserStatusTest, DeviceIdsAndConnectorIdsAreData) {
     beat("c|weird 1", 3);
     const std::string device = "dev:with|bars and spaces";

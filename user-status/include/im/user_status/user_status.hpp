@@ -71,6 +71,13 @@ struct KickRequest {
     std::uint64_t login_epoch = 0;
 };
 
+// claim_device(): whether a newer login of the device already holds the entry (then the caller's
+// session is the one to end), or the entry the caller replaced (whose session must end).
+struct ClaimResult {
+    bool superseded = false;
+    std::optional<SessionEntry> other;
+};
+
 class UserStatus {
 public:
     // key_prefix: RedisConfig::key_prefix. The connection is borrowed (one per pool thread).
@@ -78,6 +85,9 @@ public:
 
     // Replaces the user's entry for s.device_id and refreshes the hash's 7-day expiry.
     void online(std::uint64_t user, const SessionEntry& s);
+    // online() for a fresh login: the newest login (by login epoch) of a device wins atomically,
+    // whichever connector's update reaches Redis first. See ClaimResult.
+    ClaimResult claim_device(std::uint64_t user, const SessionEntry& s);
     // Removes the device's entry only if it is still the one of `login_epoch`: the late logout of
     // an older session never wipes a newer one. True if removed.
     bool offline(std::uint64_t user, const std::string& device_id, std::uint64_t login_epoch);
