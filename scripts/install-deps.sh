@@ -5,7 +5,7 @@
 #   scripts/install-deps.sh            build + server packages (default)
 #   scripts/install-deps.sh --build    build packages only (the Docker build stage)
 #   scripts/install-deps.sh --runtime  runtime libraries only (the Docker runtime stage)
-#   scripts/install-deps.sh --bench    load tools for scripts/bench-* (wrk)
+#   scripts/install-deps.sh --bench    load tools for scripts/bench* (wrk, python3 for the report)
 set -euo pipefail
 
 BUILD_PKGS=(
@@ -22,7 +22,7 @@ SERVER_PKGS=(
   rabbitmq-server slapd ldap-utils
   curl openssl iproute2 procps psmisc
 )
-BENCH_PKGS=(wrk)
+BENCH_PKGS=(wrk python3)
 RUNTIME_PKGS=(
   libprotobuf32 libhiredis0.14 libmysqlcppconn7v5 librabbitmq4 libldap-2.5-0
   libspdlog1.10 libfmt9 libyaml-cpp0.7 libsodium23 libssl3 libprometheus-cpp-core1.0

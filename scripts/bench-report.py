@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Turns scripts/bench's JSON lines into the im-bench section of docs/BENCHMARKS.md.
+
+usage: bench-report.py RESULTS.jsonl RUNS DOC.md COMMANDS.txt
+Replaces the text between '<!-- im-bench:begin -->' and '<!-- im-bench:end -->' in DOC.md
+(appends the section when the markers are missing) and prints nothing else.
+"""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+BEGIN, END = "<!-- im-bench:begin -->", "<!-- im-bench:end -->"
+
+# (label, metric, unit, target text, predicate on the median or None)
+ROWS = [
+    ("pairs P=1 W=1", "delivered_msgs_s", "msgs/s", "", None),
+    ("pairs P=1 W=1", "ttd_p50_us", "us", "p50 <= 500 us", lambda v: v <= 500),
+    ("pairs P=1 W=1", "ttd_p99_us", "us", "", None),
+    ("pairs P=1 W=16", "delivered_msgs_s", "msgs/s", "", None),
+    ("pairs P=50 W=1", "delivered_msgs_s", "msgs/s", "", None),
+    ("pairs P=50 W=16", "delivered_msgs_s", "msgs/s", ">= 40,000", lambda v: v >= 40000),
+    ("pairs P=50 W=16", "ttd_p50_us", "us", "", None),
+    ("pairs P=50 W=16", "ttd_p99_us", "us", "", None),
+    ("pairs P=500 W=1", "delivered_msgs_s", "msgs/s", ">= 25,000", lambda v: v >= 25000),
+    ("pairs P=500 W=1", "ttd_p50_us", "us", "(Little's law: 1000 in flight / rate)", None),
+    ("pairs P=500 W=1", "ttd_p99_us", "us", "", None),
+    ("pairs P=500 W=16", "delivered_msgs_s", "msgs/s", "", None),
+    ("open P=500 R=10000", "delivered_msgs_s", "msgs/s", "10,000 offered", None),
+    ("open P=500 R=10000", "ttd_p50_us", "us", "", None),
+    ("open P=500 R=10000", "ttd_p99_us", "us", "p99 <= 5 ms", lambda v: v <= 5000),
+    ("open P=500 R=10000", "ttd_p99_9_us", "us", "p99.9 <= 20 ms", lambda v: v <= 20000),
+    ("open P=500 R=10000", "sent_ack_p50_us", "us", "", None),
+    ("open P=500 R=10000", "delivered_receipt_p99_us", "us", "", None),
+    ("idle", "connect_login_all_s", "s", "<= 10 s", lambda v: v <= 10),
+    ("idle", "connector_rss_per_session_bytes", "bytes", "<= 4096", lambda v: v <= 4096),
+    ("idle", "connector_idle_cpu_pct", "% of a core", "<= 5 %", lambda v: v <= 5),
+    ("login", "session_establishments_s", "/s", ">= 5,000", lambda v: v >= 5000),
+    ("login", "session_login_p99_us", "us", "", None),
+    ("login", "rest_logins_s", "/s", "(cheap hash: bench setting)", None),
+    ("login", "rest_login_p99_us", "us", "", None),
+    ("offline", "stored_msgs_s", "msgs/s", ">= 20,000", lambda v: v >= 20000),
+    ("offline", "synced_msgs_s", "msgs/s", ">= 50,000", lambda v: v >= 50000),
+]
+CORRECTNESS = ["lost", "duplicated", "out_of_order"]
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:,.1f}" if abs(v) >= 10 else f"{v:,.2f}"
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+            mem = f"{kb / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), {mem} RAM, Linux {platform.release()}"
+
+
+def main():
+    results, runs, doc, commands = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    by_label = {}
+    with open(results) as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            by_label.setdefault(r["label"], []).append(r)
+
+    def label_of(prefix):
+        for k in by_label:
+            if k == prefix or k.startswith(prefix + " "):
+                return k
+        return None
+
+    flush = {r.get("mysql_innodb_flush_log_at_trx_commit") for rs in by_label.values() for r in rs}
+    out = [BEGIN, "", "## Messaging: im-bench (issue 5)", ""]
+    out.append(f"Machine: {machine()}. Everything on this one box: Redis, MariaDB, RabbitMQ, slapd, im-rest, "
+               "one im-transfer, two im-connectors and the generator. MariaDB "
+               f"`innodb_flush_log_at_trx_commit` = {', '.join(sorted(str(x) for x in flush))} (read from the server "
+               "by scripts/bench and printed in every report): every message is committed durably before its SENT. "
+               "Receipts on, 100-byte bodies.")
+    out.append("")
+    out.append(f"Produced by `./scripts/bench` ({runs} runs of every scenario; the median is in bold). "
+               "The generator runs on one I/O thread.")
+    out.append("")
+    head = "| scenario | metric | " + " | ".join(f"run {i + 1}" for i in range(runs)) + " | median | target | met |"
+    out.append(head)
+    out.append("|" + "---|" * (runs + 5))
+    for label, metric, unit, target, pred in ROWS:
+        key = label_of(label)
+        vals = [r.get(metric) for r in by_label.get(key, [])] if key else []
+        vals = [v for v in vals if isinstance(v, (int, float))]
+        med = statistics.median(vals) if vals else None
+        cells = [fmt(v) for v in vals] + ["-"] * (runs - len(vals))
+        met = "" if pred is None or med is None else ("yes" if pred(med) else "**no**")
+        out.append(f"| {key or label} | {metric} ({unit}) | " + " | ".join(cells[:runs]) +
+                   f" | **{fmt(med)}** | {target} | {met} |")
+    out.append("")
+    out.append("Correctness in every run (sum over all runs of every scenario):")
+    out.append("")
+    out.append("| scenario | runs | " + " | ".join(CORRECTNESS) + " | send errors |")
+    out.append("|---|---|" + "---|" * (len(CORRECTNESS) + 1))
+    for label, rs in by_label.items():
+        sums = [sum(r.get(k, 0) for r in rs) for k in CORRECTNESS]
+        errs = sum(r.get("send_errors", 0) for r in rs)
+        if any(k in rs[0] for k in CORRECTNESS):
+            out.append(f"| {label} | {len(rs)} | " + " | ".join(str(s) for s in sums) + f" | {errs} |")
+    out.append("")
+    out.append("CPU seconds during the measured interval (median run), per process:")
+    out.append("")
+    for label in ("pairs P=50 W=16", "pairs P=500 W=1", "open P=500 R=10000"):
+        key = label_of(label)
+        if not key:
+            continue
+        rs = by_label[key]
+        rs_sorted = sorted(rs, key=lambda r: r.get("delivered_msgs_s", 0))
+        r = rs_sorted[len(rs_sorted) // 2]
+        cpu = {k[4:-2]: v for k, v in r.items() if k.startswith("cpu_") and k.endswith("_s") and k != "cpu_interval_s"}
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+        out.append(f"- {key} ({r.get('cpu_interval_s', 0):.1f} s): {parts}")
+    out.append("")
+    out.append("Commands (as run by scripts/bench; `COMMON` = `--rest URL --connectors A,B --tokens FILE --watch "
+               "RUN_DIRS --mysql-flush V --json-out FILE`):")
+    out.append("")
+    out.append("```")
+    with open(commands) as f:
+        seen = []
+        for line in f:
+            if line.strip() and line not in seen:
+                seen.append(line)
+    out.extend(l.rstrip("\n") for l in seen)
+    out.append("```")
+    out.append("")
+    out.append(END)
+
+    section = "\n".join(out) + "\n"
+    try:
+        with open(doc) as f:
+            text = f.read()
+    except OSError:
+        text = "# Benchmarks\n\n"
+    if BEGIN in text and END in text:
+        a = text.index(BEGIN)
+        b = text.index(END) + len(END)
+        text = text[:a] + section.rstrip("\n") + text[b:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(doc + ".new", "w") as f:
+        f.write(text)
+    os.replace(doc + ".new", doc)
+
+
+if __name__ == "__main__":
+    main()
