@@ -76,7 +76,8 @@ struct DedupeKey {
 };
 struct DedupeKeyHash {
     std::size_t operator()(const DedupeKey& k) const noexcept {
-        return std::hash<std::string>()(k.cmid) ^ static_cast<std::size_t>(k.sender * 0x9E3779B97F4A7C15ull);
+        return std::hash<std::string>()(k.cmid) ^
+               static_cast<std::size_t>(k.sender * 0x9E3779B97F4A7C15ull);
     }
 };
 
@@ -106,11 +107,25 @@ struct Item {
     std::uint64_t conv = 0, peer = 0;
     StreamKey key{};
     State state = State::pending;
-    bool replay = false;            // stream_seq below the expected one: only a dedupe can answer it
-    std::size_t dup_of = 0;         // index of the first copy in this batch (State::duplicate)
-    Stored stored;                  // original_found, or assigned for pending
+    bool replay = false;     // stream_seq below the expected one: only a dedupe can answer it
+    std::size_t dup_of = 0;  // index of the first copy in this batch (State::duplicate)
+    Stored stored;           // original_found, or assigned for pending
     ErrorCode code = client::ERROR_NONE;
     std::string message;
+};
+
+// Seconds spent per stage of a batch (im_transfer_writer_stage_seconds_total{stage}): where the
+// writer's time goes, for profiling under load (docs/BENCHMARKS.md).
+class StageClock {
+  public:
+    void lap(prometheus::Counter& c) {
+        const auto now = std::chrono::steady_clock::now();
+        c.Increment(std::chrono::duration<double>(now - t_).count());
+        t_ = now;
+    }
+
+  private:
+    std::chrono::steady_clock::time_point t_ = std::chrono::steady_clock::now();
 };
 
 struct WatermarkRow {  // one user_conversations upsert
@@ -121,26 +136,53 @@ struct WatermarkRow {  // one user_conversations upsert
 }  // namespace
 
 struct MessageWriter::Impl {
-    explicit Impl(WriterDeps d)
+    Impl(WriterDeps d, std::size_t lane_index)
         : deps(std::move(d)),
+          lane(lane_index),
           db(deps.config.mysql),
           streams(1 << 20),
           last_seq(1 << 20),
           recent(1 << 18),
           batches(deps.metrics.counter("im_transfer_batches_total", "Committed writer batches.")),
-          batch_failures(deps.metrics.counter("im_transfer_batch_failures_total", "Writer batches that failed to commit.")),
-          stored_total(deps.metrics.counter("im_transfer_messages_stored_total", "Messages stored.")),
-          dup_total(deps.metrics.counter("im_transfer_messages_deduped_total", "Resends answered with the original.")),
-          refused_total(deps.metrics.counter("im_transfer_messages_refused_total", "Messages refused (policy, validation).")),
-          ooo_total(deps.metrics.counter("im_transfer_out_of_order_total", "Sends answered with OUT_OF_ORDER.")),
+          batch_failures(deps.metrics.counter("im_transfer_batch_failures_total",
+                                              "Writer batches that failed to commit.")),
+          stored_total(
+              deps.metrics.counter("im_transfer_messages_stored_total", "Messages stored.")),
+          dup_total(deps.metrics.counter("im_transfer_messages_deduped_total",
+                                         "Resends answered with the original.")),
+          refused_total(deps.metrics.counter("im_transfer_messages_refused_total",
+                                             "Messages refused (policy, validation).")),
+          ooo_total(deps.metrics.counter("im_transfer_out_of_order_total",
+                                         "Sends answered with OUT_OF_ORDER.")),
           receipts_total(deps.metrics.counter("im_transfer_receipts_total", "Receipts applied.")),
-          batch_size(deps.metrics.histogram("im_transfer_batch_messages", "Messages per committed batch.",
+          batch_size(deps.metrics.histogram("im_transfer_batch_messages",
+                                            "Messages per committed batch.",
                                             {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})),
-          commit_seconds(deps.metrics.histogram("im_transfer_commit_seconds", "Batch transaction time.",
-                                                Metrics::latency_buckets())),
-          queue_gauge(deps.metrics.gauge("im_transfer_writer_queue", "Sends and receipts waiting for the writer.")) {}
+          commit_seconds(deps.metrics.histogram(
+              "im_transfer_commit_seconds", "Batch transaction time.", Metrics::latency_buckets())),
+          queue_gauge(deps.metrics.gauge("im_transfer_writer_queue",
+                                         "Sends and receipts waiting for a writer lane.",
+                                         {{"lane", std::to_string(lane_index)}})),
+          stage_prepare(stage("prepare")),
+          stage_fence(stage("fence")),
+          stage_messages(stage("insert_messages")),
+          stage_conversations(stage("upsert_conversations")),
+          stage_watermarks(stage("upsert_user_conversations")),
+          stage_push(stage("push_outbox")),
+          stage_commit(stage("commit")),
+          stage_answer(stage("answer")) {}
+
+    prometheus::Counter& stage(const std::string& name) {
+        return deps.metrics.counter(
+            "im_transfer_writer_stage_seconds_total",
+            "Writer time per batch stage: prepare (stream checks, dedupe, policy, seqs), fence, "
+            "insert_messages, upsert_conversations, upsert_user_conversations, push_outbox, "
+            "commit, answer.",
+            {{"stage", name}});
+    }
 
     WriterDeps deps;
+    std::size_t lane = 0;
     mysql::MysqlConnection db;
 
     // Queue (any thread -> writer thread).
@@ -156,7 +198,8 @@ struct MessageWriter::Impl {
     TwoGenCache<StreamKey, StreamState, StreamKeyHash> streams;
     TwoGenCache<std::uint64_t, std::uint64_t> last_seq;  // conversation -> last committed seq
     TwoGenCache<DedupeKey, Stored, DedupeKeyHash> recent;
-    std::unordered_map<std::uint64_t, std::unordered_set<std::uint64_t>> streams_by_session;  // login_epoch -> convs
+    std::unordered_map<std::uint64_t, std::unordered_set<std::uint64_t>>
+        streams_by_session;  // login_epoch -> convs
 
     prometheus::Counter& batches;
     prometheus::Counter& batch_failures;
@@ -168,6 +211,15 @@ struct MessageWriter::Impl {
     prometheus::Histogram& batch_size;
     prometheus::Histogram& commit_seconds;
     prometheus::Gauge& queue_gauge;
+    prometheus::Counter& stage_prepare;
+    prometheus::Counter& stage_fence;
+    prometheus::Counter& stage_messages;
+    prometheus::Counter& stage_conversations;
+    prometheus::Counter& stage_watermarks;
+    prometheus::Counter& stage_push;
+    prometheus::Counter& stage_commit;
+    prometheus::Counter& stage_answer;
+    StageClock clock;
 
     void run();
     void process(std::vector<SendJob>& sends, std::vector<ReceiptJob>& receipts);
@@ -175,72 +227,100 @@ struct MessageWriter::Impl {
     void dedupe(std::vector<SendJob>& sends, std::vector<Item>& items, bool query_all);
     void apply_policy(std::vector<SendJob>& sends, std::vector<Item>& items);
     void load_last_seq(const std::vector<std::uint64_t>& convs);
-    void write(std::vector<SendJob>& sends, std::vector<Item>& items, const std::vector<WatermarkRow>& rows,
-               const std::vector<std::pair<std::uint64_t, std::uint64_t>>& push_rows, std::uint64_t& fence_shards);
+    void write(std::vector<SendJob>& sends, std::vector<Item>& items,
+               const std::vector<WatermarkRow>& rows,
+               const std::vector<std::pair<std::uint64_t, std::uint64_t>>& push_rows,
+               std::uint64_t& fence_shards);
     void fence(const std::vector<std::uint32_t>& shards);
 };
 
-MessageWriter::MessageWriter(WriterDeps deps) : impl_(std::make_unique<Impl>(std::move(deps))) {}
+MessageWriter::MessageWriter(WriterDeps deps) {
+    const std::size_t n = std::max<std::uint32_t>(1, deps.config.writer_threads);
+    for (std::size_t i = 0; i < n; ++i)
+        lanes_.push_back(std::make_unique<Impl>(deps, i));
+}
 
-MessageWriter::~MessageWriter() { stop(); }
+MessageWriter::~MessageWriter() {
+    stop();
+}
+
+MessageWriter::Impl& MessageWriter::lane_of(std::uint64_t conversation) {
+    // An invalid conversation (answered BAD_REQUEST by the lane) may go anywhere.
+    return *lanes_[conversation == 0 ? 0 : shard_of(conversation) % lanes_.size()];
+}
 
 void MessageWriter::start() {
-    impl_->thread = std::thread([this] { impl_->run(); });
+    for (auto& l : lanes_) {
+        Impl* lane = l.get();
+        lane->thread = std::thread([lane] { lane->run(); });
+    }
 }
 
 void MessageWriter::stop() {
-    {
-        std::lock_guard lock(impl_->mu);
-        if (impl_->stopping && !impl_->thread.joinable()) return;
-        impl_->stopping = true;
+    for (auto& l : lanes_) {
+        {
+            std::lock_guard lock(l->mu);
+            if (l->stopping && !l->thread.joinable()) continue;
+            l->stopping = true;
+        }
+        l->cv.notify_all();
     }
-    impl_->cv.notify_all();
-    if (impl_->thread.joinable()) impl_->thread.join();
+    for (auto& l : lanes_) {
+        if (l->thread.joinable()) l->thread.join();
+    }
 }
 
 bool MessageWriter::submit(SendJob job) {
+    Impl& l = lane_of(conversation_id(job.session.user_id(), job.send.peer_user_id()));
     {
-        std::lock_guard lock(impl_->mu);
-        if (impl_->stopping || impl_->send_queue.size() + impl_->receipt_queue.size() >= impl_->deps.config.max_queue) {
+        std::lock_guard lock(l.mu);
+        if (l.stopping || l.send_queue.size() + l.receipt_queue.size() >= l.deps.config.max_queue)
             return false;
-        }
-        impl_->send_queue.push_back(std::move(job));
+        l.send_queue.push_back(std::move(job));
     }
-    impl_->cv.notify_one();
+    l.cv.notify_one();
     return true;
 }
 
 bool MessageWriter::submit(ReceiptJob job) {
+    Impl& l = lane_of(
+        valid_conversation_id(job.receipt.conversation_id()) ? job.receipt.conversation_id() : 0);
     {
-        std::lock_guard lock(impl_->mu);
-        if (impl_->stopping || impl_->send_queue.size() + impl_->receipt_queue.size() >= impl_->deps.config.max_queue) {
+        std::lock_guard lock(l.mu);
+        if (l.stopping || l.send_queue.size() + l.receipt_queue.size() >= l.deps.config.max_queue)
             return false;
-        }
-        impl_->receipt_queue.push_back(std::move(job));
+        l.receipt_queue.push_back(std::move(job));
     }
-    impl_->cv.notify_one();
+    l.cv.notify_one();
     return true;
 }
 
 void MessageWriter::forget_session(std::uint64_t user, std::uint64_t login_epoch) {
-    std::lock_guard lock(impl_->mu);
-    impl_->forget_queue.emplace_back(user, login_epoch);
+    for (auto& l : lanes_) {
+        std::lock_guard lock(l->mu);
+        l->forget_queue.emplace_back(user, login_epoch);
+    }
 }
 
 std::size_t MessageWriter::queued() const {
-    std::lock_guard lock(impl_->mu);
-    return impl_->send_queue.size() + impl_->receipt_queue.size();
+    std::size_t n = 0;
+    for (const auto& l : lanes_) {
+        std::lock_guard lock(l->mu);
+        n += l->send_queue.size() + l->receipt_queue.size();
+    }
+    return n;
 }
 
 void MessageWriter::Impl::run() {
-    pthread_setname_np(pthread_self(), "writer");
+    pthread_setname_np(pthread_self(), ("writer-" + std::to_string(lane)).c_str());
     for (;;) {
         std::vector<SendJob> sends;
         std::vector<ReceiptJob> receipts;
         std::vector<std::pair<std::uint64_t, std::uint64_t>> forgets;
         {
             std::unique_lock lock(mu);
-            cv.wait(lock, [this] { return stopping || !send_queue.empty() || !receipt_queue.empty(); });
+            cv.wait(lock,
+                    [this] { return stopping || !send_queue.empty() || !receipt_queue.empty(); });
             if (send_queue.empty() && receipt_queue.empty()) return;  // stopping, drained
             const std::size_t n = std::min<std::size_t>(send_queue.size(), deps.config.max_batch);
             sends.reserve(n);
@@ -248,7 +328,8 @@ void MessageWriter::Impl::run() {
                 sends.push_back(std::move(send_queue.front()));
                 send_queue.pop_front();
             }
-            const std::size_t r = std::min<std::size_t>(receipt_queue.size(), deps.config.max_batch);
+            const std::size_t r =
+                std::min<std::size_t>(receipt_queue.size(), deps.config.max_batch);
             for (std::size_t i = 0; i < r; ++i) {
                 receipts.push_back(std::move(receipt_queue.front()));
                 receipt_queue.pop_front();
@@ -258,7 +339,8 @@ void MessageWriter::Impl::run() {
         }
         for (const auto& [user, epoch] : forgets) {
             if (auto it = streams_by_session.find(epoch); it != streams_by_session.end()) {
-                for (auto conv : it->second) streams.erase(StreamKey{user, epoch, conv});
+                for (auto conv : it->second)
+                    streams.erase(StreamKey{user, epoch, conv});
                 streams_by_session.erase(it);
             }
         }
@@ -310,16 +392,22 @@ void MessageWriter::Impl::stream_checks(std::vector<SendJob>& sends, std::vector
             // A replay of a number already processed: the same refusal, or the original (dedupe).
             auto ref = std::find_if(st->refusals.begin(), st->refusals.end(),
                                     [&](const auto& r) { return r.first == s.stream_seq(); });
-            if (ref != st->refusals.end()) answer(ref->second, "refused before");
-            else it.replay = true;
+            if (ref != st->refusals.end())
+                answer(ref->second, "refused before");
+            else
+                it.replay = true;
             continue;
         }
         st->expected = expected + 1;  // the number is consumed whatever the outcome below
-        const bool text_ok = s.type() == client::TEXT && !s.text().empty() && s.text().size() <= deps.config.max_text_bytes;
-        const bool file_ok = s.type() == client::FILE && s.file().file_id() != 0 && s.file().name().size() <= 1024;
+        const bool text_ok = s.type() == client::TEXT && !s.text().empty() &&
+                             s.text().size() <= deps.config.max_text_bytes;
+        const bool file_ok =
+            s.type() == client::FILE && s.file().file_id() != 0 && s.file().name().size() <= 1024;
         if (!text_ok && !file_ok) {
-            answer(client::BAD_REQUEST, s.type() == client::TEXT ? "text must be 1.." + std::to_string(deps.config.max_text_bytes) + " bytes"
-                                                                 : "a TEXT or FILE message is required");
+            answer(client::BAD_REQUEST,
+                   s.type() == client::TEXT
+                       ? "text must be 1.." + std::to_string(deps.config.max_text_bytes) + " bytes"
+                       : "a TEXT or FILE message is required");
             st->refuse(s.stream_seq(), client::BAD_REQUEST);
         }
     }
@@ -327,7 +415,8 @@ void MessageWriter::Impl::stream_checks(std::vector<SendJob>& sends, std::vector
 
 // Dedupe on (sender, client_msg_id): copies inside the batch, the recent cache, then MySQL.
 // MySQL is asked for replays only, unless query_all (after a duplicate-key error).
-void MessageWriter::Impl::dedupe(std::vector<SendJob>& sends, std::vector<Item>& items, bool query_all) {
+void MessageWriter::Impl::dedupe(std::vector<SendJob>& sends, std::vector<Item>& items,
+                                 bool query_all) {
     std::unordered_map<DedupeKey, std::size_t, DedupeKeyHash> first;
     std::vector<std::size_t> ask;
     for (auto& it : items) {
@@ -351,7 +440,8 @@ void MessageWriter::Impl::dedupe(std::vector<SendJob>& sends, std::vector<Item>&
         const std::size_t n = std::min<std::size_t>(ask.size() - off, 512);
         const std::size_t padded = sql_batch::lookup_size(n);
         auto& st = db.prepare(
-            "SELECT sender_id, client_msg_id, msg_id, conversation_id, seq, created_ms FROM messages WHERE " +
+            "SELECT sender_id, client_msg_id, msg_id, conversation_id, seq, created_ms FROM "
+            "messages WHERE " +
             sql_batch::or_terms("sender_id = ? AND client_msg_id = ?", padded));
         for (std::size_t i = 0; i < padded; ++i) {
             const auto& job = sends[ask[off + std::min(i, n - 1)]];
@@ -383,7 +473,8 @@ void MessageWriter::Impl::dedupe(std::vector<SendJob>& sends, std::vector<Item>&
 void MessageWriter::Impl::apply_policy(std::vector<SendJob>& sends, std::vector<Item>& items) {
     std::vector<std::pair<std::uint64_t, std::uint64_t>> pairs;
     for (const auto& it : items) {
-        if (it.state == Item::State::pending) pairs.emplace_back(sends[it.job].session.user_id(), it.peer);
+        if (it.state == Item::State::pending)
+            pairs.emplace_back(sends[it.job].session.user_id(), it.peer);
     }
     if (pairs.empty()) return;
     std::unordered_map<std::uint64_t, PairPolicy> policies;
@@ -392,8 +483,10 @@ void MessageWriter::Impl::apply_policy(std::vector<SendJob>& sends, std::vector<
         if (it.state != Item::State::pending) continue;
         const auto& p = policies[it.conv];
         ErrorCode code = client::ERROR_NONE;
-        if (p.blocked) code = client::BLOCKED;
-        else if (deps.config.require_friendship && !p.friends) code = client::FORBIDDEN;
+        if (p.blocked)
+            code = client::BLOCKED;
+        else if (deps.config.require_friendship && !p.friends)
+            code = client::FORBIDDEN;
         if (code == client::ERROR_NONE) continue;
         it.state = Item::State::answered;
         it.code = code;
@@ -413,11 +506,15 @@ void MessageWriter::Impl::load_last_seq(const std::vector<std::uint64_t>& convs)
     for (std::size_t off = 0; off < missing.size();) {
         const std::size_t n = std::min<std::size_t>(missing.size() - off, 512);
         const std::size_t padded = sql_batch::lookup_size(n);
-        auto& st = db.prepare("SELECT id, last_seq FROM conversations WHERE id IN (" + sql_batch::placeholders(padded) + ")");
-        for (std::size_t i = 0; i < padded; ++i) st.setUInt64(static_cast<unsigned>(i + 1), missing[off + std::min(i, n - 1)]);
-        for (std::size_t i = 0; i < n; ++i) last_seq.put(missing[off + i], 0);
+        auto& st = db.prepare("SELECT id, last_seq FROM conversations WHERE id IN (" +
+                              sql_batch::placeholders(padded) + ")");
+        for (std::size_t i = 0; i < padded; ++i)
+            st.setUInt64(static_cast<unsigned>(i + 1), missing[off + std::min(i, n - 1)]);
+        for (std::size_t i = 0; i < n; ++i)
+            last_seq.put(missing[off + i], 0);
         std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
-        while (rs->next()) last_seq.put(rs->getUInt64(1), rs->getUInt64(2));
+        while (rs->next())
+            last_seq.put(rs->getUInt64(1), rs->getUInt64(2));
         off += n;
     }
 }
@@ -431,7 +528,8 @@ void MessageWriter::Impl::fence(const std::vector<std::uint32_t>& shards) {
         auto& st = db.prepare("SELECT COUNT(*) FROM shard_owner WHERE epoch = ? AND shard IN (" +
                               sql_batch::placeholders(padded) + ") LOCK IN SHARE MODE");
         st.setUInt64(1, deps.owner_epoch);
-        for (std::size_t i = 0; i < padded; ++i) st.setUInt(static_cast<unsigned>(i + 2), shards[off + std::min(i, n - 1)]);
+        for (std::size_t i = 0; i < padded; ++i)
+            st.setUInt(static_cast<unsigned>(i + 2), shards[off + std::min(i, n - 1)]);
         std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
         if (!rs->next() || rs->getUInt64(1) != n) {
             throw std::runtime_error("shard ownership lost (epoch fence)");
@@ -440,13 +538,14 @@ void MessageWriter::Impl::fence(const std::vector<std::uint32_t>& shards) {
     }
 }
 
-void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& items,
-                                const std::vector<WatermarkRow>& rows,
-                                const std::vector<std::pair<std::uint64_t, std::uint64_t>>& push_rows,
-                                std::uint64_t& fence_shards) {
+void MessageWriter::Impl::write(
+    std::vector<SendJob>& sends, std::vector<Item>& items, const std::vector<WatermarkRow>& rows,
+    const std::vector<std::pair<std::uint64_t, std::uint64_t>>& push_rows,
+    std::uint64_t& fence_shards) {
     std::vector<const Item*> fresh;
     std::vector<std::uint32_t> shards;
-    std::unordered_map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>> conv_rows;  // conv -> (max seq, -)
+    std::unordered_map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>>
+        conv_rows;  // conv -> (max seq, -)
     for (const auto& it : items) {
         if (it.state != Item::State::pending) continue;
         fresh.push_back(&it);
@@ -457,21 +556,26 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
         shards.push_back(shard_of(r.conv));
         conv_rows.try_emplace(r.conv, 0, 0);
     }
-    for (const auto& [conv, _] : conv_rows) shards.push_back(shard_of(conv));
+    for (const auto& [conv, _] : conv_rows)
+        shards.push_back(shard_of(conv));
     std::sort(shards.begin(), shards.end());
     shards.erase(std::unique(shards.begin(), shards.end()), shards.end());
     fence_shards = shards.size();
     const auto now = wall_ms();
 
+    clock.lap(stage_prepare);
     fence(shards);
-    if (deps.failpoints.eval("writer.before_insert")) throw std::runtime_error("failpoint writer.before_insert");
+    clock.lap(stage_fence);
+    if (deps.failpoints.eval("writer.before_insert"))
+        throw std::runtime_error("failpoint writer.before_insert");
 
     std::size_t pos = 0;
     for (std::size_t rows_n : sql_batch::insert_chunks(fresh.size())) {
-        auto& st = db.prepare(sql_batch::values_statement(
-            "INSERT INTO messages (conversation_id, seq, msg_id, sender_id, sender_device, client_msg_id, type, body, "
-            "created_ms) VALUES ",
-            9, rows_n, ""));
+        auto& st = db.prepare(
+            sql_batch::values_statement("INSERT INTO messages (conversation_id, seq, msg_id, "
+                                        "sender_id, sender_device, client_msg_id, type, body, "
+                                        "created_ms) VALUES ",
+                                        9, rows_n, ""));
         unsigned p = 1;
         for (std::size_t r = 0; r < rows_n; ++r) {
             const Item& it = *fresh[pos + r];
@@ -483,14 +587,17 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
             st.setString(p++, job.session.device_id());
             st.setString(p++, job.send.client_msg_id());
             st.setUInt(p++, static_cast<unsigned>(job.send.type()));
-            st.setString(p++, job.send.type() == client::FILE ? job.send.file().SerializeAsString() : job.send.text());
+            st.setString(p++, job.send.type() == client::FILE ? job.send.file().SerializeAsString()
+                                                              : job.send.text());
             st.setInt64(p++, it.stored.created_ms);
         }
         st.executeUpdate();
         pos += rows_n;
     }
+    clock.lap(stage_messages);
 
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> convs;  // (conv, last seq) with new messages
+    std::vector<std::pair<std::uint64_t, std::uint64_t>>
+        convs;  // (conv, last seq) with new messages
     for (const auto& [conv, seqs] : conv_rows) {
         if (seqs.first > 0) convs.emplace_back(conv, seqs.first);
     }
@@ -498,7 +605,8 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
     for (std::size_t rows_n : sql_batch::insert_chunks(convs.size())) {
         auto& st = db.prepare(sql_batch::values_statement(
             "INSERT INTO conversations (id, user_lo, user_hi, last_seq) VALUES ", 4, rows_n,
-            " ON DUPLICATE KEY UPDATE last_seq = GREATEST(last_seq, VALUES(last_seq)), updated_at = CURRENT_TIMESTAMP(3)"));
+            " ON DUPLICATE KEY UPDATE last_seq = GREATEST(last_seq, VALUES(last_seq)), updated_at "
+            "= CURRENT_TIMESTAMP(3)"));
         unsigned p = 1;
         for (std::size_t r = 0; r < rows_n; ++r) {
             const auto [conv, seq] = convs[pos + r];
@@ -510,11 +618,13 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
         st.executeUpdate();
         pos += rows_n;
     }
+    clock.lap(stage_conversations);
 
     pos = 0;
     for (std::size_t rows_n : sql_batch::insert_chunks(rows.size())) {
         auto& st = db.prepare(sql_batch::values_statement(
-            "INSERT INTO user_conversations (user_id, conversation_id, peer_id, last_seq, my_delivered_seq, my_read_seq, "
+            "INSERT INTO user_conversations (user_id, conversation_id, peer_id, last_seq, "
+            "my_delivered_seq, my_read_seq, "
             "peer_delivered_seq, peer_read_seq, version, updated_ms) VALUES ",
             10, rows_n,
             " ON DUPLICATE KEY UPDATE last_seq = GREATEST(last_seq, VALUES(last_seq)), "
@@ -540,16 +650,20 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
         st.executeUpdate();
         pos += rows_n;
     }
+    clock.lap(stage_watermarks);
 
     // The outbox: (recipient, conversation) pairs; newest seq and sender of the batch.
     pos = 0;
     for (std::size_t rows_n : sql_batch::insert_chunks(push_rows.size())) {
-        auto& st = db.prepare(sql_batch::values_statement(
-            "INSERT INTO push_pending (user_id, conversation_id, from_user_id, up_to_seq, updated_ms, first_ms) VALUES ",
-            6, rows_n,
-            " ON DUPLICATE KEY UPDATE from_user_id = IF(VALUES(up_to_seq) > up_to_seq, VALUES(from_user_id), "
-            "from_user_id), up_to_seq = GREATEST(up_to_seq, VALUES(up_to_seq)), updated_ms = VALUES(updated_ms), "
-            "first_ms = IF(first_ms = 0, VALUES(first_ms), first_ms)"));
+        auto& st = db.prepare(
+            sql_batch::values_statement("INSERT INTO push_pending (user_id, conversation_id, "
+                                        "from_user_id, up_to_seq, updated_ms, first_ms) VALUES ",
+                                        6, rows_n,
+                                        " ON DUPLICATE KEY UPDATE from_user_id = "
+                                        "IF(VALUES(up_to_seq) > up_to_seq, VALUES(from_user_id), "
+                                        "from_user_id), up_to_seq = GREATEST(up_to_seq, "
+                                        "VALUES(up_to_seq)), updated_ms = VALUES(updated_ms), "
+                                        "first_ms = IF(first_ms = 0, VALUES(first_ms), first_ms)"));
         unsigned p = 1;
         for (std::size_t r = 0; r < rows_n; ++r) {
             const auto [user, conv] = push_rows[pos + r];
@@ -563,12 +677,15 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
         st.executeUpdate();
         pos += rows_n;
     }
-    if (deps.failpoints.eval("writer.before_commit")) throw std::runtime_error("failpoint writer.before_commit");
+    clock.lap(stage_push);
+    if (deps.failpoints.eval("writer.before_commit"))
+        throw std::runtime_error("failpoint writer.before_commit");
 }
 
 void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<ReceiptJob>& receipts) {
     std::vector<Item> items(sends.size());
     BatchResult result;
+    clock = StageClock{};
     stream_checks(sends, items);
 
     // Receipts: participants only; one row per (conversation, user, kind) with the highest value.
@@ -576,8 +693,10 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
         std::size_t job;
         std::uint64_t up_to;
     };
-    std::map<std::pair<std::uint64_t, std::uint64_t>, std::array<std::optional<ReceiptAgg>, 2>> receipt_by_user_conv;
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> receipt_keys;  // (conv, user) in arrival order
+    std::map<std::pair<std::uint64_t, std::uint64_t>, std::array<std::optional<ReceiptAgg>, 2>>
+        receipt_by_user_conv;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>>
+        receipt_keys;  // (conv, user) in arrival order
     for (std::size_t i = 0; i < receipts.size(); ++i) {
         const auto& r = receipts[i].receipt;
         const auto user = receipts[i].session.user_id();
@@ -604,7 +723,8 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             for (const auto& it : items) {
                 if (it.state == Item::State::pending) convs.push_back(it.conv);
             }
-            for (const auto& [conv, user] : receipt_keys) convs.push_back(conv);
+            for (const auto& [conv, user] : receipt_keys)
+                convs.push_back(conv);
             load_last_seq(convs);
             std::unordered_map<std::uint64_t, std::uint64_t> before;  // to roll back on failure
             const auto now = wall_ms();
@@ -615,7 +735,8 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                 before.try_emplace(it.conv, *ls);
                 it.stored = Stored{deps.ids.next(), it.conv, ++*ls, now};
             }
-            for (const auto& [conv, seq] : before) touched.push_back(conv);
+            for (const auto& [conv, seq] : before)
+                touched.push_back(conv);
 
             // Watermark rows: a send moves the sender's own watermarks (and the recipient's view of
             // them); a receipt moves the user's and the peer's view.
@@ -641,7 +762,9 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                 p.last_seq = std::max(p.last_seq, seq);
                 p.peer_delivered = std::max(p.peer_delivered, seq);
                 p.peer_read = std::max(p.peer_read, seq);
-                if (!deps.online.online(it.peer) && push_seen.insert(it.conv * 2 + (it.peer == conversation_high(it.conv))).second) {
+                if (!deps.online.online(it.peer) &&
+                    push_seen.insert(it.conv * 2 + (it.peer == conversation_high(it.conv)))
+                        .second) {
                     push_rows.emplace_back(it.peer, it.conv);
                 }
             }
@@ -651,7 +774,8 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                 const std::uint64_t known = last_seq.find(conv) ? *last_seq.find(conv) : 0;
                 for (int k = 0; k < 2; ++k) {
                     if (!aggs[static_cast<std::size_t>(k)]) continue;
-                    const auto up_to = std::min(aggs[static_cast<std::size_t>(k)]->up_to, known);  // never beyond what exists
+                    const auto up_to = std::min(aggs[static_cast<std::size_t>(k)]->up_to,
+                                                known);  // never beyond what exists
                     if (up_to == 0) continue;
                     auto& mine = row(conv, user);
                     auto& theirs = row(conv, conversation_peer(conv, user));
@@ -660,34 +784,41 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                         theirs.peer_delivered = std::max(theirs.peer_delivered, up_to);
                     } else {
                         mine.my_read = std::max(mine.my_read, up_to);
-                        mine.my_delivered = std::max(mine.my_delivered, up_to);  // read implies delivered
+                        mine.my_delivered =
+                            std::max(mine.my_delivered, up_to);  // read implies delivered
                         theirs.peer_read = std::max(theirs.peer_read, up_to);
                         theirs.peer_delivered = std::max(theirs.peer_delivered, up_to);
                     }
-                    result.receipts.push_back(ReceiptOutcome{receipts[aggs[static_cast<std::size_t>(k)]->job].session, conv,
-                                                             conversation_peer(conv, user),
-                                                             k == 0 ? client::DELIVERED : client::READ, up_to});
+                    result.receipts.push_back(
+                        ReceiptOutcome{receipts[aggs[static_cast<std::size_t>(k)]->job].session,
+                                       conv, conversation_peer(conv, user),
+                                       k == 0 ? client::DELIVERED : client::READ, up_to});
                 }
             }
             std::vector<WatermarkRow> row_list;
             row_list.reserve(rows.size());
-            for (auto& [_, w] : rows) row_list.push_back(w);
+            for (auto& [_, w] : rows)
+                row_list.push_back(w);
 
             std::uint64_t fence_shards = 0;
             std::size_t fresh = 0;
-            for (const auto& it : items) fresh += it.state == Item::State::pending ? 1 : 0;
+            for (const auto& it : items)
+                fresh += it.state == Item::State::pending ? 1 : 0;
             if (fresh > 0 || !row_list.empty()) {
                 db.transaction([&] { write(sends, items, row_list, push_rows, fence_shards); });
+                clock.lap(stage_commit);
                 batches.Increment();
                 batch_size.Observe(static_cast<double>(fresh));
-                commit_seconds.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+                commit_seconds.Observe(
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
                 stored_total.Increment(static_cast<double>(fresh));
                 receipts_total.Increment(static_cast<double>(result.receipts.size()));
                 if (!push_rows.empty() && deps.on_push_pending) deps.on_push_pending();
             }
             break;
         } catch (const sql::SQLException& e) {
-            for (auto conv : touched) last_seq.erase(conv);
+            for (auto conv : touched)
+                last_seq.erase(conv);
             if (mysql::is_duplicate_key(e) && attempt == 0) {
                 // A message already stored that looked new (a resend after a restart): redo the
                 // batch asking MySQL about every message. Stream numbers stay consumed.
@@ -698,14 +829,17 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                 continue;
             }
             if (mysql::is_connection_error(e)) db.reset();
-            spdlog::error("writer: batch of {} messages and {} receipts failed: {} ({})", sends.size(), receipts.size(),
-                          e.what(), e.getErrorCode());
+            spdlog::error("writer: batch of {} messages and {} receipts failed: {} ({})",
+                          sends.size(), receipts.size(), e.what(), e.getErrorCode());
         } catch (const std::exception& e) {
-            for (auto conv : touched) last_seq.erase(conv);
-            spdlog::error("writer: batch of {} messages and {} receipts failed: {}", sends.size(), receipts.size(), e.what());
+            for (auto conv : touched)
+                last_seq.erase(conv);
+            spdlog::error("writer: batch of {} messages and {} receipts failed: {}", sends.size(),
+                          receipts.size(), e.what());
         }
         // Failure: nothing of this batch is stored. Forget the streams of every message that was
-        // accepted so a later number cannot overtake it, answer them retryably, retry receipts once.
+        // accepted so a later number cannot overtake it, answer them retryably, retry receipts
+        // once.
         batch_failures.Increment();
         for (auto& it : items) {
             if (it.state == Item::State::pending || it.state == Item::State::duplicate) {
@@ -722,9 +856,11 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
         }
         if (!retry.empty()) {
             std::lock_guard lock(mu);
-            for (auto& r : retry) receipt_queue.push_back(std::move(r));
+            for (auto& r : retry)
+                receipt_queue.push_back(std::move(r));
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // do not spin against a dead database
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(50));  // do not spin against a dead database
         break;
     }
 
@@ -763,8 +899,10 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                 d->set_sender_user_id(job.session.user_id());
                 d->set_sender_device_id(job.session.device_id());
                 d->set_type(job.send.type());
-                if (job.send.type() == client::FILE) *d->mutable_file() = job.send.file();
-                else d->set_text(job.send.text());
+                if (job.send.type() == client::FILE)
+                    *d->mutable_file() = job.send.file();
+                else
+                    d->set_text(job.send.text());
                 d->set_created_ms(it.stored.created_ms);
                 d->set_client_msg_id(job.send.client_msg_id());
                 out.deliver = std::make_shared<const std::string>(env.SerializeAsString());
@@ -775,6 +913,7 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
         result.sends.push_back(std::move(out));
     }
     if (!result.sends.empty() || !result.receipts.empty()) deps.on_result(std::move(result));
+    clock.lap(stage_answer);
 }
 
 }  // namespace im::transfer

@@ -1,6 +1,9 @@
 #pragma once
-// The group-commit writer: the one thread that orders and stores the messages and watermarks of
-// the shards this transfer owns (DESIGN.md "Conversations: the unit of order and ownership").
+// The group-commit writer: orders and stores the messages and watermarks of the shards this
+// transfer owns (DESIGN.md "Conversations: the unit of order and ownership"). It runs
+// writer.threads lanes; a conversation always goes to the same lane (shard % lanes), so each
+// conversation has exactly one ordered writer while the lanes commit in parallel, each with its
+// own thread, MySQL connection, queue and caches. Everything below is per lane.
 //
 // Each turn takes everything queued (up to writer.max_batch), so a batch accumulates while the
 // previous commit is in flight and goes out at once when the writer is idle (no added delay).
@@ -120,8 +123,9 @@ public:
     std::size_t queued() const;
 
 private:
-    struct Impl;
-    std::unique_ptr<Impl> impl_;
+    struct Impl;  // one lane
+    Impl& lane_of(std::uint64_t conversation);
+    std::vector<std::unique_ptr<Impl>> lanes_;
 };
 
 }  // namespace im::transfer

@@ -25,6 +25,7 @@ TransferConfig load_transfer_config(const config::ConfigSource& source, std::str
     b.bind_duration("transfer.registration_ttl", c.registration_ttl, std::chrono::milliseconds(500),
                     std::chrono::minutes(10));
     b.bind("writer.max_batch", c.max_batch, 1, 4096);
+    b.bind("writer.threads", c.writer_threads, 1, 16);
     b.bind("writer.max_queue", c.max_queue, 1, 10'000'000);
     b.bind("messages.max_text_bytes", c.max_text_bytes, 1, 1 << 20);
     b.bind("sync.page_limit", c.sync_page_limit, 1, 10000);

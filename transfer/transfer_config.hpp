@@ -32,6 +32,7 @@ struct TransferConfig {
     std::chrono::milliseconds heartbeat_interval{1000};  // Redis registration and lease renewal
     std::chrono::milliseconds registration_ttl{5000};
     std::uint32_t max_batch = 512;          // messages per commit
+    std::uint32_t writer_threads = 2;       // writer lanes, each owning a fixed part of the conversations
     std::uint32_t max_queue = 100000;       // queued sends + receipts before OVERLOADED
     std::uint32_t max_text_bytes = 16 * 1024;
     std::uint32_t sync_page_limit = 200;    // messages per MessagePage (also bounded by bytes)
