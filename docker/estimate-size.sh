@@ -16,7 +16,7 @@ runtime="${RUNTIME_PKGS[*]}"
 closure() {
   apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces \
     --no-enhances "$@" 2>/dev/null | sed -n 's/^[ |]*\(Pre\)\{0,1\}Depends: <\{0,1\}\([^> :]*\).*/\2/p;/^[^ ]/p' |
-    sed 's/:.*//' | sort -u
+    sed 's/:.*//' | grep -v '^<' | sort -u
 }
 base_pkgs=$(dpkg-query -W -f='${Package} ${Priority} ${Essential}\n' | awk '$2=="required" || $3=="yes" {print $1}')
 # shellcheck disable=SC2086
@@ -27,7 +27,7 @@ added=$(comm -23 /tmp/im-size-rt.$$ /tmp/im-size-base.$$)
 rm -f /tmp/im-size-base.$$ /tmp/im-size-rt.$$
 kib=0 n=0
 for p in $added; do
-  s=$(apt-cache show --no-all-versions "$p" 2>/dev/null | sed -n 's/^Installed-Size: //p' | head -1)
+  s=$(apt-cache show --no-all-versions "$p" 2>/dev/null | sed -n 's/^Installed-Size: //p' | head -1) || true
   [ -n "$s" ] || continue              # virtual package
   kib=$((kib + s)); n=$((n + 1))
 done
