@@ -12,8 +12,9 @@
                                           compose file's command and environment (through
                                           docker/im-entrypoint, checked by docker/im-healthcheck)
                                           against the servers of scripts/test; LDAP login works
-    compose_check.py ldap                 the openldap image's entry point seeds and serves the demo
-                                          directory
+    compose_check.py ldap                 the openldap image's entry point, with the compose file's
+                                          environment, seeds and serves the demo directory; im-rest's
+                                          LDAP settings match it
 
 `run` changes only what must differ outside Docker, listed in LOCAL_MAP below: the servers' host
 names and ports, each process's listen ports (the replicas share one network here), the
@@ -587,13 +588,27 @@ def check_run(bin_dir):
 
 # ------------------------------------------------------------------------------------------- ldap
 def check_ldap():
+    """The openldap service as the compose file configures it (with .env.example's values)."""
+    services = compose_config(DOCKER / ".env.example")["services"]
+    ldap_env = env_of(services["openldap"])
+    entry = str(DOCKER / "openldap/slapd-entrypoint")
+    known = set(re.findall(r'\$\{(LDAP_[A-Z_]+):?=', Path(entry).read_text()))
+    if set(ldap_env) - known:
+        fail(f"openldap: variables slapd-entrypoint does not read: {sorted(set(ldap_env) - known)}")
+    base = ldap_env["LDAP_BASE"]
+    rest = env_of(services["rest"])
+    for var, want in (("IM_REST_AUTH_LDAP_URL", "ldap://openldap:389"),
+                      ("IM_REST_AUTH_LDAP_SEARCH_BASE", f"ou=people,{base}"),
+                      ("IM_REST_AUTH_LDAP_SERVICE_DN", f"cn=reader,ou=services,{base}"),
+                      ("IM_REST_AUTH_LDAP_SERVICE_PASSWORD", ldap_env["LDAP_READER_PASSWORD"])):
+        if rest.get(var) != want:
+            fail(f"rest: {var}={rest.get(var)!r} does not match the openldap service ({want!r})")
     port = free_port()
     with tempfile.TemporaryDirectory() as d:
-        env = clean_env({"LDAP_DIR": d, "LDAP_URLS": f"ldap://127.0.0.1:{port}/",
+        # Local only: where slapd listens and keeps its files, where the templates are, no user switch.
+        env = clean_env({**ldap_env, "LDAP_DIR": d, "LDAP_URLS": f"ldap://127.0.0.1:{port}/",
                          "LDAP_TEMPLATES": str(ROOT / "scripts/services"),
-                         "LDAP_HEALTH_URL": f"ldap://127.0.0.1:{port}/", "LDAP_USER": "",
-                         "LDAP_READER_PASSWORD": "demo_reader", "LDAP_ADMIN_PASSWORD": "demo_admin"})
-        entry = str(DOCKER / "openldap/slapd-entrypoint")
+                         "LDAP_HEALTH_URL": f"ldap://127.0.0.1:{port}/", "LDAP_USER": ""})
         with open(Path(d) / "out.log", "wb") as out:
             p = subprocess.Popen([entry, "run"], env=env, stdout=out, stderr=subprocess.STDOUT,
                                  start_new_session=True)
@@ -604,11 +619,13 @@ def check_ldap():
                     fail(f"slapd-entrypoint: not healthy (exit {p.poll()}): {(Path(d) / 'out.log').read_text()[-2000:]}")
                     return
                 time.sleep(0.1)
-            ok("openldap entry point: seeded and healthy (alice binds)")
+            ok("openldap entry point with the compose environment: seeded and healthy (alice binds)")
             whoami = ["ldapwhoami", "-x", "-H", f"ldap://127.0.0.1:{port}/"]
-            for dn, pw, want in (("cn=reader,ou=services,dc=im,dc=test", "demo_reader", 0),
-                                 ("uid=bob,ou=people,dc=im,dc=test", "bob_pass", 0),
-                                 ("uid=bob,ou=people,dc=im,dc=test", "alice_pass", 49)):
+            for dn, pw, want in ((f"cn=reader,ou=services,{base}", ldap_env["LDAP_READER_PASSWORD"], 0),
+                                 (f"cn=admin,{base}", ldap_env["LDAP_ADMIN_PASSWORD"], 0),
+                                 (f"cn=reader,ou=services,{base}", "reader_pass", 49),
+                                 (f"uid=bob,ou=people,{base}", "bob_pass", 0),
+                                 (f"uid=bob,ou=people,{base}", "alice_pass", 49)):
                 rc = subprocess.run(whoami + ["-D", dn, "-w", pw], env=clean_env({"LDAPNOINIT": "1"}),
                                     capture_output=True).returncode
                 if rc != want:
@@ -616,7 +633,7 @@ def check_ldap():
             bad = dict(env, LDAP_HEALTH_URL=f"ldap://127.0.0.1:{free_port()}/")
             if subprocess.run([entry, "health"], env=bad, capture_output=True).returncode != 1:
                 fail("slapd-entrypoint health does not exit 1 when the directory does not answer")
-            ok("reader (LDAP_READER_PASSWORD) and demo people bind; a wrong password is refused")
+            ok("reader and admin bind with the compose passwords, the demo people with theirs; wrong passwords are refused; rest's LDAP settings match")
         finally:
             p.send_signal(signal.SIGINT)
             try:
