@@ -295,6 +295,9 @@ def check_dockerfile(bin_dir):
                        capture_output=True, text=True).stdout
     base = [l.split()[0] for l in q.splitlines() if " required" in l or l.endswith(" yes")]
     have = installed_closure(runtime + base + ["apt"])
+    if "libapt-pkg6.0" not in have:  # apt's own library: the closure came out empty
+        fail("apt-cache depends knows no dependencies (no package lists?): run apt-get update")
+        return
     missing = {}
     for prog in IM_SERVICES.values():
         binary = Path(bin_dir) / prog
