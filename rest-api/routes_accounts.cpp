@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "accounts.hpp"
 #include "im/server/mysql.hpp"
 #include "im/server/redis.hpp"
@@ -19,12 +21,15 @@ User must_find(RequestContext& ctx, std::uint64_t id) {
 }
 
 // Where clients open the chat connection: the live connectors registered in Redis, least loaded
-// first; the configured list while none is registered or Redis cannot be asked.
+// first; the configured list while none is registered or Redis cannot be asked. Each address once:
+// replicas behind one TCP load balancer (docker/) all advertise the balancer's address.
 nlohmann::json connector_addresses(RequestContext& ctx) {
     std::vector<std::string> live;
     try {
         for (const auto& c : ctx.be.status.live_connectors()) {
-            if (!c.address.empty()) live.push_back(c.address);
+            if (!c.address.empty() && std::find(live.begin(), live.end(), c.address) == live.end()) {
+                live.push_back(c.address);
+            }
         }
     } catch (const redis::RedisError& e) {
         spdlog::warn("login: cannot list live connectors, answering the configured ones: {}", e.what());

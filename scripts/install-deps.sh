@@ -6,6 +6,8 @@
 #   scripts/install-deps.sh --build    build packages only (the Docker build stage)
 #   scripts/install-deps.sh --runtime  runtime libraries only (the Docker runtime stage)
 #   scripts/install-deps.sh --bench    load tools for scripts/bench* (wrk, python3 for the report)
+#   scripts/install-deps.sh --compose  checkers of docker/ (Debian's docker-compose v1, PyYAML, haproxy;
+#                                      no Docker engine needed), used by scripts/test
 set -euo pipefail
 
 BUILD_PKGS=(
@@ -23,6 +25,7 @@ SERVER_PKGS=(
   curl openssl iproute2 procps psmisc
 )
 BENCH_PKGS=(wrk python3)
+COMPOSE_PKGS=(docker-compose python3-yaml haproxy)
 RUNTIME_PKGS=(
   libprotobuf32 libhiredis0.14 libmysqlcppconn7v5 librabbitmq4 libldap-2.5-0
   libspdlog1.10 libfmt9 libyaml-cpp0.7 libsodium23 libssl3 libprometheus-cpp-core1.0
@@ -33,8 +36,9 @@ case "${1:-}" in
   --build) want=("${BUILD_PKGS[@]}") ;;
   --runtime) want=("${RUNTIME_PKGS[@]}") ;;
   --bench) want=("${BENCH_PKGS[@]}") ;;
+  --compose) want=("${COMPOSE_PKGS[@]}") ;;
   ""|--all) want=("${BUILD_PKGS[@]}" "${SERVER_PKGS[@]}") ;;
-  *) echo "usage: $0 [--all|--build|--runtime|--bench]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--all|--build|--runtime|--bench|--compose]" >&2; exit 2 ;;
 esac
 
 missing=()

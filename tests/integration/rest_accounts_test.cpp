@@ -345,6 +345,25 @@ TEST_F(RestAccounts, LoginAnswersLiveConnectorsLeastLoadedFirst) {
     EXPECT_EQ(connectors(), configured);
 }
 
+TEST_F(RestAccounts, LoginAnswersEachConnectorAddressOnce) {
+    // Replicas behind one TCP load balancer (docker/docker-compose.yml) all advertise its address.
+    auto u = register_and_login(*http_, fresh("lb"));
+    redis::RedisConnection conn(redis_config());
+    user_status::UserStatus us(conn, prefix_);
+    const auto a = "lb-a-" + unique_suffix(), b = "lb-b-" + unique_suffix(), c = "lb-c-" + unique_suffix();
+    us.connector_heartbeat({a, 1, "chat.example:9000", 5, 0}, std::chrono::seconds(30));
+    us.connector_heartbeat({b, 1, "chat.example:9000", 1, 0}, std::chrono::seconds(30));
+    us.connector_heartbeat({c, 1, "10.0.0.9:7009", 3, 0}, std::chrono::seconds(30));
+    auto r = http_->post("/v1/sessions", {{"username", u.username}, {"password", u.password}, {"device_id", "d"}});
+    ASSERT_EQ(r.status, 201) << r.body;
+    // Least loaded first (b, c, a); the balancer's address once, where its least loaded replica is.
+    EXPECT_EQ(r.json()["connectors"].get<std::vector<std::string>>(),
+              (std::vector<std::string>{"chat.example:9000", "10.0.0.9:7009"}));
+    us.connector_gone(a);
+    us.connector_gone(b);
+    us.connector_gone(c);
+}
+
 // Logout, revoking a device and a password change each publish a kick for every revoked session
 // (what the connectors subscribe to), after the revocation; the kept session is not kicked.
 TEST_F(RestAccounts, RevocationsPublishKicks) {
