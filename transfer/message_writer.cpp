@@ -69,21 +69,57 @@ struct StreamState {
     }
 };
 
+// (sender, client_msg_id): client_msg_id is exactly 16 bytes (checked before any lookup), so the
+// key is a fixed 24 bytes: no allocation per message.
 struct DedupeKey {
-    std::uint64_t sender;
-    std::string cmid;
+    std::uint64_t sender = 0;
+    std::array<char, 16> cmid{};
+    DedupeKey() = default;
+    DedupeKey(std::uint64_t s, std::string_view id) : sender(s) {
+        std::memcpy(cmid.data(), id.data(), std::min(id.size(), cmid.size()));
+    }
     bool operator==(const DedupeKey&) const = default;
 };
 struct DedupeKeyHash {
     std::size_t operator()(const DedupeKey& k) const noexcept {
-        return std::hash<std::string>()(k.cmid) ^
-               static_cast<std::size_t>(k.sender * 0x9E3779B97F4A7C15ull);
+        std::uint64_t a = 0, b = 0;
+        std::memcpy(&a, k.cmid.data(), 8);
+        std::memcpy(&b, k.cmid.data() + 8, 8);
+        std::uint64_t h = (a ^ (k.sender * 0x9E3779B97F4A7C15ull)) * 0xBF58476D1CE4E5B9ull ^ b;
+        h = (h ^ (h >> 31)) * 0x94D049BB133111EBull;
+        return static_cast<std::size_t>(h ^ (h >> 29));
     }
 };
 
 struct Stored {
     std::uint64_t msg_id = 0, conv = 0, seq = 0;
     std::int64_t created_ms = 0;
+};
+
+// The recently stored messages by (sender, client_msg_id), so a resend is answered with its
+// original without asking MySQL. Direct-mapped: one slot per hash, a newer key overwrites an older
+// one. Losing an entry is safe (the unique key in MySQL is the backstop: the batch is redone
+// asking MySQL), and the table never allocates or frees per message.
+class RecentSends {
+  public:
+    explicit RecentSends(std::size_t slots) : slots_(std::bit_ceil(slots)) {}
+    Stored* find(const DedupeKey& k) {
+        Slot& s = slots_[index(k)];
+        return s.key.sender != 0 && s.key == k ? &s.stored : nullptr;
+    }
+    void put(const DedupeKey& k, const Stored& v) {
+        Slot& s = slots_[index(k)];
+        s.key = k;
+        s.stored = v;
+    }
+
+  private:
+    struct Slot {
+        DedupeKey key;  // sender 0: empty (user ids are positive)
+        Stored stored;
+    };
+    std::size_t index(const DedupeKey& k) const { return DedupeKeyHash()(k) & (slots_.size() - 1); }
+    std::vector<Slot> slots_;
 };
 
 bool retryable(ErrorCode c) {
@@ -166,17 +202,19 @@ struct MessageWriter::Impl {
           stage_prepare(stage("prepare")),
           stage_fence(stage("fence")),
           stage_messages(stage("insert_messages")),
-          stage_conversations(stage("upsert_conversations")),
           stage_watermarks(stage("upsert_user_conversations")),
           stage_push(stage("push_outbox")),
           stage_commit(stage("commit")),
-          stage_answer(stage("answer")) {}
+          stage_answer(stage("answer")) {
+        db.set_implicit_transactions();  // this lane's connection: reads, and writes in
+                                         // transaction()
+    }
 
     prometheus::Counter& stage(const std::string& name) {
         return deps.metrics.counter(
             "im_transfer_writer_stage_seconds_total",
             "Writer time per batch stage: prepare (stream checks, dedupe, policy, seqs), fence, "
-            "insert_messages, upsert_conversations, upsert_user_conversations, push_outbox, "
+            "insert_messages, upsert_user_conversations, push_outbox, "
             "commit, answer.",
             {{"stage", name}});
     }
@@ -197,7 +235,7 @@ struct MessageWriter::Impl {
     // Writer-thread state.
     TwoGenCache<StreamKey, StreamState, StreamKeyHash> streams;
     TwoGenCache<std::uint64_t, std::uint64_t> last_seq;  // conversation -> last committed seq
-    TwoGenCache<DedupeKey, Stored, DedupeKeyHash> recent;
+    RecentSends recent;
     std::unordered_map<std::uint64_t, std::unordered_set<std::uint64_t>>
         streams_by_session;  // login_epoch -> convs
 
@@ -214,7 +252,6 @@ struct MessageWriter::Impl {
     prometheus::Counter& stage_prepare;
     prometheus::Counter& stage_fence;
     prometheus::Counter& stage_messages;
-    prometheus::Counter& stage_conversations;
     prometheus::Counter& stage_watermarks;
     prometheus::Counter& stage_push;
     prometheus::Counter& stage_commit;
@@ -322,6 +359,13 @@ void MessageWriter::Impl::run() {
             cv.wait(lock,
                     [this] { return stopping || !send_queue.empty() || !receipt_queue.empty(); });
             if (send_queue.empty() && receipt_queue.empty()) return;  // stopping, drained
+            if (send_queue.empty() && deps.config.receipt_delay.count() > 0) {
+                // Receipts alone: wait a little for a message to share the commit with. Without
+                // it a receipt-only batch (its own fsync) would often run just before the next
+                // message of a live chat and make that message wait for it.
+                cv.wait_for(lock, deps.config.receipt_delay,
+                            [this] { return stopping || !send_queue.empty(); });
+            }
             const std::size_t n = std::min<std::size_t>(send_queue.size(), deps.config.max_batch);
             sends.reserve(n);
             for (std::size_t i = 0; i < n; ++i) {
@@ -506,10 +550,15 @@ void MessageWriter::Impl::load_last_seq(const std::vector<std::uint64_t>& convs)
     for (std::size_t off = 0; off < missing.size();) {
         const std::size_t n = std::min<std::size_t>(missing.size() - off, 512);
         const std::size_t padded = sql_batch::lookup_size(n);
-        auto& st = db.prepare("SELECT id, last_seq FROM conversations WHERE id IN (" +
-                              sql_batch::placeholders(padded) + ")");
-        for (std::size_t i = 0; i < padded; ++i)
-            st.setUInt64(static_cast<unsigned>(i + 1), missing[off + std::min(i, n - 1)]);
+        // The conversation's last seq is in both participants' watermark rows (every batch that
+        // assigns seqs writes both); the lower user's row is read (primary-key lookups).
+        auto& st = db.prepare("SELECT conversation_id, last_seq FROM user_conversations WHERE " +
+                              sql_batch::or_terms("user_id = ? AND conversation_id = ?", padded));
+        for (std::size_t i = 0; i < padded; ++i) {
+            const auto conv = missing[off + std::min(i, n - 1)];
+            st.setUInt64(static_cast<unsigned>(2 * i + 1), conversation_low(conv));
+            st.setUInt64(static_cast<unsigned>(2 * i + 2), conv);
+        }
         for (std::size_t i = 0; i < n; ++i)
             last_seq.put(missing[off + i], 0);
         std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
@@ -595,30 +644,6 @@ void MessageWriter::Impl::write(
         pos += rows_n;
     }
     clock.lap(stage_messages);
-
-    std::vector<std::pair<std::uint64_t, std::uint64_t>>
-        convs;  // (conv, last seq) with new messages
-    for (const auto& [conv, seqs] : conv_rows) {
-        if (seqs.first > 0) convs.emplace_back(conv, seqs.first);
-    }
-    pos = 0;
-    for (std::size_t rows_n : sql_batch::insert_chunks(convs.size())) {
-        auto& st = db.prepare(sql_batch::values_statement(
-            "INSERT INTO conversations (id, user_lo, user_hi, last_seq) VALUES ", 4, rows_n,
-            " ON DUPLICATE KEY UPDATE last_seq = GREATEST(last_seq, VALUES(last_seq)), updated_at "
-            "= CURRENT_TIMESTAMP(3)"));
-        unsigned p = 1;
-        for (std::size_t r = 0; r < rows_n; ++r) {
-            const auto [conv, seq] = convs[pos + r];
-            st.setUInt64(p++, conv);
-            st.setUInt64(p++, conversation_low(conv));
-            st.setUInt64(p++, conversation_high(conv));
-            st.setUInt64(p++, seq);
-        }
-        st.executeUpdate();
-        pos += rows_n;
-    }
-    clock.lap(stage_conversations);
 
     pos = 0;
     for (std::size_t rows_n : sql_batch::insert_chunks(rows.size())) {

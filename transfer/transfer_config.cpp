@@ -19,19 +19,23 @@ TransferConfig load_transfer_config(const config::ConfigSource& source, std::str
     std::uint64_t wq = c.link_max_write_queue_bytes;
     b.bind_size("link.max_write_queue_bytes", wq, 1 << 20, 4ull << 30);
     c.link_max_write_queue_bytes = static_cast<std::size_t>(wq);
-    b.bind_duration("link.idle_timeout", c.link_idle_timeout, std::chrono::seconds(1), std::chrono::minutes(10));
-    b.bind_duration("transfer.heartbeat_interval", c.heartbeat_interval, std::chrono::milliseconds(100),
-                    std::chrono::minutes(1));
+    b.bind_duration("link.idle_timeout", c.link_idle_timeout, std::chrono::seconds(1),
+                    std::chrono::minutes(10));
+    b.bind_duration("transfer.heartbeat_interval", c.heartbeat_interval,
+                    std::chrono::milliseconds(100), std::chrono::minutes(1));
     b.bind_duration("transfer.registration_ttl", c.registration_ttl, std::chrono::milliseconds(500),
                     std::chrono::minutes(10));
     b.bind("writer.max_batch", c.max_batch, 1, 4096);
     b.bind("writer.threads", c.writer_threads, 1, 16);
+    b.bind_duration("writer.receipt_delay", c.receipt_delay, std::chrono::milliseconds(0),
+                    std::chrono::seconds(1));
     b.bind("writer.max_queue", c.max_queue, 1, 10'000'000);
     b.bind("messages.max_text_bytes", c.max_text_bytes, 1, 1 << 20);
     b.bind("sync.page_limit", c.sync_page_limit, 1, 10000);
     b.bind("client.max_frame_bytes", c.client_max_frame_bytes, 1024, 64u << 20);
     b.bind("policy.require_friendship", c.require_friendship);
-    b.bind_duration("policy.cache_ttl", c.policy_cache_ttl, std::chrono::milliseconds(0), std::chrono::minutes(10));
+    b.bind_duration("policy.cache_ttl", c.policy_cache_ttl, std::chrono::milliseconds(0),
+                    std::chrono::minutes(10));
     b.bind("policy.typing_per_second", c.typing_per_second, 0, 1000);
     b.bind("reader.threads", c.reader_threads, 1, 256);
     b.bind("testing.failpoints", c.failpoints);
@@ -41,7 +45,8 @@ TransferConfig load_transfer_config(const config::ConfigSource& source, std::str
     bind(b, c.push);
     tokens::bind(b, c.tokens);
     logging::bind(b, c.log);
-    b.bind_duration("shutdown_grace", c.shutdown_grace, std::chrono::milliseconds(0), std::chrono::minutes(10));
+    b.bind_duration("shutdown_grace", c.shutdown_grace, std::chrono::milliseconds(0),
+                    std::chrono::minutes(10));
     b.require(c.client_max_frame_bytes <= c.link_max_frame_bytes / 2, "client.max_frame_bytes",
               "must be at most half of link.max_frame_bytes");
     b.finish();

@@ -20,28 +20,32 @@ class ConfigSource;
 namespace im::transfer {
 
 struct TransferConfig {
-    std::string id;                        // unique per replica; default "transfer-<host>-<port>"
-    std::string host = "127.0.0.1";        // link listener (connectors connect here)
+    std::string id;                  // unique per replica; default "transfer-<host>-<port>"
+    std::string host = "127.0.0.1";  // link listener (connectors connect here)
     std::uint16_t port = 9100;
     std::string advertised_address;        // what connectors dial; default host:port
     std::string admin_host = "127.0.0.1";  // /metrics /healthz /readyz
     std::uint16_t admin_port = 9190;
     std::uint32_t link_max_frame_bytes = 16 << 20;
     std::size_t link_max_write_queue_bytes = 64 << 20;
-    std::chrono::milliseconds link_idle_timeout{15000};  // a connector link silent this long is closed
+    std::chrono::milliseconds link_idle_timeout{
+        15000};  // a connector link silent this long is closed
     std::chrono::milliseconds heartbeat_interval{1000};  // Redis registration and lease renewal
     std::chrono::milliseconds registration_ttl{5000};
-    std::uint32_t max_batch = 512;          // messages per commit
-    std::uint32_t writer_threads = 2;       // writer lanes, each owning a fixed part of the conversations
-    std::uint32_t max_queue = 100000;       // queued sends + receipts before OVERLOADED
+    std::uint32_t max_batch = 512;  // messages per commit
+    std::uint32_t writer_threads =
+        2;  // writer lanes, each owning a fixed part of the conversations
+    std::chrono::milliseconds receipt_delay{
+        2};                            // receipts alone wait this long for a message to join
+    std::uint32_t max_queue = 100000;  // queued sends + receipts before OVERLOADED
     std::uint32_t max_text_bytes = 16 * 1024;
-    std::uint32_t sync_page_limit = 200;    // messages per MessagePage (also bounded by bytes)
+    std::uint32_t sync_page_limit = 200;  // messages per MessagePage (also bounded by bytes)
     std::uint32_t client_max_frame_bytes = 64 * 1024;  // the connectors' client frame limit
     bool require_friendship = true;
     std::chrono::milliseconds policy_cache_ttl{2000};
-    std::uint32_t typing_per_second = 2;    // per sender and peer
-    std::uint32_t reader_threads = 4;       // sync/history/token lookups (one MySQL connection each)
-    std::vector<std::string> failpoints;    // test-only hooks "name=action", see failpoints.hpp
+    std::uint32_t typing_per_second = 2;  // per sender and peer
+    std::uint32_t reader_threads = 4;     // sync/history/token lookups (one MySQL connection each)
+    std::vector<std::string> failpoints;  // test-only hooks "name=action", see failpoints.hpp
     mysql::MysqlConfig mysql;
     redis::RedisConfig redis;
     mq::MqConfig mq;
@@ -51,6 +55,7 @@ struct TransferConfig {
     std::chrono::milliseconds shutdown_grace{5000};
 };
 
-TransferConfig load_transfer_config(const config::ConfigSource& source, std::string* description = nullptr);
+TransferConfig load_transfer_config(const config::ConfigSource& source,
+                                    std::string* description = nullptr);
 
 }  // namespace im::transfer

@@ -2,7 +2,8 @@
 // MySQL/MariaDB through Connector/C++ 1.1 (synchronous, JDBC-style). A MysqlConnection belongs
 // to one pool thread: it is never shared, so it needs no lock. Every call may throw
 // sql::SQLException; the caller (a blocking pool task) turns it into an answer. Statements are
-// prepared once per connection and cached by their SQL text. Only prepared statements are used.
+// prepared once per connection and cached by their SQL text. Only prepared statements carry data
+// (transaction control is constant text).
 
 #include <chrono>
 #include <cstdint>
@@ -15,6 +16,7 @@ namespace sql {
 class Connection;
 class PreparedStatement;
 class SQLException;
+class Statement;
 }  // namespace sql
 
 namespace im::config {
@@ -46,7 +48,7 @@ bool is_duplicate_key(const sql::SQLException& e);
 bool is_retryable_conflict(const sql::SQLException& e);
 
 class MysqlConnection {
-public:
+  public:
     explicit MysqlConnection(MysqlConfig config);
     ~MysqlConnection();
     MysqlConnection(const MysqlConnection&) = delete;
@@ -61,6 +63,12 @@ public:
     // or lock wait timeout (InnoDB picked this transaction as the victim) rolls back and runs f()
     // again, up to 3 attempts: f must be restartable (database work and local state only).
     void transaction(const std::function<void()>& f);
+    // For a connection whose only writes go through transaction() and whose other statements are
+    // plain reads (the transfer's writer lanes): autocommit off and READ COMMITTED on every
+    // connect, so transaction() sends no START TRANSACTION (the transaction is implicit and ends
+    // with COMMIT: one round trip fewer per transaction). Reads outside transaction() see the
+    // latest committed data and hold no locks. Call before the first use.
+    void set_implicit_transactions() { implicit_transactions_ = true; }
     // Drops the connection (after a connection error); the next get() reconnects.
     void reset();
     // Runs `f` and, when it fails with a connection error on a connection that was reused,
@@ -71,12 +79,15 @@ public:
 
     const MysqlConfig& config() const { return config_; }
 
-private:
+  private:
     void rollback_quietly();
+    void control(const char* sql);  // START TRANSACTION, COMMIT, ROLLBACK
 
     MysqlConfig config_;
     std::unique_ptr<sql::Connection> conn_;
     std::unordered_map<std::string, std::unique_ptr<sql::PreparedStatement>> statements_;
+    std::unique_ptr<sql::Statement> control_;
+    bool implicit_transactions_ = false;
     std::chrono::steady_clock::time_point last_used_{};
 };
 
