@@ -387,13 +387,12 @@ void ChatSession::command(const std::vector<std::string>& w, const std::string& 
         auto r = rest();
         print_all(friends_lines(r));
     } else if (c == "/add") {
-        need(2, 64, "/add NAME [MESSAGE]");
+        need(2, 100000, "/add NAME [MESSAGE]");
         const auto name = checked_username(w[1], "/add");
-        const auto pos = line.find(w[1]) + w[1].size();
+        // The message is the rest of the line after the name, as typed (spaces kept).
+        const auto pos = line.find(w[1], line.find(c) + c.size()) + w[1].size();
         std::string msg = pos < line.size() ? line.substr(pos) : "";
-        msg.erase(0, msg.find_first_not_of(" \t") == std::string::npos
-                         ? msg.size()
-                         : msg.find_first_not_of(" \t"));
+        msg.erase(0, std::min(msg.find_first_not_of(" \t"), msg.size()));
         auto r = rest();
         say(add_friend(r, name, msg));
     } else if (c == "/accept") {
@@ -474,11 +473,8 @@ bool ChatSession::drain(std::chrono::seconds max) {
 
 int ChatSession::run() {
     say("connecting as " + data_.username + "...");
-    connect(client_, data_, "chat", std::chrono::seconds(30));
-    console_.set_prompt("> ");
-    say("type /help for the commands, /to NAME to choose whom to talk to");
     try {
-        // Friends' names, so that incoming messages show names at once.
+        // Friends' names before connecting: the login sync may hand out messages at once.
         auto r = rest();
         const auto answer = r.get("/v1/friends");
         if (const JsonValue* list = answer.find("friends")) {
@@ -488,6 +484,9 @@ int ChatSession::run() {
         }
     } catch (const RestError&) {  // names then come one by one
     }
+    connect(client_, data_, "chat", std::chrono::seconds(30));
+    console_.set_prompt("> ");
+    say("type /help for the commands, /to NAME to choose whom to talk to");
 
     struct sigaction sa {};
     sa.sa_handler = on_interrupt;  // no SA_RESTART: poll() returns EINTR

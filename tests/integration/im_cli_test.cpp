@@ -360,6 +360,10 @@ TEST_F(ImCli, TwoUsersChatBothWaysWithReceiptsAcrossAConnectorRestart) {
     a.type("/history");
     EXPECT_TRUE(a.expect("#1 alice: hello bob")) << a.transcript();
     EXPECT_TRUE(a.expect("#2 bob: hi alice")) << a.transcript();
+    a.type("/friends");
+    EXPECT_TRUE(a.expect("bob (online)")) << a.transcript();
+    a.type("/nonsense");
+    EXPECT_TRUE(a.expect("unknown command /nonsense")) << a.transcript();
     a.type("/file bob /etc/hostname");
     EXPECT_TRUE(a.expect("not available yet")) << a.transcript();
 
