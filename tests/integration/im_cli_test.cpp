@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -43,7 +44,9 @@ struct Spawned {
     int out = -1;  // the child's stdout+stderr (read end)
 };
 
-Spawned spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
+// tty: stdin, stdout and stderr are a pseudo-terminal (as in a terminal window), else pipes.
+Spawned spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+              bool tty = false) {
     std::vector<std::string> env_strings;
     for (char** e = environ; *e != nullptr; ++e) {
         const std::string kv(*e);
@@ -62,10 +65,31 @@ Spawned spawn(const std::vector<std::string>& args, const std::map<std::string, 
         argv.push_back(s.data());
     argv.push_back(nullptr);
 
+    Spawned s;
+    if (tty) {
+        const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0)
+            throw std::runtime_error("no pseudo-terminal");
+        const std::string slave = ::ptsname(master);
+        s.pid = ::fork();
+        if (s.pid < 0) throw std::runtime_error("fork failed");
+        if (s.pid == 0) {
+            ::setsid();  // a new session: the terminal opened next becomes its controlling one
+            const int fd = ::open(slave.c_str(), O_RDWR);
+            if (fd < 0) ::_exit(126);
+            ::dup2(fd, 0);
+            ::dup2(fd, 1);
+            ::dup2(fd, 2);
+            ::execve(argv[0], argv.data(), envp.data());
+            ::_exit(127);
+        }
+        s.in = master;
+        s.out = ::fcntl(master, F_DUPFD_CLOEXEC, 0);
+        return s;
+    }
     int in[2], out[2];
     if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0)
         throw std::runtime_error("pipe failed");
-    Spawned s;
     s.pid = ::fork();
     if (s.pid < 0) throw std::runtime_error("fork failed");
     if (s.pid == 0) {
@@ -129,8 +153,8 @@ Result run(const std::vector<std::string>& args, const std::map<std::string, std
 class Session {
   public:
     Session(std::string name, const std::vector<std::string>& args,
-            const std::map<std::string, std::string>& env)
-        : name_(std::move(name)), s_(spawn(args, env)) {
+            const std::map<std::string, std::string>& env, bool tty = false)
+        : name_(std::move(name)), s_(spawn(args, env, tty)) {
         reader_ = std::thread([this] { read_loop(); });
     }
     ~Session() {
@@ -147,6 +171,11 @@ class Session {
         transcript_line("<< " + line);
         const std::string data = line + "\n";
         ASSERT_EQ(::write(s_.in, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+    }
+    // Raw keystrokes (a terminal session): no newline added.
+    void keys(const std::string& bytes) {
+        transcript_line("<< keys " + std::to_string(bytes.size()) + " bytes");
+        ASSERT_EQ(::write(s_.in, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
     }
     // The first output line from `from` on that contains `needle`; its index + 1 is the new `from`.
     std::optional<std::string> expect(const std::string& needle,
@@ -165,6 +194,14 @@ class Session {
             }
         }
     }
+    // Waits until the output after the last newline (a prompt and what is being typed on a
+    // terminal) contains needle.
+    bool expect_unfinished(const std::string& needle, std::chrono::milliseconds timeout = 20s) {
+        std::unique_lock lock(mu_);
+        return cv_.wait_for(lock, timeout, [&] {
+            return partial_.find(needle) != std::string::npos || closed_;
+        }) && partial_.find(needle) != std::string::npos;
+    }
     // Whether any line (seen or not) contains needle.
     bool saw(const std::string& needle) {
         std::lock_guard lock(mu_);
@@ -176,6 +213,11 @@ class Session {
     int close_and_wait(std::chrono::milliseconds timeout) {
         ::close(s_.in);
         s_.in = -1;
+        const int code = wait_exit(s_.pid, timeout);
+        exited_ = true;
+        return code;
+    }
+    int wait(std::chrono::milliseconds timeout) {
         const int code = wait_exit(s_.pid, timeout);
         exited_ = true;
         return code;
@@ -197,18 +239,17 @@ class Session {
         transcript_ += l + "\n";
     }
     void read_loop() {
-        std::string partial;
         char buf[4096];
         for (;;) {
             const auto n = ::read(s_.out, buf, sizeof buf);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) break;
-            partial.append(buf, static_cast<std::size_t>(n));
             std::lock_guard lock(mu_);
-            for (auto nl = partial.find('\n'); nl != std::string::npos; nl = partial.find('\n')) {
-                lines_.push_back(partial.substr(0, nl));
+            partial_.append(buf, static_cast<std::size_t>(n));
+            for (auto nl = partial_.find('\n'); nl != std::string::npos; nl = partial_.find('\n')) {
+                lines_.push_back(partial_.substr(0, nl));
                 transcript_ += ">> " + lines_.back() + "\n";
-                partial.erase(0, nl + 1);
+                partial_.erase(0, nl + 1);
             }
             cv_.notify_all();
         }
@@ -223,6 +264,7 @@ class Session {
     std::mutex mu_;
     std::condition_variable cv_;
     std::vector<std::string> lines_;
+    std::string partial_;  // output after the last newline
     std::size_t seen_ = 0;
     std::string transcript_;
     bool closed_ = false;
@@ -414,6 +456,42 @@ TEST_F(ImCli, TwoUsersChatBothWaysWithReceiptsAcrossAConnectorRestart) {
     std::cout << "---- alice's terminal ----\n"
               << a.transcript() << "---- bob's terminal ----\n"
               << b.transcript();
+}
+
+// On a terminal (a pseudo-terminal here, as in a terminal window) im-cli edits the line itself:
+// the first keystroke of a message sends the typing indicator, Backspace edits, Enter sends, an
+// incoming message is printed above the line being typed, which is then drawn again, and Ctrl-D
+// on an empty line leaves.
+TEST_F(ImCli, OnATerminalTypingGoesAsYouTypeAndTheLineIsEditedInPlace) {
+    for (const std::string u : {"alice", "bob"}) {
+        ASSERT_EQ(cli({"register", "--user", u, "--password", u + "-secret"}).code, 0);
+        ASSERT_EQ(cli({"login", "--user", u, "--password", u + "-secret"}).code, 0);
+    }
+    ASSERT_EQ(cli({"--user", "alice", "friends", "add", "bob"}).code, 0);
+    ASSERT_EQ(cli({"--user", "bob", "friends", "accept", "alice"}).code, 0);
+
+    Session a("alice", {"--user", "alice"}, env_, /*tty=*/true);
+    Session b("bob", {"--user", "bob"}, env_);
+    ASSERT_TRUE(a.expect("connected to")) << a.transcript();
+    ASSERT_TRUE(b.expect("connected to")) << b.transcript();
+    a.keys("/to bob\r");
+    ASSERT_TRUE(a.expect("talking to bob")) << a.transcript();
+    b.type("/to alice");
+    ASSERT_TRUE(b.expect("talking to alice")) << b.transcript();
+
+    a.keys("hel");  // no Enter yet: bob sees that alice is typing
+    EXPECT_TRUE(b.expect("alice is typing...")) << b.transcript();
+    b.type("go on");  // arrives while alice's line is half typed
+    const auto shown = a.expect("bob #1: go on");
+    ASSERT_TRUE(shown) << a.transcript();
+    // The half-typed line is drawn again after the incoming one (prompt + what was typed).
+    EXPECT_TRUE(a.expect_unfinished("bob> hel")) << a.transcript();
+    a.keys("\x7f\x7fi there\r");  // two Backspaces: "h" + "i there"
+    EXPECT_TRUE(b.expect("alice #2: hi there")) << b.transcript();
+    EXPECT_TRUE(a.expect("you -> bob #2: hi there  [sent]")) << a.transcript();
+    a.keys("\x04");  // Ctrl-D on an empty line
+    EXPECT_EQ(a.wait(10s), 0) << a.transcript();
+    EXPECT_EQ(b.quit(10s), 0) << b.transcript();
 }
 
 }  // namespace
