@@ -520,6 +520,7 @@ int ChatSession::run() {
         say(std::to_string(client_.pending_sends()) + " message(s) not SENT: they are abandoned");
     }
     say("bye");
+    console_.seal();  // a callback still on its way prints nothing after "bye"
     client_.close();
     return g_interrupted ? 130 : quit_code_.load();
 }

@@ -43,6 +43,7 @@ void Console::write_all(const std::string& s) {
 void Console::print(std::string line) {
     {
         std::lock_guard lock(mu_);
+        if (sealed_) return;
         if (queue_.size() >= kMaxQueuedLines) {
             ++dropped_;
             return;
@@ -50,6 +51,11 @@ void Console::print(std::string line) {
         queue_.push_back(std::move(line));
     }
     cv_.notify_one();
+}
+
+void Console::seal() {
+    std::lock_guard lock(mu_);
+    sealed_ = true;
 }
 
 void Console::set_prompt(std::string prompt) {

@@ -30,8 +30,10 @@ class Console {
 
     bool interactive() const noexcept { return tty_; }
 
-    // Thread-safe; never blocks on the output.
+    // Thread-safe; never blocks on the output. Ignored once seal() was called.
     void print(std::string line);
+    // The last line was printed: what still comes (a late callback) is dropped.
+    void seal();
     void set_prompt(std::string prompt);
 
     enum class Input { line, idle, eof };
@@ -57,6 +59,7 @@ class Console {
     std::deque<std::string> queue_;
     std::size_t dropped_ = 0;
     bool stop_ = false;
+    bool sealed_ = false;
     std::string prompt_ = "> ";
     std::string typed_;    // terminal: the line being edited
     std::string pending_;  // bytes read but not yet a whole line
