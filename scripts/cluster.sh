@@ -1,6 +1,9 @@
 # The im-* processes of the local cluster (sourced by up, down and status), in start order:
 # im-rest first (it applies the schema migrations), then im-transfer, then the connectors.
 
+# Pid files and logs of the im-* processes: next to the servers' state when IM_RUN_DIR is set (so two
+# clusters with their own IM_RUN_DIR and ports never share pid files), else run/cluster.
+IM_CLUSTER_DIR="${IM_CLUSTER_DIR:-${IM_RUN_DIR:+$IM_RUN_DIR/cluster}}"
 IM_CLUSTER_DIR="${IM_CLUSTER_DIR:-$IM_ROOT/run/cluster}"
 IM_REST_PORT="${IM_REST_PORT:-8080}"
 IM_TRANSFER_PORT="${IM_TRANSFER_PORT:-9100}"
@@ -8,11 +11,12 @@ IM_TRANSFER_ADMIN_PORT="${IM_TRANSFER_ADMIN_PORT:-9190}"
 IM_CONNECTOR_PORTS="${IM_CONNECTOR_PORTS:-9000 9001}"   # one replica per port
 IM_CONNECTOR_ADMIN_BASE="${IM_CONNECTOR_ADMIN_BASE:-9090}"  # admin port of replica i: base + i
 
-# name|binary|args|client port|health port|health path
+# name|binary|args|client port|health port|readiness path (200 once it can serve: im-rest reaches
+# MySQL and Redis, the transfer owns its shards, a connector has a link to a transfer)
 im_cluster_processes() {
   local cfg="$IM_ROOT/scripts/cluster" i=0 p
-  echo "im-rest|im-rest|--config $cfg/im-rest.yaml --set http.port=$IM_REST_PORT|$IM_REST_PORT|$IM_REST_PORT|/healthz"
-  echo "im-transfer|im-transfer|--config $cfg/im-transfer.yaml --set transfer.port=$IM_TRANSFER_PORT --set admin.port=$IM_TRANSFER_ADMIN_PORT|$IM_TRANSFER_PORT|$IM_TRANSFER_ADMIN_PORT|/healthz"
+  echo "im-rest|im-rest|--config $cfg/im-rest.yaml --set http.port=$IM_REST_PORT|$IM_REST_PORT|$IM_REST_PORT|/readyz"
+  echo "im-transfer|im-transfer|--config $cfg/im-transfer.yaml --set transfer.port=$IM_TRANSFER_PORT --set admin.port=$IM_TRANSFER_ADMIN_PORT|$IM_TRANSFER_PORT|$IM_TRANSFER_ADMIN_PORT|/readyz"
   for p in $IM_CONNECTOR_PORTS; do
     echo "im-connector-$i|im-connector|--config $cfg/im-connector.yaml --set connector.port=$p --set admin.port=$((IM_CONNECTOR_ADMIN_BASE + i)) --set connector.id=connector-$i|$p|$((IM_CONNECTOR_ADMIN_BASE + i))|/readyz"
     i=$((i + 1))

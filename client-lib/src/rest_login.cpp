@@ -1,146 +1,21 @@
 #include "rest_login.hpp"
 
-#include <openssl/ssl.h>
-
 #include <charconv>
-#include <memory>
-
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
+#include <utility>
 
 #include "json_lite.hpp"
-#include "tls_sni.hpp"
+#include "rest_call.hpp"
 
 namespace imclient::detail {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace ssl = asio::ssl;
-using tcp = asio::ip::tcp;
 
 namespace {
-
-constexpr std::size_t kMaxAnswerBytes = 64 * 1024;
 
 bool valid_port(std::string_view p) {
     unsigned v = 0;
     const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), v);
     return ec == std::errc() && end == p.data() + p.size() && v > 0 && v < 65536;
-}
-
-RestLoginResult failure(ErrorCode code, std::string message, int status = 0) {
-    RestLoginResult r;
-    r.code = code;
-    r.message = std::move(message);
-    r.status = status;
-    return r;
-}
-
-template <class Stream>
-asio::awaitable<void> exchange(Stream& stream, beast::tcp_stream& tcp_layer,
-                               http::request<http::string_body>& req,
-                               std::chrono::milliseconds timeout, RestLoginResult& out) {
-    boost::system::error_code ec;
-    tcp_layer.expires_after(timeout);
-    co_await http::async_write(stream, req, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-        out = failure(ErrorCode::unreachable, "im-rest: write: " + ec.message());
-        co_return;
-    }
-    beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(kMaxAnswerBytes);
-    co_await http::async_read(stream, buffer, parser,
-                              asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-        out = failure(ErrorCode::unreachable, "im-rest: read: " + ec.message());
-        co_return;
-    }
-    const auto& res = parser.get();
-    parse_login_answer(static_cast<int>(res.result_int()), res.body(), out);
-}
-
-asio::awaitable<void> run(asio::io_context& io, RestLoginRequest request,
-                          std::function<void(RestLoginResult)> done) {
-    RestLoginResult result;
-    const auto url = parse_rest_url(request.rest_url);
-    if (!url) {
-        done(failure(ErrorCode::invalid_argument, "imclient: bad rest_url"));
-        co_return;
-    }
-    http::request<http::string_body> req{http::verb::post, url->base_path + "/v1/sessions", 11};
-    req.set(http::field::host, url->host_header);
-    req.set(http::field::user_agent, request.client_version);
-    req.set(http::field::content_type, "application/json");
-    req.set(http::field::accept, "application/json");
-    req.body() = "{\"username\":" + json_quote(request.username) +
-                 ",\"password\":" + json_quote(request.password) +
-                 ",\"device_id\":" + json_quote(request.device_id) + "}";
-    req.prepare_payload();
-
-    boost::system::error_code ec;
-    tcp::resolver resolver(io);
-    const auto endpoints = co_await resolver.async_resolve(
-        url->host, url->port, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-        done(
-            failure(ErrorCode::unreachable, "im-rest: resolve " + url->host + ": " + ec.message()));
-        co_return;
-    }
-    if (!url->tls) {
-        beast::tcp_stream stream(io);
-        stream.expires_after(request.connect_timeout);
-        co_await stream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
-        if (ec) {
-            done(failure(ErrorCode::unreachable, "im-rest: connect: " + ec.message()));
-            co_return;
-        }
-        co_await exchange(stream, stream, req, request.request_timeout, result);
-        stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-        done(std::move(result));
-        co_return;
-    }
-
-    ssl::context ctx(ssl::context::tls_client);
-    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    if (request.tls_ca_file.empty()) {
-        ctx.set_default_verify_paths(ec);
-    } else {
-        ctx.load_verify_file(request.tls_ca_file, ec);
-    }
-    if (ec) {
-        done(failure(ErrorCode::invalid_argument, "imclient: CA file: " + ec.message()));
-        co_return;
-    }
-    beast::ssl_stream<beast::tcp_stream> stream(io, ctx);
-    set_sni(stream.native_handle(), url->host);
-    stream.set_verify_mode(ssl::verify_peer);
-    stream.set_verify_callback(ssl::host_name_verification(url->host));
-    beast::get_lowest_layer(stream).expires_after(request.connect_timeout);
-    co_await beast::get_lowest_layer(stream).async_connect(
-        endpoints, asio::redirect_error(asio::use_awaitable, ec));
-    if (!ec) {
-        co_await stream.async_handshake(ssl::stream_base::client,
-                                        asio::redirect_error(asio::use_awaitable, ec));
-    }
-    if (ec) {
-        done(failure(ErrorCode::unreachable, "im-rest: connect: " + ec.message()));
-        co_return;
-    }
-    co_await exchange(stream, beast::get_lowest_layer(stream), req, request.request_timeout,
-                      result);
-    beast::get_lowest_layer(stream).close();
-    done(std::move(result));
 }
 
 }  // namespace
@@ -225,7 +100,28 @@ void parse_login_answer(int status, std::string_view body, RestLoginResult& out)
 
 void rest_login(asio::io_context& io, RestLoginRequest request,
                 std::function<void(RestLoginResult)> done) {
-    asio::co_spawn(io, run(io, std::move(request), std::move(done)), asio::detached);
+    RestCall call;
+    call.rest_url = std::move(request.rest_url);
+    call.method = "POST";
+    call.target = "/v1/sessions";
+    call.user_agent = request.client_version;
+    call.tls_ca_file = std::move(request.tls_ca_file);
+    call.connect_timeout = request.connect_timeout;
+    call.request_timeout = request.request_timeout;
+    call.max_answer_bytes = 64 * 1024;
+    call.json_body = "{\"username\":" + json_quote(request.username) +
+                     ",\"password\":" + json_quote(request.password) +
+                     ",\"device_id\":" + json_quote(request.device_id) + "}";
+    rest_call(io, std::move(call), [done = std::move(done)](RestAnswer answer) {
+        RestLoginResult result;
+        if (answer.code != ErrorCode::none) {
+            result.code = answer.code;
+            result.message = std::move(answer.message);
+        } else {
+            parse_login_answer(answer.status, answer.body, result);
+        }
+        done(std::move(result));
+    });
 }
 
 }  // namespace imclient::detail
