@@ -75,8 +75,69 @@ def machine():
     return f"{os.cpu_count()} cores ({cpu}), {mem} RAM, Linux {platform.release()}"
 
 
+def profile(label, path):
+    """One JSON line of per-message costs from the raw profile file written by scripts/bench."""
+    snap = {"t0": {}, "t1": {}, "m0": {}, "m1": {}}
+    perf = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split(" ", 1)
+            if len(parts) != 2:
+                continue
+            tag, rest = parts
+            if tag in ("t0", "t1"):
+                k, _, v = rest.rpartition(" ")
+                snap[tag][k] = float(v)
+            elif tag in ("m0", "m1"):
+                k, _, v = rest.partition("\t")
+                snap[tag][k] = float(v)
+            elif tag == "perf":
+                name, _, csv = rest.partition(" ")
+                cols = csv.split(",")
+                if len(cols) > 2 and cols[0] not in ("", "<not counted>", "<not supported>"):
+                    perf.setdefault(name, {})[cols[2]] = float(cols[0])
+
+    def d(tag, key):
+        return snap[tag[0] + "1"].get(key, 0) - snap[tag[0] + "0"].get(key, 0)
+
+    msgs = d("t", "im_transfer_messages_stored_total")
+    out = {"label": label, "messages": msgs}
+    if msgs <= 0:
+        print(json.dumps(out))
+        return
+    batches = d("t", "im_transfer_batches_total")
+    out["messages_per_batch"] = round(msgs / batches, 1) if batches else None
+    out["receipts_per_message"] = round(d("t", "im_transfer_receipts_total") / msgs, 2)
+    stages = {}
+    for k in snap["t1"]:
+        if k.startswith("im_transfer_writer_stage_seconds_total"):
+            stage = k.split('stage="', 1)[1].split('"', 1)[0]
+            stages[stage] = round(d("t", k) * 1e6 / msgs, 2)
+    out["writer_us_per_message"] = stages
+    out["mysql_statements_per_message"] = round(d("m", "Questions") / msgs, 3)
+    out["mysql_commits_per_message"] = round(d("m", "Com_commit") / msgs, 3)
+    out["innodb_rows_written_per_message"] = round((d("m", "Innodb_rows_inserted") + d("m", "Innodb_rows_updated")) / msgs, 2)
+    out["innodb_fsyncs_per_message"] = round(d("m", "Innodb_data_fsyncs") / msgs, 3)
+    procs = {}
+    for name, ev in perf.items():
+        procs[name] = {
+            "cpu_us": round(ev.get("task-clock", 0) * 1000 / msgs, 2),
+            "syscalls": round(ev.get("raw_syscalls:sys_enter", 0) / msgs, 2),
+            "context_switches": round(ev.get("context-switches", 0) / msgs, 2),
+        }
+    out["per_process_per_message"] = procs
+    print(json.dumps(out))
+
+
 def main():
+    if sys.argv[1] == "--profile":
+        profile(sys.argv[2], sys.argv[3])
+        return
     results, runs, doc, commands = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    profiles = []
+    if len(sys.argv) > 5 and os.path.exists(sys.argv[5]):
+        with open(sys.argv[5]) as f:
+            profiles = [json.loads(l) for l in f if l.strip().startswith("{")]
     by_label = {}
     with open(results) as f:
         for line in f:
@@ -142,6 +203,36 @@ def main():
         parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
         out.append(f"- {key} ({r.get('cpu_interval_s', 0):.1f} s): {parts}")
     out.append("")
+    if profiles:
+        out.append("### Where the time goes (per message, profiled by scripts/bench)")
+        out.append("")
+        out.append("A 4-second window in the middle of one run per scenario: CPU time, system calls and context "
+                   "switches per process from `perf stat`, MariaDB statements, commits, rows and fsyncs from "
+                   "`SHOW GLOBAL STATUS`, and the transfer writer's time per stage from its metrics "
+                   "(`im_transfer_writer_stage_seconds_total`, summed over the writer lanes), all divided by the "
+                   "messages stored in the window.")
+        out.append("")
+        names = sorted({n for p in profiles for n in p.get("per_process_per_message", {})})
+        out.append("| per message | " + " | ".join(p["label"] for p in profiles) + " |")
+        out.append("|---|" + "---|" * len(profiles))
+        def row(title, get):
+            out.append(f"| {title} | " + " | ".join(str(get(p)) for p in profiles) + " |")
+        row("messages in the window", lambda p: int(p.get("messages", 0)))
+        row("messages per writer batch", lambda p: p.get("messages_per_batch"))
+        row("receipts per message", lambda p: p.get("receipts_per_message"))
+        row("MySQL statements", lambda p: p.get("mysql_statements_per_message"))
+        row("MySQL commits", lambda p: p.get("mysql_commits_per_message"))
+        row("InnoDB rows written", lambda p: p.get("innodb_rows_written_per_message"))
+        row("InnoDB fsyncs", lambda p: p.get("innodb_fsyncs_per_message"))
+        stages = sorted({s for p in profiles for s in p.get("writer_us_per_message", {})})
+        for st in stages:
+            row(f"writer {st} (us)", lambda p, st=st: p.get("writer_us_per_message", {}).get(st, "-"))
+        for n in names:
+            row(f"{n} CPU (us)", lambda p, n=n: p.get("per_process_per_message", {}).get(n, {}).get("cpu_us", "-"))
+        for n in names:
+            row(f"{n} syscalls", lambda p, n=n: p.get("per_process_per_message", {}).get(n, {}).get("syscalls", "-"))
+        row("total CPU (us)", lambda p: round(sum(v.get("cpu_us", 0) for v in p.get("per_process_per_message", {}).values()), 1))
+        out.append("")
     out.append("Commands (as run by scripts/bench; `COMMON` = `--rest URL --connectors A,B --tokens FILE --watch "
                "RUN_DIRS --mysql-flush V --json-out FILE`):")
     out.append("")
