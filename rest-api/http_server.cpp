@@ -300,6 +300,9 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
         }
         http::request_parser<http::buffer_body> body(std::move(parser));
         body.body_limit(upload.max_body_bytes);
+        // Beast reads at most the buffer's free capacity (at least 512 bytes): without room, a
+        // body arrives in header-sized reads (~100000 recvmsg calls for 50 MiB).
+        buffer.reserve(64 * 1024);
         std::vector<char> chunk(upload.chunk_bytes);
         while (!body.is_done()) {
             body.get().body().data = chunk.data();

@@ -294,6 +294,7 @@ struct DownloadOp {
         if (ec) co_return failure(ErrorCode::unreachable, "im-rest: download: " + ec.message());
 
         beast::flat_buffer buffer;
+        buffer.reserve(64 * 1024);  // Beast reads at most the free capacity: room for big reads
         http::response_parser<http::buffer_body> parser;
         parser.body_limit(std::numeric_limits<std::uint64_t>::max());
         tcp_layer.expires_after(cfg.io_timeout);
