@@ -30,6 +30,8 @@ void bind(config::Binder& b, FilesConfig& c) {
     b.bind_duration("files.sweep_interval", c.sweep_interval, std::chrono::milliseconds(100),
                     std::chrono::hours(24));
     b.bind("files.sweep_batch", c.sweep_batch, 1, 100000);
+    b.bind("files.max_uploads", c.max_uploads, 1, 100000);
+    b.bind_size("files.min_free_bytes", c.min_free_bytes, 0, 1ull << 62);
     b.require(!c.dir.empty(), "files.dir", "must not be empty");
 }
 
@@ -126,7 +128,8 @@ FileMetrics::FileMetrics(Metrics& m)
       uploads_failed(m.counter("im_rest_file_uploads_total", "File uploads by result.",
                                {{"result", "failed"}})),
       downloads(m.counter("im_rest_file_downloads_total", "File downloads started (200 or 206).")),
-      swept(m.counter("im_rest_files_swept_total", "Unreferenced files removed by the sweeper.")) {}
+      swept(m.counter("im_rest_files_swept_total", "Unreferenced files removed by the sweeper.")),
+      in_flight_gauge(m.gauge("im_rest_file_uploads_in_flight", "Uploads streaming now.")) {}
 
 BlobLock::BlobLock(mysql::MysqlConnection& db, const std::string& sha)
     : db_(db), name_("imf:" + sha.substr(0, 60)) {

@@ -7,6 +7,7 @@
 // renamed; identical content is stored once). Metadata in MySQL `files`; the conversations a file
 // was sent in are in `file_refs`, written by the owner transfer with the FILE message.
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -26,6 +27,7 @@ class Binder;
 }
 namespace prometheus {
 class Counter;
+class Gauge;
 }
 
 namespace im::rest {
@@ -37,6 +39,9 @@ struct FilesConfig {
                                          1000};  // unreferenced files older than this are removed
     std::chrono::milliseconds sweep_interval{10 * 60 * 1000};
     std::uint32_t sweep_batch = 500;  // files examined per sweep round
+    std::uint32_t max_uploads = 32;   // uploads in flight at once; more get 503
+    // An upload starts only while files.dir keeps this much free space after its declared length.
+    std::uint64_t min_free_bytes = 1ull << 30;
 };
 
 void bind(config::Binder& b, FilesConfig& c);  // keys files.*
@@ -66,6 +71,8 @@ struct FileMetrics {
     prometheus::Counter& uploads_failed;
     prometheus::Counter& downloads;
     prometheus::Counter& swept;
+    prometheus::Gauge& in_flight_gauge;
+    std::atomic<std::uint32_t> in_flight{0};  // uploads streaming now (files.max_uploads)
 };
 
 // Removes files that no message references once they are older than files.orphan_ttl: its own

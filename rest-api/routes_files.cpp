@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,6 +30,29 @@ std::int64_t now_ms() {
         .count();
 }
 
+// One of files.max_uploads uploads in flight (503 beyond).
+class UploadSlot {
+  public:
+    UploadSlot(FileMetrics& m, std::uint32_t max) : m_(m) {
+        if (m_.in_flight.fetch_add(1) >= max) {
+            m_.in_flight.fetch_sub(1);
+            ApiError e(503, "overloaded", "too many uploads in progress, retry shortly");
+            e.retry_after_s = 1;
+            throw e;
+        }
+        m_.in_flight_gauge.Increment();
+    }
+    ~UploadSlot() {
+        m_.in_flight.fetch_sub(1);
+        m_.in_flight_gauge.Decrement();
+    }
+    UploadSlot(const UploadSlot&) = delete;
+    UploadSlot& operator=(const UploadSlot&) = delete;
+
+  private:
+    FileMetrics& m_;
+};
+
 // One upload in progress: the body streams into a temporary file in files.dir/tmp and through
 // SHA-256 on the connection's I/O thread (bounded chunks: an append to the page cache and a hash
 // of at most UploadRoute::chunk_bytes each); finish() runs the blocking part on the pool: fsync,
@@ -37,6 +61,7 @@ class FileUpload final : public BodySink, public std::enable_shared_from_this<Fi
   public:
     FileUpload(RestService& svc, std::uint64_t owner, std::string name, std::string mime)
         : svc_(svc),
+          slot_(svc.file_metrics(), svc.config().files.max_uploads),
           owner_(owner),
           name_(std::move(name)),
           mime_(std::move(mime)),
@@ -146,6 +171,7 @@ class FileUpload final : public BodySink, public std::enable_shared_from_this<Fi
     }
 
     RestService& svc_;
+    UploadSlot slot_;  // first: released last, also when the constructor throws
     std::uint64_t owner_;
     std::string name_;
     std::string mime_;
@@ -240,6 +266,20 @@ std::shared_ptr<BodySink> start_upload(RequestContext& ctx) {
     if (ct != nullptr && ct->rfind("multipart/", 0) == 0) {
         throw ApiError(415, "unsupported_media_type",
                        "send the raw file as the body, not multipart");
+    }
+    // Refuse before a byte is stored when the disk would get too full (a chunked upload declares
+    // no length: only the reserve is checked, and ENOSPC while writing answers 507 as well).
+    const auto& files = ctx.svc.config().files;
+    std::uint64_t declared = 0;
+    if (const auto* cl = ctx.req.header("content-length")) declared = parse_id(*cl).value_or(0);
+    struct statvfs fs {};
+    if (::statvfs(files.dir.c_str(), &fs) == 0) {
+        const auto free_bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+        if (free_bytes < files.min_free_bytes || free_bytes - files.min_free_bytes < declared) {
+            spdlog::warn("files: upload refused, {} bytes free in {} (reserve {}, declared {})",
+                         free_bytes, files.dir, files.min_free_bytes, declared);
+            throw ApiError(507, "insufficient_storage", "not enough space for the file");
+        }
     }
     return std::make_shared<FileUpload>(ctx.svc, ctx.me(), *name, normalize_mime(ct ? *ct : ""));
 }

@@ -443,5 +443,37 @@ TEST_F(Files, FilesSurviveRestartsAndUnsentOnesAreSwept) {
     EXPECT_EQ(send_and_wait(*ca, file_send(*ca, b.id, 2, ref)).code(), client::NOT_FOUND);
 }
 
+// Uploads stop before the disk is full (files.min_free_bytes) and at files.max_uploads at once.
+TEST(FilesLimits, DiskReserveAndUploadsInFlight) {
+    TestDatabase db;
+    {
+        RestServer rest(db, "im:t" + unique_suffix() + ":",
+                        RestOptions{{"files.min_free_bytes=4611686018427387904"}, "files-reserve"});
+        auto http = rest.client();
+        auto a = register_and_login(*http, "disk_alice");
+        auto r = upload(*http, a.token, "a.bin", std::string(1000, 'a'));
+        EXPECT_EQ(r.status, 507) << r.body;
+        EXPECT_EQ(r.json()["error"]["code"], "insufficient_storage");
+        EXPECT_EQ(entries(fs::path(rest.files_dir()) / "tmp"), 0u);
+        EXPECT_EQ(entries(fs::path(rest.files_dir()) / "objects"), 0u);
+    }
+    RestServer rest(db, "im:t" + unique_suffix() + ":",
+                    RestOptions{{"files.max_uploads=1"}, "files-inflight"});
+    auto http = rest.client();
+    auto b = register_and_login(*http, "busy_bob");
+    const fs::path tmp = fs::path(rest.files_dir()) / "tmp";
+    {
+        RawHttp slow(rest.port());
+        slow.write("POST /v1/files?name=slow.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                   b.token + "\r\nContent-Length: 1000000\r\n\r\n" + std::string(1000, 's'));
+        ASSERT_TRUE(eventually([&] { return entries(tmp) == 1; }));
+        auto busy = upload(*http, b.token, "b.bin", "b");
+        EXPECT_EQ(busy.status, 503) << busy.body;
+        EXPECT_EQ(busy.header("retry-after"), "1");
+        slow.close();
+    }
+    EXPECT_TRUE(eventually([&] { return upload(*http, b.token, "b.bin", "b").status == 201; }));
+}
+
 }  // namespace
 }  // namespace im::test
