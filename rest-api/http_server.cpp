@@ -11,6 +11,13 @@
 #include <boost/beast/ssl.hpp>
 #include <spdlog/spdlog.h>
 
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
 #include "im/server/config.hpp"
 #include "im/server/metrics.hpp"
 
@@ -58,7 +65,42 @@ auto async_handle(const HttpServer::Handler& handler, HttpRequest req, Token&& t
         token, std::move(req));
 }
 
-HttpRequest to_request(http::request<http::string_body>&& in, const std::string& peer, bool& bad_target) {
+// The upload route's begin(): same shape as async_handle (the request is an initiation argument).
+template <class Token>
+auto async_begin_upload(const UploadRoute& route, HttpRequest head, Token&& token) {
+    return asio::async_initiate<Token, void(UploadStart)>(
+        [&route](auto completion, HttpRequest r) {
+            auto ex = asio::get_associated_executor(completion);
+            auto work = asio::make_work_guard(ex);
+            auto shared = std::make_shared<decltype(completion)>(std::move(completion));
+            route.begin(std::move(r), [ex, shared, work](UploadStart st) mutable {
+                asio::post(ex,
+                           [shared, st = std::move(st)]() mutable { (*shared)(std::move(st)); });
+                work.reset();
+            });
+        },
+        token, std::move(head));
+}
+
+// BodySink::finish(), resumed on the connection's executor with its response.
+template <class Token>
+auto async_finish_upload(std::shared_ptr<BodySink> sink, Token&& token) {
+    return asio::async_initiate<Token, void(HttpResponse)>(
+        [](auto completion, std::shared_ptr<BodySink> s) {
+            auto ex = asio::get_associated_executor(completion);
+            auto work = asio::make_work_guard(ex);
+            auto shared = std::make_shared<decltype(completion)>(std::move(completion));
+            s->finish([ex, shared, work](HttpResponse resp) mutable {
+                asio::post(
+                    ex, [shared, resp = std::move(resp)]() mutable { (*shared)(std::move(resp)); });
+                work.reset();
+            });
+        },
+        token, std::move(sink));
+}
+
+HttpRequest to_request(const http::request_header<>& in, const std::string& peer,
+                       bool& bad_target) {
     HttpRequest r;
     r.method = std::string(in.method_string());
     const std::string_view target(in.target().data(), in.target().size());
@@ -76,21 +118,44 @@ HttpRequest to_request(http::request<http::string_body>&& in, const std::string&
         for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
         r.headers[name] = std::string(f.value());
     }
-    r.body = std::move(in.body());
     r.client_addr = peer;
     return r;
 }
 
-http::response<http::string_body> to_beast(const HttpResponse& res, unsigned version, bool keep_alive) {
-    http::response<http::string_body> out(static_cast<http::status>(res.status), version);
+HttpRequest to_request(http::request<http::string_body>&& in, const std::string& peer,
+                       bool& bad_target) {
+    HttpRequest r = to_request(static_cast<const http::request_header<>&>(in), peer, bad_target);
+    r.body = std::move(in.body());
+    return r;
+}
+
+template <class Body>
+void fill_head(http::response<Body>& out, const HttpResponse& res, bool keep_alive) {
     out.set(http::field::server, "im-rest");
     if (!res.content_type.empty()) out.set(http::field::content_type, res.content_type);
     for (const auto& [k, v] : res.headers) out.set(k, v);
     out.keep_alive(keep_alive && !res.close);
+}
+
+http::response<http::string_body> to_beast(const HttpResponse& res, unsigned version,
+                                           bool keep_alive) {
+    http::response<http::string_body> out(static_cast<http::status>(res.status), version);
+    fill_head(out, res, keep_alive);
     out.body() = res.body;
     out.prepare_payload();
     return out;
 }
+
+// Counts a request in flight for as long as it lives (graceful shutdown waits for 0).
+struct InFlight {
+    explicit InFlight(std::atomic<std::size_t>& c) : count(c) { count.fetch_add(1); }
+    ~InFlight() { count.fetch_sub(1); }
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+    std::atomic<std::size_t>& count;
+};
+
+constexpr std::size_t kFileChunkBytes = 256 * 1024;
 
 }  // namespace
 
@@ -115,6 +180,7 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
     prometheus::Counter& rejected_connections;
     prometheus::Counter& too_large;
     prometheus::Counter& bad_requests;
+    UploadRoute upload;
 
     // Writes a response; false on failure (the connection is then closed).
     template <class Stream>
@@ -125,6 +191,147 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
         co_return !ec;
     }
 
+    // Writes a response whose body is a file, in bounded chunks read with pread() (page cache
+    // reads of kFileChunkBytes: short). The write timeout applies per chunk. False on failure.
+    template <class Stream>
+    asio::awaitable<bool> write_file(Stream& stream, const HttpResponse& out, unsigned version,
+                                     bool keep_alive) {
+        FileBody& f = *out.file;
+        http::response<http::buffer_body> res(static_cast<http::status>(out.status), version);
+        fill_head(res, out, keep_alive);
+        res.content_length(f.length);
+        res.body().data = nullptr;
+        res.body().more = f.length > 0;
+        http::response_serializer<http::buffer_body> sr(res);
+        error_code ec;
+        beast::get_lowest_layer(stream).expires_after(config.write_timeout);
+        co_await http::async_write_header(stream, sr,
+                                          asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return false;
+        std::vector<char> chunk(
+            static_cast<std::size_t>(std::min<std::uint64_t>(kFileChunkBytes, f.length)));
+        std::uint64_t done = 0;
+        while (done < f.length) {
+            const auto want =
+                static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), f.length - done));
+            const ssize_t n =
+                ::pread(f.fd, chunk.data(), want, static_cast<off_t>(f.offset + done));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                spdlog::error("http: reading a file body failed after {} bytes: {}", done,
+                              n < 0 ? std::strerror(errno) : "unexpected end of file");
+                co_return false;  // the client sees a short body and a closed connection
+            }
+            done += static_cast<std::uint64_t>(n);
+            res.body().data = chunk.data();
+            res.body().size = static_cast<std::size_t>(n);
+            res.body().more = done < f.length;
+            beast::get_lowest_layer(stream).expires_after(config.write_timeout);
+            co_await http::async_write(stream, sr, asio::redirect_error(asio::use_awaitable, ec));
+            if (ec == http::error::need_buffer) ec = {};
+            if (ec) co_return false;
+            if (f.on_bytes) f.on_bytes(static_cast<std::uint64_t>(n));
+        }
+        if (!sr.is_done()) {
+            beast::get_lowest_layer(stream).expires_after(config.write_timeout);
+            co_await http::async_write(stream, sr, asio::redirect_error(asio::use_awaitable, ec));
+            if (ec && ec != http::error::need_buffer) co_return false;
+        }
+        co_return res.keep_alive();
+    }
+
+    // Writes any response; false when the connection must close (failure or no keep-alive).
+    template <class Stream>
+    asio::awaitable<bool> respond(Stream& stream, const HttpResponse& out, unsigned version,
+                                  bool keep_alive) {
+        if (out.file)
+            co_return co_await write_file(stream, out, version, keep_alive && !draining.load());
+        auto res = to_beast(out, version, keep_alive && !draining.load());
+        const bool written = co_await write(stream, res);
+        co_return written&& res.keep_alive();
+    }
+
+    // Answers an upload without reading (the rest of) its body: the connection cannot be reused.
+    template <class Stream>
+    asio::awaitable<bool> refuse_upload(Stream& stream, unsigned version, const HttpResponse& r) {
+        HttpResponse closing = r;
+        closing.close = true;
+        co_await respond(stream, closing, version, false);
+        co_return false;
+    }
+
+    // A streamed upload (UploadRoute): the head goes to the handler first (authentication,
+    // validation), then the body is read in chunks of upload.chunk_bytes into its sink, with the
+    // read timeout per chunk. Returns whether the connection stays open.
+    template <class Stream>
+    asio::awaitable<bool> serve_upload(Stream& stream, beast::flat_buffer& buffer,
+                                       http::request_parser<http::string_body>& parser,
+                                       const std::string& peer) {
+        InFlight guard(in_flight);
+        const unsigned version = parser.get().version();
+        const bool keep_alive = parser.get().keep_alive();
+        bool bad_target = false;
+        HttpRequest head =
+            to_request(static_cast<const http::request_header<>&>(parser.get()), peer, bad_target);
+        if (bad_target)
+            co_return co_await refuse_upload(
+                stream, version,
+                HttpResponse::error(400, "bad_request", "malformed request target"));
+        if (parser.content_length() && *parser.content_length() > upload.max_body_bytes) {
+            too_large.Increment();
+            co_return co_await refuse_upload(
+                stream, version,
+                HttpResponse::error(
+                    413, "payload_too_large",
+                    "the file exceeds " + std::to_string(upload.max_body_bytes) + " bytes"));
+        }
+        UploadStart start =
+            co_await async_begin_upload(upload, std::move(head), asio::use_awaitable);
+        if (!start.sink)
+            co_return co_await refuse_upload(stream, version, std::move(start.refusal));
+
+        error_code ec;
+        if (beast::iequals(parser.get()[http::field::expect], "100-continue") &&
+            !parser.is_done()) {
+            http::response<http::empty_body> cont(http::status::continue_, version);
+            beast::get_lowest_layer(stream).expires_after(config.write_timeout);
+            co_await http::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) co_return false;
+        }
+        http::request_parser<http::buffer_body> body(std::move(parser));
+        body.body_limit(upload.max_body_bytes);
+        // Beast reads at most the buffer's free capacity (at least 512 bytes): without room, a
+        // body arrives in header-sized reads (~100000 recvmsg calls for 50 MiB).
+        buffer.reserve(64 * 1024);
+        std::vector<char> chunk(upload.chunk_bytes);
+        while (!body.is_done()) {
+            body.get().body().data = chunk.data();
+            body.get().body().size = chunk.size();
+            beast::get_lowest_layer(stream).expires_after(config.read_timeout);
+            co_await http::async_read(stream, buffer, body,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+            if (ec == http::error::need_buffer) ec = {};
+            const std::size_t n = chunk.size() - body.get().body().size;
+            if (n > 0 && !start.sink->write(chunk.data(), n))
+                co_return co_await refuse_upload(stream, version, start.sink->failure());
+            if (ec) break;
+        }
+        if (ec == http::error::body_limit) {
+            too_large.Increment();
+            co_return co_await refuse_upload(
+                stream, version,
+                HttpResponse::error(
+                    413, "payload_too_large",
+                    "the file exceeds " + std::to_string(upload.max_body_bytes) + " bytes"));
+        }
+        if (ec) {
+            spdlog::debug("http: upload from {} aborted: {}", peer, ec.message());
+            co_return false;  // the sink is dropped: what was written is deleted
+        }
+        HttpResponse out = co_await async_finish_upload(start.sink, asio::use_awaitable);
+        co_return co_await respond(stream, out, version, keep_alive && !draining.load());
+    }
+
     template <class Stream>
     asio::awaitable<void> serve(Stream& stream, std::string peer) {
         beast::flat_buffer buffer;
@@ -132,12 +339,29 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
         for (;;) {
             http::request_parser<http::string_body> parser;
             parser.header_limit(config.max_header_bytes);
-            parser.body_limit(config.max_body_bytes);
+            // The declared length is checked against the route's own limit once the head is known.
+            parser.body_limit(std::max(config.max_body_bytes, upload.max_body_bytes));
             error_code ec;
 
             // Header: the idle timeout applies while waiting for a keep-alive request.
             beast::get_lowest_layer(stream).expires_after(first ? config.read_timeout : config.idle_timeout);
             co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+            if (!ec && upload.matches) {
+                const std::string_view target(parser.get().target().data(),
+                                              parser.get().target().size());
+                const auto path = url_decode(target.substr(0, target.find('?')), false);
+                if (path && upload.matches(std::string(parser.get().method_string()), *path)) {
+                    first = false;
+                    if (!co_await serve_upload(stream, buffer, parser, peer)) co_return;
+                    continue;
+                }
+            }
+            if (!ec) {
+                parser.body_limit(config.max_body_bytes);
+                if (parser.content_length() && *parser.content_length() > config.max_body_bytes) {
+                    ec = http::error::body_limit;
+                }
+            }
             if (!ec) {
                 const auto& h = parser.get();
                 auto expect = h[http::field::expect];
@@ -181,16 +405,13 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
             bool bad_target = false;
             HttpRequest req = to_request(std::move(in), peer, bad_target);
             HttpResponse out;
-            in_flight.fetch_add(1);
+            InFlight guard(in_flight);
             if (bad_target) {
                 out = HttpResponse::error(400, "bad_request", "malformed request target");
             } else {
                 out = co_await async_handle(handler, std::move(req), asio::use_awaitable);
             }
-            auto res = to_beast(out, version, keep_alive && !draining.load());
-            const bool written = co_await write(stream, res);
-            in_flight.fetch_sub(1);
-            if (!written || !res.keep_alive()) co_return;
+            if (!co_await respond(stream, out, version, keep_alive)) co_return;
         }
     }
 
@@ -263,6 +484,10 @@ HttpServer::HttpServer(asio::io_context& io, HttpServerConfig config, Handler ha
     : state_(std::make_shared<State>(io, std::move(config), std::move(handler), metrics)) {}
 
 HttpServer::~HttpServer() = default;
+
+void HttpServer::set_upload_route(UploadRoute route) {
+    state_->upload = std::move(route);
+}
 
 std::uint16_t HttpServer::start() {
     auto& s = *state_;

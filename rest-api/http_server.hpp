@@ -42,6 +42,16 @@ struct HttpServerConfig {
 
 void bind(config::Binder& b, HttpServerConfig& c);  // keys http.*, tls.*
 
+// Requests whose body is streamed to a BodySink instead of being buffered (file uploads).
+struct UploadRoute {
+    // On the I/O thread, with the decoded path.
+    std::function<bool(const std::string& method, const std::string& path)> matches;
+    // The request head (no body); done() may be called from any thread, exactly once.
+    std::function<void(HttpRequest head, std::function<void(UploadStart)> done)> begin;
+    std::uint64_t max_body_bytes = 0;  // a larger declared length is refused before reading (413)
+    std::size_t chunk_bytes = 256 * 1024;  // read buffer per upload
+};
+
 class HttpServer {
 public:
     using Respond = std::function<void(HttpResponse)>;
@@ -49,6 +59,9 @@ public:
 
     HttpServer(boost::asio::io_context& io, HttpServerConfig config, Handler handler, Metrics& metrics);
     ~HttpServer();
+
+    // Streamed uploads; call before start().
+    void set_upload_route(UploadRoute route);
 
     // Loads TLS material, binds and starts accepting. Returns the bound port. Throws on failure.
     std::uint16_t start();

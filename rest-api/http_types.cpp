@@ -1,6 +1,12 @@
 #include "http_types.hpp"
 
+#include <unistd.h>
+
 namespace im::rest {
+
+FileBody::~FileBody() {
+    if (fd >= 0) ::close(fd);
+}
 
 HttpResponse HttpResponse::json(int status, const nlohmann::json& j) {
     HttpResponse r;

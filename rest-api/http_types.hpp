@@ -3,7 +3,9 @@
 // and their tests need no sockets.
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
@@ -31,12 +33,27 @@ struct HttpRequest {
     }
 };
 
+// A response body streamed from an open file (downloads): the server reads it in bounded chunks
+// while writing, so a large file never sits in memory. Owns the descriptor.
+struct FileBody {
+    FileBody(int fd_, std::uint64_t offset_, std::uint64_t length_)
+        : fd(fd_), offset(offset_), length(length_) {}
+    ~FileBody();
+    FileBody(const FileBody&) = delete;
+    FileBody& operator=(const FileBody&) = delete;
+    int fd = -1;
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+    std::function<void(std::uint64_t)> on_bytes;  // bytes written to the client (metrics)
+};
+
 struct HttpResponse {
     int status = 200;
     std::string content_type = "application/json";
     std::string body;
     std::vector<std::pair<std::string, std::string>> headers;  // extra headers (Retry-After, ...)
     bool close = false;  // close the connection after this response
+    std::shared_ptr<FileBody> file;  // when set, the body (Content-Length = file->length)
 
     static HttpResponse json(int status, const nlohmann::json& j);
     static HttpResponse no_content();
@@ -56,6 +73,26 @@ public:
 private:
     int status_;
     std::string code_;
+};
+
+// The receiver of a streamed request body (uploads). write() runs on the connection's I/O thread
+// once per chunk and must stay quick (append to a file, hash). finish() is called once the whole
+// body arrived and answers through respond (it may run the blocking part on a pool). Destroying a
+// sink that was not finished discards everything written (client gone, timeout, limit).
+class BodySink {
+public:
+    virtual ~BodySink() = default;
+    // False: stop reading; failure() is answered and the connection closed.
+    virtual bool write(const char* data, std::size_t n) = 0;
+    virtual HttpResponse failure() = 0;
+    virtual void finish(std::function<void(HttpResponse)> respond) = 0;
+};
+
+// What an upload handler decides once the request head is known: a sink to stream the body into,
+// or a refusal (answered without reading the body; the connection is then closed).
+struct UploadStart {
+    std::shared_ptr<BodySink> sink;
+    HttpResponse refusal;
 };
 
 // Decodes %XX and '+' in a query component; nullopt on a bad escape.

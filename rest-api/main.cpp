@@ -40,7 +40,12 @@ int run(const im::rest::RestConfig& cfg) {
             service.handle(std::move(req), std::move(respond));
         },
         metrics);
+    server.set_upload_route(service.upload_route());
     const auto port = server.start();
+    // Removes files no message references (files.orphan_ttl); its own thread and connection.
+    im::rest::FileSweeper sweeper(cfg.mysql, cfg.files, service.file_store(),
+                                  service.file_metrics());
+    sweeper.start();
     // The push consumer: its own threads and RabbitMQ connections, independent of the HTTP side.
     std::unique_ptr<im::rest::PushWorker> push_worker;
     if (cfg.push.enabled) {
@@ -77,6 +82,7 @@ int run(const im::rest::RestConfig& cfg) {
     for (std::uint32_t i = 1; i < cfg.http.threads; ++i) threads.emplace_back([&io] { io.run(); });
     io.run();
     for (auto& t : threads) t.join();
+    sweeper.stop();
     if (push_worker) push_worker->stop();  // unacknowledged events go back to the queue
     service.shutdown();
     spdlog::info("im-rest: stopped");

@@ -20,6 +20,7 @@ RestConfig load_rest_config(const config::ConfigSource& source, std::string* des
     bind(b, c.rate_limit);
     mq::bind(b, c.mq);
     bind(b, c.push);
+    bind(b, c.files);
     b.bind("connectors", c.connectors);
     b.bind("pool_queue", c.pool_queue, 1, 1'000'000);
     b.bind_duration("gateway.timeout", c.gateway_timeout, std::chrono::milliseconds(100), std::chrono::minutes(1));

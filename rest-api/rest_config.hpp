@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "auth.hpp"
+#include "files.hpp"
 #include "http_server.hpp"
 #include "im/server/logging.hpp"
 #include "im/server/mq.hpp"
@@ -38,6 +39,7 @@ struct RestConfig {
     RateLimitConfig rate_limit;
     mq::MqConfig mq;       // RabbitMQ, for the push worker
     PushWorkerConfig push;  // the push worker (off unless push.enabled)
+    FilesConfig files;
     // Answered in the login response while no live connector is registered in Redis.
     std::vector<std::string> connectors{"127.0.0.1:9000", "127.0.0.1:9001"};
     std::chrono::milliseconds gateway_timeout{3000};  // links to transfers (read watermarks)

@@ -44,14 +44,18 @@ RestService::RestService(const RestConfig& config, Metrics& metrics)
       metrics_(metrics),
       hasher_(config.hash),
       gateway_(config.gateway_timeout),
+      file_store_(config.files.dir),
+      file_metrics_(metrics),
       pool_("rest-pool", config.mysql.pool_size, config.pool_queue),
-      overloaded_(metrics.counter("im_rest_overloaded_total", "Requests refused with 503 because the pool queue was full.")) {
+      overloaded_(metrics.counter("im_rest_overloaded_total",
+                                  "Requests refused with 503 because the pool queue was full.")) {
     if (config.auth_mode == "ldap") ldap_.emplace(config.ldap);
     if (config.auth_mode == "external") external_.emplace(config.external);
     for (std::uint32_t i = 0; i < config.mysql.pool_size; ++i) backends_.push_back(std::make_unique<Backend>(config));
     add_account_routes(router_);
     add_social_routes(router_);
     add_conversation_routes(router_);
+    add_file_routes(router_);
 }
 
 RestService::~RestService() { shutdown(); }
@@ -92,7 +96,7 @@ void RestService::handle(HttpRequest req, HttpServer::Respond respond) {
             respond(ready_check(*backends_.at(static_cast<std::size_t>(ThreadPool::worker_index()))));
             return;
         }
-        respond(run(*spec, match.pattern, req, match.params));
+        respond(run(spec->needs_auth, spec->fn, match.pattern, req, match.params));
     };
     auto shared_respond = respond;
     if (!pool_.try_submit(std::move(task))) {
@@ -124,14 +128,68 @@ HttpResponse RestService::ready_check(Backend& be) {
     return HttpResponse::json(ok ? 200 : 503, detail);
 }
 
-HttpResponse RestService::run(const RouteSpec& spec, const std::string& pattern, const HttpRequest& req,
-                              const RouteParams& params) {
+UploadRoute RestService::upload_route() {
+    UploadRoute r;
+    r.matches = [](const std::string& method, const std::string& path) {
+        return method == "POST" && (path == "/v1/files" || path == "/v1/files/");
+    };
+    r.begin = [this](HttpRequest head, std::function<void(UploadStart)> done) {
+        begin_upload(std::move(head), std::move(done));
+    };
+    r.max_body_bytes = config_.files.max_bytes;
+    return r;
+}
+
+void RestService::begin_upload(HttpRequest head, std::function<void(UploadStart)> done) {
+    auto task = [this, head = std::move(head), done]() {
+        UploadStart st;
+        HttpResponse res = run(
+            true,
+            [&st](RequestContext& ctx) {
+                st.sink = start_upload(ctx);
+                return HttpResponse{};
+            },
+            "/v1/files", head, {}, /*record=*/false);
+        if (!st.sink) {
+            file_metrics_.uploads_failed.Increment();
+            metrics_
+                .counter("im_http_requests_total", "HTTP requests by route and status.",
+                         {{"route", "POST /v1/files"}, {"status", std::to_string(res.status)}})
+                .Increment();
+            st.refusal = std::move(res);
+        }
+        done(std::move(st));
+    };
+    if (!pool_.try_submit(std::move(task))) {
+        overloaded_.Increment();
+        UploadStart st;
+        st.refusal = HttpResponse::error(503, "overloaded", "the server is busy, retry shortly");
+        st.refusal.headers.emplace_back("Retry-After", "1");
+        done(std::move(st));
+    }
+}
+
+bool RestService::submit(const std::string& pattern, HttpRequest req,
+                         std::function<HttpResponse(RequestContext&)> fn,
+                         HttpServer::Respond respond) {
+    auto task = [this, pattern, req = std::move(req), fn = std::move(fn), respond]() {
+        respond(run(false, fn, pattern, req, {}));
+    };
+    if (pool_.try_submit(std::move(task))) return true;
+    overloaded_.Increment();
+    return false;
+}
+
+HttpResponse RestService::run(bool needs_auth,
+                              const std::function<HttpResponse(RequestContext&)>& fn,
+                              const std::string& pattern, const HttpRequest& req,
+                              const RouteParams& params, bool record) {
     const auto start = std::chrono::steady_clock::now();
     Backend& be = *backends_.at(static_cast<std::size_t>(ThreadPool::worker_index()));
     HttpResponse res;
     try {
         RequestContext ctx{req, params, be, *this, std::nullopt};
-        if (spec.needs_auth) {
+        if (needs_auth) {
             const auto* h = req.header("authorization");
             auto token = h ? tokens::bearer_token(*h) : std::nullopt;
             if (!token) throw ApiError(401, "unauthenticated", "a valid Bearer token is required");
@@ -141,7 +199,7 @@ HttpResponse RestService::run(const RouteSpec& spec, const std::string& pattern,
             if (!s) throw ApiError(401, "unauthenticated", "the token is invalid, expired or revoked");
             ctx.who = Principal{*s, std::move(hash)};
         }
-        res = spec.fn(ctx);
+        res = fn(ctx);
     } catch (const ApiError& e) {
         res = HttpResponse::error(e.status(), e.code(), e.what());
         if (e.retry_after_s) res.headers.emplace_back("Retry-After", std::to_string(*e.retry_after_s));
@@ -163,6 +221,7 @@ HttpResponse RestService::run(const RouteSpec& spec, const std::string& pattern,
         res = HttpResponse::error(500, "internal", "internal error");
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!record) return res;
     metrics_
         .counter("im_http_requests_total", "HTTP requests by route and status.",
                  {{"route", req.method + " " + pattern}, {"status", std::to_string(res.status)}})

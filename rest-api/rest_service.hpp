@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "auth.hpp"
+#include "files.hpp"
 #include "http_server.hpp"
 #include "im/server/metrics.hpp"
 #include "im/server/thread_pool.hpp"
@@ -69,6 +70,11 @@ struct RouteSpec {
 void add_account_routes(Router<RouteSpec>& r);
 void add_social_routes(Router<RouteSpec>& r);
 void add_conversation_routes(Router<RouteSpec>& r);
+void add_file_routes(Router<RouteSpec>& r);
+
+// POST /v1/files once authenticated (routes_files.cpp): validates the head and opens the
+// temporary file the body streams into. Throws ApiError.
+std::shared_ptr<BodySink> start_upload(RequestContext& ctx);
 
 class RestService {
 public:
@@ -77,6 +83,12 @@ public:
 
     // The HttpServer::Handler.
     void handle(HttpRequest req, HttpServer::Respond respond);
+    // The HttpServer's upload route (POST /v1/files): authenticates on the pool, then streams.
+    UploadRoute upload_route();
+    // Runs fn on the pool with error handling and metrics like any route (used to finish uploads).
+    // False when the queue is full.
+    bool submit(const std::string& pattern, HttpRequest req, std::function<HttpResponse(RequestContext&)> fn,
+                HttpServer::Respond respond);
     // Finishes queued requests and stops the pool.
     void shutdown();
 
@@ -86,13 +98,17 @@ public:
     const ExternalAuthenticator* external() const { return external_ ? &*external_ : nullptr; }
     const TransferGateway& gateway() const { return gateway_; }
     Metrics& metrics() { return metrics_; }
+    const FileStore& file_store() const { return file_store_; }
+    FileMetrics& file_metrics() { return file_metrics_; }
 
     // Login outcome counters, by mode and result.
     void count_login(const std::string& result);
 
 private:
-    HttpResponse run(const RouteSpec& spec, const std::string& pattern, const HttpRequest& req,
-                     const RouteParams& params);
+    HttpResponse run(bool needs_auth, const std::function<HttpResponse(RequestContext&)>& fn,
+                     const std::string& pattern, const HttpRequest& req, const RouteParams& params,
+                     bool record = true);
+    void begin_upload(HttpRequest head, std::function<void(UploadStart)> done);
     HttpResponse ready_check(Backend& be);
 
     const RestConfig& config_;
@@ -101,6 +117,8 @@ private:
     std::optional<LdapAuthenticator> ldap_;
     std::optional<ExternalAuthenticator> external_;
     TransferGateway gateway_;
+    FileStore file_store_;
+    FileMetrics file_metrics_;
     Router<RouteSpec> router_;
     std::vector<std::unique_ptr<Backend>> backends_;
     ThreadPool pool_;

@@ -15,7 +15,7 @@ IM_CONNECTOR_ADMIN_BASE="${IM_CONNECTOR_ADMIN_BASE:-9090}"  # admin port of repl
 # MySQL and Redis, the transfer owns its shards, a connector has a link to a transfer)
 im_cluster_processes() {
   local cfg="$IM_ROOT/scripts/cluster" i=0 p
-  echo "im-rest|im-rest|--config $cfg/im-rest.yaml --set http.port=$IM_REST_PORT|$IM_REST_PORT|$IM_REST_PORT|/readyz"
+  echo "im-rest|im-rest|--config $cfg/im-rest.yaml --set http.port=$IM_REST_PORT --set files.dir=$IM_CLUSTER_DIR/files|$IM_REST_PORT|$IM_REST_PORT|/readyz"
   echo "im-transfer|im-transfer|--config $cfg/im-transfer.yaml --set transfer.port=$IM_TRANSFER_PORT --set admin.port=$IM_TRANSFER_ADMIN_PORT|$IM_TRANSFER_PORT|$IM_TRANSFER_ADMIN_PORT|/readyz"
   for p in $IM_CONNECTOR_PORTS; do
     echo "im-connector-$i|im-connector|--config $cfg/im-connector.yaml --set connector.port=$p --set admin.port=$((IM_CONNECTOR_ADMIN_BASE + i)) --set connector.id=connector-$i|$p|$((IM_CONNECTOR_ADMIN_BASE + i))|/readyz"

@@ -263,6 +263,7 @@ struct MessageWriter::Impl {
     void stream_checks(std::vector<SendJob>& sends, std::vector<Item>& items);
     void dedupe(std::vector<SendJob>& sends, std::vector<Item>& items, bool query_all);
     void apply_policy(std::vector<SendJob>& sends, std::vector<Item>& items);
+    void check_files(std::vector<SendJob>& sends, std::vector<Item>& items);
     void load_last_seq(const std::vector<std::uint64_t>& convs);
     void write(std::vector<SendJob>& sends, std::vector<Item>& items,
                const std::vector<WatermarkRow>& rows,
@@ -540,6 +541,62 @@ void MessageWriter::Impl::apply_policy(std::vector<SendJob>& sends, std::vector<
     }
 }
 
+// FILE messages: the file must exist and belong to the sender (404 NOT_FOUND otherwise, the same
+// answer for both, so ids cannot be probed). The stored FileRef is the files row (name, size,
+// sha256, mime), never what the client claimed.
+void MessageWriter::Impl::check_files(std::vector<SendJob>& sends, std::vector<Item>& items) {
+    std::vector<std::uint64_t> ids;
+    for (const auto& it : items) {
+        if (it.state == Item::State::pending && sends[it.job].send.type() == client::FILE) {
+            ids.push_back(sends[it.job].send.file().file_id());
+        }
+    }
+    if (ids.empty()) return;
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    struct Row {
+        std::uint64_t owner = 0;
+        client::FileRef ref;
+    };
+    std::unordered_map<std::uint64_t, Row> found;
+    for (std::size_t off = 0; off < ids.size();) {
+        const std::size_t n = std::min<std::size_t>(ids.size() - off, 512);
+        const std::size_t padded = sql_batch::lookup_size(n);
+        auto& st =
+            db.prepare("SELECT id, owner_id, name, size, sha256, mime FROM files WHERE id IN (" +
+                       sql_batch::placeholders(padded) + ")");
+        for (std::size_t i = 0; i < padded; ++i)
+            st.setUInt64(static_cast<unsigned>(i + 1), ids[off + std::min(i, n - 1)]);
+        std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+        while (rs->next()) {
+            Row r;
+            r.owner = rs->getUInt64(2);
+            r.ref.set_file_id(rs->getUInt64(1));
+            r.ref.set_name(rs->getString(3).asStdString());
+            r.ref.set_size(rs->getUInt64(4));
+            r.ref.set_sha256(rs->getString(5).asStdString());
+            r.ref.set_mime(rs->getString(6).asStdString());
+            found.emplace(r.ref.file_id(), std::move(r));
+        }
+        off += n;
+    }
+    for (auto& it : items) {
+        if (it.state != Item::State::pending) continue;
+        auto& send = sends[it.job].send;
+        if (send.type() != client::FILE) continue;
+        auto f = found.find(send.file().file_id());
+        if (f != found.end() && f->second.owner == sends[it.job].session.user_id()) {
+            *send.mutable_file() = f->second.ref;
+            continue;
+        }
+        it.state = Item::State::answered;
+        it.code = client::NOT_FOUND;
+        it.message = "no such file of yours: upload it first (POST /v1/files)";
+        if (auto* st = streams.find(it.key)) st->refuse(send.stream_seq(), client::NOT_FOUND);
+        refused_total.Increment();
+    }
+}
+
 void MessageWriter::Impl::load_last_seq(const std::vector<std::uint64_t>& convs) {
     std::vector<std::uint64_t> missing;
     for (auto c : convs) {
@@ -645,6 +702,30 @@ void MessageWriter::Impl::write(
     }
     clock.lap(stage_messages);
 
+    // Who may download a file: the participants of the conversations it was sent in. Not INSERT
+    // IGNORE: a file the sweeper removed meanwhile must fail the batch (foreign key), not vanish.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> refs;  // (file, conv)
+    for (const Item* it : fresh) {
+        const auto& send = sends[it->job].send;
+        if (send.type() == client::FILE) refs.emplace_back(send.file().file_id(), it->conv);
+    }
+    std::sort(refs.begin(), refs.end());
+    refs.erase(std::unique(refs.begin(), refs.end()), refs.end());
+    pos = 0;
+    for (std::size_t rows_n : sql_batch::insert_chunks(refs.size())) {
+        auto& st = db.prepare(sql_batch::values_statement(
+            "INSERT INTO file_refs (file_id, conversation_id, created_ms) VALUES ", 3, rows_n,
+            " ON DUPLICATE KEY UPDATE file_id = file_id"));
+        unsigned p = 1;
+        for (std::size_t r = 0; r < rows_n; ++r) {
+            st.setUInt64(p++, refs[pos + r].first);
+            st.setUInt64(p++, refs[pos + r].second);
+            st.setInt64(p++, now);
+        }
+        st.executeUpdate();
+        pos += rows_n;
+    }
+
     pos = 0;
     for (std::size_t rows_n : sql_batch::insert_chunks(rows.size())) {
         auto& st = db.prepare(sql_batch::values_statement(
@@ -742,6 +823,7 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
         try {
             dedupe(sends, items, query_all);
             apply_policy(sends, items);
+            check_files(sends, items);
 
             // Seqs: the conversation's next numbers, in arrival order.
             std::vector<std::uint64_t> convs;

@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -11,6 +13,7 @@
 #include <boost/asio/post.hpp>
 
 #include "engine.hpp"
+#include "file_transfer.hpp"
 #include "random_id.hpp"
 
 namespace imclient {
@@ -66,7 +69,51 @@ struct Client::Impl {
         return id;
     }
 
+    // The file thread runs uploads and downloads (local disk I/O stays off the chat thread).
+    asio::io_context& files_io() {
+        std::call_once(files_started, [this] {
+            files_work.emplace(asio::make_work_guard(files));
+            files_thread = std::thread([this] { files.run(); });
+        });
+        return files;
+    }
+
+    void stop_files() {
+        if (!files_thread.joinable()) return;
+        files.stop();  // transfers in flight are abandoned (their frames and files are released)
+        files_thread.join();
+    }
+
+    // Progress reports go to the internal thread, like every callback.
+    detail::Progress on_internal_thread(Client::ProgressHandler fn) {
+        if (!fn) return {};
+        auto shared = std::make_shared<Client::ProgressHandler>(std::move(fn));
+        return [this, shared](std::uint64_t done, std::uint64_t total) {
+            post([shared, done, total] {
+                try {
+                    (*shared)(done, total);
+                } catch (...) {
+                }
+            });
+        };
+    }
+
+    detail::FileHttp file_http(const std::string& token) const {
+        detail::FileHttp h;
+        h.rest_url = options.rest_url;
+        h.token = token;
+        h.tls_ca_file = options.tls_ca_file;
+        h.user_agent = options.client_version;
+        h.connect_timeout = options.connect_timeout;
+        h.io_timeout = options.request_timeout;
+        return h;
+    }
+
     Options options;
+    asio::io_context files;  // declared before io: destroyed after the engine and io
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> files_work;
+    std::once_flag files_started;
+    std::thread files_thread;
     asio::io_context io;  // declared before the engine: destroyed after it
     asio::executor_work_guard<asio::io_context::executor_type> work;
     std::atomic<std::size_t> queued{0};
@@ -88,6 +135,7 @@ Client::~Client() {
     });
     impl_->work.reset();
     impl_->thread.join();
+    impl_->stop_files();
     impl_->engine.reset();
 }
 
@@ -160,6 +208,78 @@ std::string Client::send_file(std::uint64_t peer_user_id, const FileRef& file) {
     m.type = MessageType::file;
     m.file = file;
     return impl_->enqueue(peer_user_id, std::move(m));
+}
+
+std::future<FileSent> Client::send_file(std::uint64_t peer_user_id, std::string path,
+                                        ProgressHandler progress) {
+    auto promise = std::make_shared<std::promise<FileSent>>();
+    auto future = promise->get_future();
+    if (peer_user_id == 0 || peer_user_id > 0xffffffffULL) {
+        promise->set_exception(std::make_exception_ptr(
+            Error(ErrorCode::invalid_argument, "imclient: bad peer user id")));
+        return future;
+    }
+    auto prog = impl_->on_internal_thread(std::move(progress));
+    impl_->post([impl = impl_.get(), peer_user_id, path = std::move(path), prog = std::move(prog),
+                 promise]() mutable {
+        const auto& token = impl->engine->token();
+        if (token.empty()) {
+            promise->set_exception(std::make_exception_ptr(
+                Error(ErrorCode::not_logged_in, "imclient: send_file needs a login")));
+            return;
+        }
+        detail::upload_file(
+            impl->files_io(), impl->file_http(token), std::move(path), std::move(prog),
+            [impl, peer_user_id, promise](detail::FileResult r) {
+                if (r.code != ErrorCode::none) {
+                    promise->set_exception(std::make_exception_ptr(Error(r.code, r.message)));
+                    return;
+                }
+                try {
+                    detail::OutMessage m;
+                    m.type = MessageType::file;
+                    m.file = r.file;
+                    FileSent sent;
+                    sent.client_msg_id = impl->enqueue(peer_user_id, std::move(m));
+                    sent.file = std::move(r.file);
+                    promise->set_value(std::move(sent));
+                } catch (...) {
+                    promise->set_exception(std::current_exception());
+                }
+            });
+    });
+    return future;
+}
+
+std::future<FileRef> Client::download(std::uint64_t file_id, std::string path,
+                                      ProgressHandler progress, std::string expected_sha256) {
+    auto promise = std::make_shared<std::promise<FileRef>>();
+    auto future = promise->get_future();
+    if (file_id == 0 || path.empty()) {
+        promise->set_exception(std::make_exception_ptr(
+            Error(ErrorCode::invalid_argument, "imclient: download needs a file id and a path")));
+        return future;
+    }
+    auto prog = impl_->on_internal_thread(std::move(progress));
+    impl_->post([impl = impl_.get(), file_id, path = std::move(path),
+                 sha = std::move(expected_sha256), prog = std::move(prog), promise]() mutable {
+        const auto& token = impl->engine->token();
+        if (token.empty()) {
+            promise->set_exception(std::make_exception_ptr(
+                Error(ErrorCode::not_logged_in, "imclient: download needs a login")));
+            return;
+        }
+        detail::download_file(
+            impl->files_io(), impl->file_http(token), file_id, std::move(path), std::move(sha),
+            std::move(prog), [promise](detail::FileResult r) {
+                if (r.code != ErrorCode::none) {
+                    promise->set_exception(std::make_exception_ptr(Error(r.code, r.message)));
+                } else {
+                    promise->set_value(std::move(r.file));
+                }
+            });
+    });
+    return future;
 }
 
 void Client::mark_read(std::uint64_t conversation_id, std::uint64_t seq) {

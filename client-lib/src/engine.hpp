@@ -63,6 +63,8 @@ class Engine final : public LinkHandler {
 
     State state() const noexcept { return state_.load(); }
     std::uint64_t user_id() const noexcept { return user_id_.load(); }
+    // The current login's bearer token (empty before login()); on the engine's thread only.
+    const std::string& token() const noexcept { return token_; }
 
   private:
     using Envelope = im::client::Envelope;

@@ -42,6 +42,10 @@ const char* to_string(ErrorCode code) noexcept {
             return "overloaded";
         case ErrorCode::message_too_large:
             return "message_too_large";
+        case ErrorCode::io_error:
+            return "io_error";
+        case ErrorCode::integrity:
+            return "integrity";
         case ErrorCode::outbox_full:
             return "outbox_full";
         case ErrorCode::closed:

@@ -7,6 +7,7 @@
 // the connector's per-session pending limit (bursts, many conversations at login), sub-second
 // heartbeats, receipts dropped during a transfer outage, app requests across a transfer restart.
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -14,11 +15,13 @@
 #include <condition_variable>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -1115,6 +1118,120 @@ TEST_F(ImclientE2e, AbruptDestroyMidStreamNeverMissesNorRepeatsBelowTheWatermark
     again->ev.locked([&] {
         for (const auto& m : again->ev.messages) EXPECT_EQ(m.client_msg_id, ids[m.seq - 1]);
     });
+}
+
+// ---- files: send_file and download with progress and sha256 checks ---------------------------
+
+std::string file_sha256(const std::string& data) {
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(data.data(), data.size(), d, &n, EVP_sha256(), nullptr);
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    for (unsigned i = 0; i < n; ++i) {
+        out.push_back(hex[d[i] >> 4]);
+        out.push_back(hex[d[i] & 0xF]);
+    }
+    return out;
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST_F(ImclientE2e, SendFileAndDownloadWithProgressAndSha256) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    const auto c = cl.user("carol");
+    cl.befriend(a, b);
+    auto pa = open(a, {0, 1}, "laptop");
+    auto pb = open(b, {1, 0}, "phone");
+    auto pc = open(c, {0, 1}, "tablet");
+
+    std::string data(3 * 1024 * 1024 + 17, '\0');
+    std::mt19937_64 rng(42);
+    for (auto& ch : data)
+        ch = static_cast<char>(rng() & 0xFF);
+    const std::string src = dir_ + "/holiday photo.jpg";
+    std::ofstream(src, std::ios::binary)
+        .write(data.data(), static_cast<std::streamsize>(data.size()));
+
+    std::atomic<std::uint64_t> up_done{0}, up_total{0};
+    std::atomic<int> up_calls{0};
+    auto sent = await((*pa)->send_file(b.id, src, [&](std::uint64_t done, std::uint64_t total) {
+        up_done = done;
+        up_total = total;
+        ++up_calls;
+    }));
+    EXPECT_EQ(sent.file.sha256, file_sha256(data));
+    EXPECT_EQ(sent.file.size, data.size());
+    EXPECT_EQ(sent.file.name, "holiday photo.jpg");
+    EXPECT_NE(sent.file.file_id, 0u);
+    ASSERT_TRUE(pa->ev.wait([&] { return !pa->ev.acks.empty(); }));
+    EXPECT_EQ(pa->ev.locked([&] { return pa->ev.acks[0].client_msg_id; }), sent.client_msg_id);
+    // Progress reports run on the client thread after the transfer; they may trail the future.
+    ASSERT_TRUE(pa->ev.wait([&] { return up_done.load() == data.size(); }, 5s));
+    EXPECT_EQ(up_total.load(), data.size());
+    EXPECT_GE(up_calls.load(), 2);
+
+    ASSERT_TRUE(pb->ev.wait([&] { return !pb->ev.messages.empty(); }));
+    const auto msg = pb->ev.locked([&] { return pb->ev.messages[0]; });
+    EXPECT_EQ(msg.type, imclient::MessageType::file);
+    EXPECT_EQ(msg.file.file_id, sent.file.file_id);
+    EXPECT_EQ(msg.file.sha256, sent.file.sha256);
+    EXPECT_EQ(msg.file.name, "holiday photo.jpg");
+
+    std::atomic<std::uint64_t> down_done{0};
+    const std::string dst = dir_ + "/received.jpg";
+    auto got = await((*pb)->download(
+        msg.file.file_id, dst, [&](std::uint64_t done, std::uint64_t) { down_done = done; },
+        msg.file.sha256));
+    EXPECT_EQ(got.sha256, msg.file.sha256);
+    EXPECT_EQ(got.size, data.size());
+    EXPECT_TRUE(read_file(dst) == data);
+    EXPECT_FALSE(std::filesystem::exists(dst + ".part"));
+    ASSERT_TRUE(pb->ev.wait([&] { return down_done.load() == data.size(); }, 5s));
+
+    // The server's sha256 (ETag) is checked when the app gives none; a wrong expectation fails
+    // and leaves nothing behind.
+    EXPECT_EQ(await((*pb)->download(msg.file.file_id, dir_ + "/again.jpg")).sha256,
+              msg.file.sha256);
+    const std::string bad = dir_ + "/bad.jpg";
+    try {
+        await((*pb)->download(msg.file.file_id, bad, {}, std::string(64, '0')));
+        ADD_FAILURE() << "a wrong sha256 was accepted";
+    } catch (const imclient::Error& e) {
+        EXPECT_EQ(e.code(), imclient::ErrorCode::integrity) << e.what();
+    }
+    EXPECT_FALSE(std::filesystem::exists(bad));
+    EXPECT_FALSE(std::filesystem::exists(bad + ".part"));
+
+    // A third user is refused as if the file did not exist.
+    try {
+        await((*pc)->download(msg.file.file_id, dir_ + "/stolen.jpg"));
+        ADD_FAILURE() << "carol downloaded a file of a conversation she is not in";
+    } catch (const imclient::Error& e) {
+        EXPECT_EQ(e.code(), imclient::ErrorCode::not_found) << e.what();
+    }
+    EXPECT_FALSE(std::filesystem::exists(dir_ + "/stolen.jpg"));
+
+    // An empty file works too; a missing one is a local error.
+    const std::string empty = dir_ + "/empty.txt";
+    std::ofstream(empty).close();
+    auto sent0 = await((*pa)->send_file(b.id, empty));
+    EXPECT_EQ(sent0.file.size, 0u);
+    EXPECT_EQ(sent0.file.sha256, file_sha256(""));
+    // The future holds once the message is queued; the peer may read the file once it is stored.
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 2; }));
+    EXPECT_EQ(await((*pb)->download(sent0.file.file_id, dir_ + "/empty-copy.txt")).size, 0u);
+    try {
+        await((*pa)->send_file(b.id, dir_ + "/does-not-exist"));
+        ADD_FAILURE() << "a missing file was sent";
+    } catch (const imclient::Error& e) {
+        EXPECT_EQ(e.code(), imclient::ErrorCode::io_error) << e.what();
+    }
 }
 
 }  // namespace

@@ -33,6 +33,7 @@ struct HttpClient::Impl {
     std::unique_ptr<beast::tcp_stream> plain;
     std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> secure;
     beast::flat_buffer buffer;
+    std::uint64_t response_limit = 8ull << 20;
 
     void connect() {
         buffer.clear();
@@ -86,12 +87,14 @@ HttpResult HttpClient::request(const std::string& method, const std::string& tar
         req.body() = body;
         req.prepare_payload();
         beast::error_code ec;
-        http::response<http::string_body> res;
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(impl_->response_limit);
         impl_->with_stream([&](auto& s) {
             http::write(s, req, ec);
-            if (!ec) http::read(s, impl_->buffer, res, ec);
+            if (!ec) http::read(s, impl_->buffer, parser, ec);
             return 0;
         });
+        auto& res = parser.get();
         if (ec) {
             impl_->reset();
             if (attempt == 0) continue;  // a keep-alive connection the server closed: retry once
@@ -126,6 +129,10 @@ HttpResult HttpClient::post(const std::string& target, const nlohmann::json& bod
     auto h = auth(token);
     h["Content-Type"] = "application/json";
     return request("POST", target, body.dump(), h);
+}
+
+void HttpClient::set_response_limit(std::uint64_t bytes) {
+    impl_->response_limit = bytes;
 }
 
 HttpResult HttpClient::del(const std::string& target, const std::string& token) {

@@ -30,6 +30,8 @@ public:
     HttpResult get(const std::string& target, const std::string& token = {});
     HttpResult post(const std::string& target, const nlohmann::json& body, const std::string& token = {});
     HttpResult del(const std::string& target, const std::string& token = {});
+    // Largest response body accepted (default 8 MiB, Beast's default for responses).
+    void set_response_limit(std::uint64_t bytes);
 
 private:
     struct Impl;

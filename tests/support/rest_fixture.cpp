@@ -63,6 +63,7 @@ RestServer::~RestServer() { proc_.stop(SIGTERM, std::chrono::seconds(10)); }
 void RestServer::launch() {
     const auto& env = TestEnv::get();
     if (port_ == 0) port_ = pick_free_port();
+    if (files_dir_.empty()) files_dir_ = env.run_dir + "/files-" + options_.name + "-" + db_.name();
     std::vector<std::string> args = {
         "--set", "http.port=" + std::to_string(port_),
         "--set", "mysql.db=" + db_.name(),
@@ -74,6 +75,7 @@ void RestServer::launch() {
         "--set", "rate_limit.login_per_addr=100000",
         "--set", "rate_limit.register_per_addr=100000",
         "--set", "log.level=debug",
+        "--set", "files.dir=" + files_dir_,
     };
     for (const auto& s : options_.sets) {
         args.push_back("--set");

@@ -56,6 +56,8 @@ public:
     std::unique_ptr<HttpClient> client(const std::string& ca_file = {}) const;
     ChildProcess& process() { return proc_; }
     std::string log() const { return proc_.log_contents(); }
+    // files.dir of this server (uploaded blobs; tmp/ holds uploads in progress).
+    const std::string& files_dir() const { return files_dir_; }
     // Starts again with the same settings (after stop()).
     void restart();
 
@@ -65,6 +67,7 @@ private:
     std::string redis_prefix_;
     RestOptions options_;
     std::uint16_t port_ = 0;
+    std::string files_dir_;
     ChildProcess proc_;
 };
 

@@ -63,6 +63,8 @@ class Client {
     using StateHandler = std::function<void(State state, const std::string& detail)>;
     using TypingHandler = std::function<void(std::uint64_t conversation_id, std::uint64_t user_id)>;
     using PresenceHandler = std::function<void(std::uint64_t user_id, bool online)>;
+    // Bytes transferred so far and the total (0 when the server did not say).
+    using ProgressHandler = std::function<void(std::uint64_t done, std::uint64_t total)>;
 
     explicit Client(Options options);
     // Closes the session and joins the internal thread. No callback runs once it started, but one
@@ -94,6 +96,24 @@ class Client {
     // {invalid_argument} for peer 0.
     std::string send_text(std::uint64_t peer_user_id, std::string text);
     std::string send_file(std::uint64_t peer_user_id, const FileRef& file);
+
+    // Files (docs/CLIENT.md "Files"). Transfers stream over HTTP(S) to im-rest on the client's
+    // file thread (started on first use), never on the chat connection; progress runs on the
+    // internal thread like every callback. They need a login (the token): Error{not_logged_in}
+    // otherwise. A Client destroyed meanwhile abandons them (the future reports broken_promise).
+    //
+    // Uploads the file at `path` (POST /v1/files, its last path component as the name), checks
+    // that the server stored the same sha256, then queues a FILE message to the peer. Errors:
+    // io_error, unauthenticated, rest_error (e.g. 413 too large), unreachable, integrity,
+    // outbox_full, invalid_argument.
+    std::future<FileSent> send_file(std::uint64_t peer_user_id, std::string path,
+                                    ProgressHandler progress = {});
+    // Downloads file `file_id` to `path` (written to path + ".part", renamed when complete) and
+    // verifies its sha256 against expected_sha256 (the FileRef's, when given) or else the
+    // server's. Errors: not_found (no such file, or not allowed), io_error, integrity,
+    // unauthenticated, unreachable, rest_error.
+    std::future<FileRef> download(std::uint64_t file_id, std::string path,
+                                  ProgressHandler progress = {}, std::string expected_sha256 = {});
 
     // Receipt READ up to seq (stored, resent after every login).
     void mark_read(std::uint64_t conversation_id, std::uint64_t seq);

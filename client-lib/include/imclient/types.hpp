@@ -37,6 +37,8 @@ enum class ErrorCode : std::uint32_t {
     rest_error = 1004,         // im-rest answered the login with an error status
     kicked = 1005,             // the session was kicked (replaced, logged out)
     invalid_argument = 1006,   // a bad argument to an API call (peer 0, empty token, ...)
+    io_error = 1007,           // a local file could not be read or written
+    integrity = 1008,          // a file's bytes do not match its sha256
 };
 
 const char* to_string(ErrorCode code) noexcept;
@@ -74,6 +76,12 @@ struct FileRef {
     std::uint64_t size = 0;
     std::string sha256;  // lowercase hex
     std::string mime;
+};
+
+// send_file(peer, path): the uploaded file and the FILE message queued for it.
+struct FileSent {
+    std::string client_msg_id;  // as send_text() returns; on_sent / on_send_failed report it
+    FileRef file;               // as the server stored it
 };
 
 // One stored message of a conversation.
