@@ -6,7 +6,10 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <filesystem>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -55,7 +58,7 @@ const char* kHelp =
     "  /history [NAME] [N] the last N (20) messages with NAME (default: the current peer)\n"
     "  /read               mark what NAME sent you as read\n"
     "  /typing             tell NAME you are typing (a terminal does it as you type)\n"
-    "  /file NAME PATH     send a file            /get FILE_ID   download a file\n"
+    "  /file NAME PATH     send a file            /get FILE_ID [PATH]  download a file\n"
     "  /quit               leave (so does Ctrl-D or the end of piped input)";
 
 // What the sender sees of a message of ours: sent, then delivered, then read.
@@ -104,7 +107,9 @@ class ChatSession {
     void send_line(const std::string& text);
     std::uint64_t resolve(const std::string& name);  // REST lookup, cached; throws RestError
     void resolve_wanted();                           // names of unknown senders seen meanwhile
-    void files_not_available(const std::string& what);
+    void send_file(const std::string& name, const std::string& path);
+    void get_file(const std::string& id_text, const std::string& path);
+    std::function<void(std::uint64_t, std::uint64_t)> progress_printer(const std::string& what);
     bool drain(std::chrono::seconds max);
     RestApi rest() { return RestApi(rest_url_, data_.chat_token); }
 
@@ -119,6 +124,7 @@ class ChatSession {
     std::mutex mu_;  // everything below
     std::map<std::uint64_t, std::string> names_;
     std::set<std::uint64_t> wanted_names_;
+    std::map<std::uint64_t, imclient::FileRef> files_seen_;  // file id -> ref, from messages shown
     struct Unacked {
         std::uint64_t peer = 0;
         std::string preview;
@@ -154,6 +160,10 @@ std::string ChatSession::name_of(std::uint64_t id) {
 }
 
 void ChatSession::on_message(const imclient::Message& m) {
+    if (m.type == imclient::MessageType::file) {
+        std::lock_guard lock(mu_);
+        if (files_seen_.size() < 10000) files_seen_[m.file.file_id] = m.file;
+    }
     std::string body = m.type == imclient::MessageType::file
                            ? "[file " + m.file.name + ", " + std::to_string(m.file.size) +
                                  " bytes, id " + std::to_string(m.file.file_id) + "]"
@@ -319,10 +329,71 @@ void ChatSession::resolve_wanted() {
     }
 }
 
-// The one place where file messages plug in (POST /v1/files + Client::send_file, GET
-// /v1/files/{id}): not wired yet, see docs/CLIENT.md.
-void ChatSession::files_not_available(const std::string& what) {
-    say(what + ": file messages are not available yet in im-cli");
+// Prints "<what> 40%" at most once per 10 % (progress runs on the client's internal thread).
+std::function<void(std::uint64_t, std::uint64_t)> ChatSession::progress_printer(
+    const std::string& what) {
+    auto last = std::make_shared<std::uint64_t>(0);
+    return [this, what, last](std::uint64_t done, std::uint64_t total) {
+        if (total == 0) return;
+        const std::uint64_t pct = done * 100 / total;
+        if (pct / 10 == *last / 10 && pct != 100) return;
+        if (pct == *last && pct == 100) return;
+        *last = pct;
+        say(what + " " + std::to_string(pct) + "% (" + std::to_string(done) + " of " +
+            std::to_string(total) + " bytes)");
+    };
+}
+
+// /file NAME PATH: upload (POST /v1/files), then the FILE message; waits for the upload (the
+// message itself is SENT later like a text line: its receipt states print as usual).
+void ChatSession::send_file(const std::string& name, const std::string& path) {
+    const auto peer = resolve(name);
+    if (peer == data_.user_id) throw UsageError("that is you");
+    try {
+        auto sent = client_.send_file(peer, path, progress_printer("uploading " + path)).get();
+        {
+            std::lock_guard lock(mu_);
+            unacked_[sent.client_msg_id] = {peer, "[file " + sent.file.name + "]"};
+            files_seen_[sent.file.file_id] = sent.file;
+        }
+        say("uploaded " + sent.file.name + " (" + std::to_string(sent.file.size) + " bytes, id " +
+            std::to_string(sent.file.file_id) + ", sha256 " + sent.file.sha256.substr(0, 12) +
+            "...); sending to " + name);
+    } catch (const imclient::Error& e) {
+        throw CommandFailed(std::string("not sent: ") + e.what());
+    }
+}
+
+// /get FILE_ID [PATH]: download with sha256 verification, to PATH or to the file's own name (its
+// last path component) in the current directory; never over an existing file.
+void ChatSession::get_file(const std::string& id_text, const std::string& path_arg) {
+    if (id_text.empty() || id_text.size() > 19 ||
+        !std::all_of(id_text.begin(), id_text.end(),
+                     [](char ch) { return ch >= '0' && ch <= '9'; }))
+        throw UsageError("usage: /get FILE_ID [PATH]");
+    const std::uint64_t id = std::stoull(id_text);
+    imclient::FileRef known;
+    {
+        std::lock_guard lock(mu_);
+        if (auto it = files_seen_.find(id); it != files_seen_.end()) known = it->second;
+    }
+    std::string path = path_arg;
+    if (path.empty()) {
+        std::string base = known.name.substr(known.name.find_last_of("/\\") == std::string::npos
+                                                 ? 0
+                                                 : known.name.find_last_of("/\\") + 1);
+        if (base.empty() || base == "." || base == ".." || base[0] == '.') base = "file-" + id_text;
+        path = base;
+    }
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec)) throw UsageError(path + " exists: /get FILE_ID PATH");
+    try {
+        auto ref =
+            client_.download(id, path, progress_printer("downloading " + path), known.sha256).get();
+        say("saved " + path + " (" + std::to_string(ref.size) + " bytes, sha256 verified)");
+    } catch (const imclient::Error& e) {
+        throw CommandFailed(std::string("download failed: ") + e.what());
+    }
 }
 
 void ChatSession::send_line(const std::string& text) {
@@ -454,9 +525,11 @@ void ChatSession::command(const std::vector<std::string>& w, const std::string& 
         if (peer_ == 0) throw UsageError("/to NAME first");
         client_.typing(peer_);
     } else if (c == "/file") {
-        files_not_available("/file");
+        need(3, 3, "/file NAME PATH");
+        send_file(checked_username(w[1], "/file"), w[2]);
     } else if (c == "/get") {
-        files_not_available("/get");
+        need(2, 3, "/get FILE_ID [PATH]");
+        get_file(w[1], w.size() == 3 ? w[2] : "");
     } else {
         throw UsageError("unknown command " + c + " (/help lists them)");
     }

@@ -19,10 +19,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,8 +47,9 @@ struct Spawned {
 };
 
 // tty: stdin, stdout and stderr are a pseudo-terminal (as in a terminal window), else pipes.
+// cwd: the child's working directory (empty: the test's).
 Spawned spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
-              bool tty = false) {
+              bool tty = false, const std::string& cwd = {}) {
     std::vector<std::string> env_strings;
     for (char** e = environ; *e != nullptr; ++e) {
         const std::string kv(*e);
@@ -80,6 +83,7 @@ Spawned spawn(const std::vector<std::string>& args, const std::map<std::string, 
             ::dup2(fd, 0);
             ::dup2(fd, 1);
             ::dup2(fd, 2);
+            if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(125);
             ::execve(argv[0], argv.data(), envp.data());
             ::_exit(127);
         }
@@ -96,6 +100,7 @@ Spawned spawn(const std::vector<std::string>& args, const std::map<std::string, 
         ::dup2(in[0], 0);
         ::dup2(out[1], 1);
         ::dup2(out[1], 2);
+        if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(125);
         ::execve(argv[0], argv.data(), envp.data());
         std::fprintf(stderr, "exec %s failed: %s\n", argv[0], std::strerror(errno));
         ::_exit(127);
@@ -153,8 +158,9 @@ Result run(const std::vector<std::string>& args, const std::map<std::string, std
 class Session {
   public:
     Session(std::string name, const std::vector<std::string>& args,
-            const std::map<std::string, std::string>& env, bool tty = false)
-        : name_(std::move(name)), s_(spawn(args, env, tty)) {
+            const std::map<std::string, std::string>& env, bool tty = false,
+            const std::string& cwd = {})
+        : name_(std::move(name)), s_(spawn(args, env, tty, cwd)) {
         reader_ = std::thread([this] { read_loop(); });
     }
     ~Session() {
@@ -406,8 +412,8 @@ TEST_F(ImCli, TwoUsersChatBothWaysWithReceiptsAcrossAConnectorRestart) {
     EXPECT_TRUE(a.expect("bob (online)")) << a.transcript();
     a.type("/nonsense");
     EXPECT_TRUE(a.expect("unknown command /nonsense")) << a.transcript();
-    a.type("/file bob /etc/hostname");
-    EXPECT_TRUE(a.expect("not available yet")) << a.transcript();
+    a.type("/file bob");
+    EXPECT_TRUE(a.expect("usage: /file NAME PATH")) << a.transcript();
 
     // kill -9 of alice's connector: she is told, reconnects to the other one by herself, and the
     // chat goes on both ways; then the connector comes back.
@@ -492,6 +498,73 @@ TEST_F(ImCli, OnATerminalTypingGoesAsYouTypeAndTheLineIsEditedInPlace) {
     a.keys("\x04");  // Ctrl-D on an empty line
     EXPECT_EQ(a.wait(10s), 0) << a.transcript();
     EXPECT_EQ(b.quit(10s), 0) << b.transcript();
+}
+
+}  // namespace
+}  // namespace im::test
+
+namespace im::test {
+namespace {
+
+std::string read_all(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+// /file uploads and sends a FILE message, the peer sees it and /get downloads it (sha256 checked by
+// imclient) to the file's own name; a second /get refuses to overwrite; a third user cannot get it.
+TEST_F(ImCli, FileSentWithSlashFileIsDownloadedWithSlashGet) {
+    for (const std::string u : {"alice", "bob", "carol"}) {
+        ASSERT_EQ(cli({"register", "--user", u, "--password", u + "-secret"}).code, 0);
+        ASSERT_EQ(cli({"login", "--user", u, "--password", u + "-secret"}).code, 0);
+    }
+    ASSERT_EQ(cli({"--user", "alice", "friends", "add", "bob"}).code, 0);
+    ASSERT_EQ(cli({"--user", "bob", "friends", "accept", "alice"}).code, 0);
+
+    const std::string src = home_ + "/report.bin";
+    std::string content;
+    for (std::uint32_t i = 0; i < 300000; ++i)
+        content.push_back(static_cast<char>((i * 7919u) % 251u));
+    {
+        std::ofstream f(src, std::ios::binary);
+        f << content;
+    }
+    const std::string bob_dir = home_ + "/bob-downloads";
+    std::filesystem::create_directories(bob_dir);
+
+    Session a("alice", {"--user", "alice"}, env_);
+    ASSERT_TRUE(a.expect("connected to")) << a.transcript();
+    a.type("/file bob " + src);
+    ASSERT_TRUE(a.expect("uploaded report.bin (300000 bytes, id ")) << a.transcript();
+    EXPECT_TRUE(a.expect("[sent]")) << a.transcript();
+    a.type("/file bob " + home_ + "/missing.bin");
+    EXPECT_TRUE(a.expect("not sent")) << a.transcript();
+
+    // bob starts in his download directory (im-cli /get writes relative paths there).
+    Session b("bob", {"--user", "bob"}, env_, false, bob_dir);
+    ASSERT_TRUE(b.expect("connected to")) << b.transcript();
+    const auto line = b.expect("[file report.bin, 300000 bytes, id ");
+    ASSERT_TRUE(line) << b.transcript();
+    const auto id_at = line->find(", id ") + 5;
+    const std::string id = line->substr(id_at, line->find(']', id_at) - id_at);
+    b.type("/get " + id);
+    ASSERT_TRUE(b.expect("saved report.bin (300000 bytes, sha256 verified)")) << b.transcript();
+    EXPECT_EQ(read_all(bob_dir + "/report.bin"), content);
+    b.type("/get " + id);
+    EXPECT_TRUE(b.expect("report.bin exists")) << b.transcript();
+    b.type("/get x1");
+    EXPECT_TRUE(b.expect("usage: /get FILE_ID [PATH]")) << b.transcript();
+
+    Session c("carol", {"--user", "carol"}, env_, false, bob_dir);
+    ASSERT_TRUE(c.expect("connected to")) << c.transcript();
+    c.type("/get " + id + " " + home_ + "/carol.bin");
+    EXPECT_TRUE(c.expect("download failed")) << c.transcript();
+    EXPECT_FALSE(std::filesystem::exists(home_ + "/carol.bin"));
+    EXPECT_EQ(a.quit(10s), 0);
+    EXPECT_EQ(b.quit(10s), 0);
+    EXPECT_EQ(c.quit(10s), 0);
 }
 
 }  // namespace
