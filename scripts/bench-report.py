@@ -6,6 +6,7 @@ Replaces the text between '<!-- im-bench:begin -->' and '<!-- im-bench:end -->' 
 (appends the section when the markers are missing) and prints nothing else.
 """
 import json
+import re
 import os
 import platform
 import statistics
@@ -116,7 +117,6 @@ def profile(label, path):
     out["writer_us_per_message"] = stages
     out["mysql_statements_per_message"] = round(d("m", "Questions") / msgs, 3)
     out["mysql_commits_per_message"] = round(d("m", "Com_commit") / msgs, 3)
-    out["innodb_rows_written_per_message"] = round((d("m", "Innodb_rows_inserted") + d("m", "Innodb_rows_updated")) / msgs, 2)
     out["innodb_fsyncs_per_message"] = round(d("m", "Innodb_data_fsyncs") / msgs, 3)
     procs = {}
     for name, ev in perf.items():
@@ -222,7 +222,6 @@ def main():
         row("receipts per message", lambda p: p.get("receipts_per_message"))
         row("MySQL statements", lambda p: p.get("mysql_statements_per_message"))
         row("MySQL commits", lambda p: p.get("mysql_commits_per_message"))
-        row("InnoDB rows written", lambda p: p.get("innodb_rows_written_per_message"))
         row("InnoDB fsyncs", lambda p: p.get("innodb_fsyncs_per_message"))
         stages = sorted({s for p in profiles for s in p.get("writer_us_per_message", {})})
         for st in stages:
@@ -242,7 +241,8 @@ def main():
         for line in f:
             if line.strip() and line not in seen:
                 seen.append(line)
-    out.extend(l.rstrip("\n") for l in seen)
+    out.extend(re.sub(r"--connector-pid \d+", "--connector-pid PID", l.rstrip("\n")) for l in seen
+               if not re.search(r"--connector-pid \d+", l) or l == next(x for x in seen if "--connector-pid" in x))
     out.append("```")
     out.append("")
     out.append(END)
