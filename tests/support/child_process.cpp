@@ -8,8 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <fstream>
+#include <mutex>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -23,7 +26,8 @@ ChildProcess::~ChildProcess() {
 }
 
 void ChildProcess::start(const std::string& path, const std::vector<std::string>& args,
-                         const std::map<std::string, std::string>& env, const std::string& log_file) {
+                         const std::map<std::string, std::string>& env,
+                         const std::string& log_file) {
     std::map<std::string, std::string> merged;
     for (char** e = environ; *e != nullptr; ++e) {
         std::string kv(*e);
@@ -31,18 +35,23 @@ void ChildProcess::start(const std::string& path, const std::vector<std::string>
         if (eq != std::string::npos) merged[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
     for (const auto& [k, v] : env) {
-        if (v == "\x01unset") merged.erase(k);
-        else merged[k] = v;
+        if (v == "\x01unset")
+            merged.erase(k);
+        else
+            merged[k] = v;
     }
     std::vector<std::string> env_strings;
-    for (const auto& [k, v] : merged) env_strings.push_back(k + "=" + v);
+    for (const auto& [k, v] : merged)
+        env_strings.push_back(k + "=" + v);
     std::vector<char*> envp;
-    for (auto& s : env_strings) envp.push_back(s.data());
+    for (auto& s : env_strings)
+        envp.push_back(s.data());
     envp.push_back(nullptr);
     std::vector<std::string> argv_strings{path};
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());
     std::vector<char*> argv;
-    for (auto& s : argv_strings) argv.push_back(s.data());
+    for (auto& s : argv_strings)
+        argv.push_back(s.data());
     argv.push_back(nullptr);
 
     log_file_ = log_file;
@@ -89,7 +98,9 @@ std::optional<int> ChildProcess::stop(int sig, std::chrono::milliseconds timeout
     return status_;
 }
 
-void ChildProcess::kill9() { stop(SIGKILL, std::chrono::seconds(5)); }
+void ChildProcess::kill9() {
+    stop(SIGKILL, std::chrono::seconds(5));
+}
 
 std::string ChildProcess::log_contents() const {
     std::ifstream in(log_file_);
@@ -98,20 +109,28 @@ std::string ChildProcess::log_contents() const {
     return ss.str();
 }
 
+// A port outside the kernel's ephemeral range (32768-60999 here): a port taken from that range and
+// released could be handed meanwhile to another process's outgoing connection or port-0 listener
+// (a test's mock server) before our child binds it, and the test would talk to the wrong server.
+// Random in [20000, 32000), checked free by binding it; the scripts pick server ports the same way.
 std::uint16_t pick_free_port() {
-    const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    static std::mutex mu;
+    static std::mt19937 rng(
+        static_cast<std::uint32_t>(::getpid()) ^
+        static_cast<std::uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+    std::lock_guard lock(mu);
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+        const auto port = static_cast<std::uint16_t>(20000 + rng() % 12000);
+        const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons(port);
+        const bool free = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
         ::close(s);
-        throw std::runtime_error("bind to port 0 failed");
+        if (free) return port;
     }
-    socklen_t len = sizeof a;
-    ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(s);
-    return ntohs(a.sin_port);
+    throw std::runtime_error("no free port in 20000-31999");
 }
 
 bool wait_for_port(std::uint16_t port, std::chrono::milliseconds timeout) {
