@@ -1,8 +1,8 @@
 #include "connector_server.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
-#include <spdlog/spdlog.h>
 
 #include "connector_config.hpp"
 #include "im/server/clock.hpp"
@@ -19,7 +19,9 @@ namespace {
 bool device_ok(const std::string& d) {
     if (d.empty() || d.size() > 64) return false;
     for (char c : d) {
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' || c == '-')) return false;
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' ||
+              c == '-'))
+            return false;
     }
     return true;
 }
@@ -50,7 +52,8 @@ struct ConnectorServer::RedisBackend {
     user_status::UserStatus status;
 };
 
-ConnectorServer::ConnectorServer(asio::io_context& io, const ConnectorConfig& config, Metrics& metrics)
+ConnectorServer::ConnectorServer(asio::io_context& io, const ConnectorConfig& config,
+                                 Metrics& metrics)
     : io_(io),
       config_(config),
       metrics_(metrics),
@@ -59,23 +62,34 @@ ConnectorServer::ConnectorServer(asio::io_context& io, const ConnectorConfig& co
       sweep_timer_(io),
       heartbeat_timer_(io),
       links_(io, config, config.id, epoch_,
-             TransferLinks::Callbacks{[this] { return session_refs(); },
-                                      [this](TransferLink& l, internal::LinkEnvelope& e) { on_transfer_frame(l, e); },
-                                      [this](std::uint64_t id, const std::string&) { on_link_down(id); },
-                                      [this](std::uint64_t, const std::string&) { on_link_up(); }}),
+             TransferLinks::Callbacks{
+                 [this] { return session_refs(); },
+                 [this](TransferLink& l, internal::LinkEnvelope& e) { on_transfer_frame(l, e); },
+                 [this](std::uint64_t id, const std::string&) { on_link_down(id); },
+                 [this](std::uint64_t, const std::string&) { on_link_up(); }}),
       alive_(std::make_shared<std::atomic<bool>>(true)),
       sessions_gauge_(metrics.gauge("im_connector_sessions", "Open client connections.")),
       links_gauge_(metrics.gauge("im_connector_transfer_links", "Ready links to transfers.")),
-      logins_ok_(metrics.counter("im_connector_logins_total", "Logins by result.", {{"result", "ok"}})),
-      logins_failed_(metrics.counter("im_connector_logins_total", "Logins by result.", {{"result", "refused"}})),
-      frames_in_(metrics.counter("im_connector_client_frames_total", "Frames received from clients.")),
-      pushes_out_(metrics.counter("im_connector_push_frames_total", "Frames pushed to client sessions.")),
-      frame_errors_(metrics.counter("im_connector_frame_errors_total", "Connections closed for a framing error.")),
-      slow_consumers_(metrics.counter("im_connector_slow_consumers_total", "Sessions closed because their write queue overflowed.")),
-      kicks_total_(metrics.counter("im_connector_kicks_total", "Sessions kicked (replaced, logged out, idle, draining).")),
-      unavailable_(metrics.counter("im_connector_unavailable_total", "Requests answered UNAVAILABLE (no transfer link).")),
-      rejected_sessions_(metrics.counter("im_connector_rejected_sessions_total", "Connections refused at sessions.max.")) {
-    for (std::uint32_t i = 0; i < config.redis_threads; ++i) redis_backends_.push_back(std::make_unique<RedisBackend>(config.redis));
+      logins_ok_(
+          metrics.counter("im_connector_logins_total", "Logins by result.", {{"result", "ok"}})),
+      logins_failed_(metrics.counter("im_connector_logins_total", "Logins by result.",
+                                     {{"result", "refused"}})),
+      frames_in_(
+          metrics.counter("im_connector_client_frames_total", "Frames received from clients.")),
+      pushes_out_(
+          metrics.counter("im_connector_push_frames_total", "Frames pushed to client sessions.")),
+      frame_errors_(metrics.counter("im_connector_frame_errors_total",
+                                    "Connections closed for a framing error.")),
+      slow_consumers_(metrics.counter("im_connector_slow_consumers_total",
+                                      "Sessions closed because their write queue overflowed.")),
+      kicks_total_(metrics.counter("im_connector_kicks_total",
+                                   "Sessions kicked (replaced, logged out, idle, draining).")),
+      unavailable_(metrics.counter("im_connector_unavailable_total",
+                                   "Requests answered UNAVAILABLE (no transfer link).")),
+      rejected_sessions_(metrics.counter("im_connector_rejected_sessions_total",
+                                         "Connections refused at sessions.max.")) {
+    for (std::uint32_t i = 0; i < config.redis_threads; ++i)
+        redis_backends_.push_back(std::make_unique<RedisBackend>(config.redis));
     redis_pool_ = std::make_unique<ThreadPool>("redis", config.redis_threads, 100000);
     status_backend_ = std::make_unique<RedisBackend>(config.redis);
     status_pool_ = std::make_unique<ThreadPool>("status", 1, 1000000);
@@ -113,7 +127,8 @@ std::uint16_t ConnectorServer::start() {
     if (config_.tls_enabled) {
         tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
         tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                          asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+                          asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                          asio::ssl::context::no_tlsv1_1);
         tls_->use_certificate_chain_file(config_.tls_cert_file);
         tls_->use_private_key_file(config_.tls_key_file, asio::ssl::context::pem);
     }
@@ -126,14 +141,16 @@ std::uint16_t ConnectorServer::start() {
     sweep();
     links_.start();
     heartbeat();
-    kicks_ = std::make_unique<user_status::KickSubscriber>(config_.redis, [this, alive = alive_](const user_status::KickRequest& k) {
-        asio::post(io_, [this, alive, k] {
-            if (!*alive) return;
-            const bool replaced = k.reason == "replaced";
-            kick_matching(k.user_id, k.session_id, k.login_epoch, replaced ? client::REPLACED : client::LOGGED_OUT,
-                          replaced ? "logged in again on this device" : "logged out");
+    kicks_ = std::make_unique<user_status::KickSubscriber>(
+        config_.redis, [this, alive = alive_](const user_status::KickRequest& k) {
+            asio::post(io_, [this, alive, k] {
+                if (!*alive) return;
+                const bool replaced = k.reason == "replaced";
+                kick_matching(k.user_id, k.session_id, k.login_epoch,
+                              replaced ? client::REPLACED : client::LOGGED_OUT,
+                              replaced ? "logged in again on this device" : "logged out");
+            });
         });
-    });
     kicks_->start();
     return acceptor_.local_endpoint().port();
 }
@@ -158,7 +175,8 @@ void ConnectorServer::accept() {
         }
         net::ConnectionOptions opts{config_.max_frame_bytes, config_.max_write_queue_bytes};
         if (tls_) {
-            auto stream = std::make_unique<net::FrameConnection::TlsStream>(std::move(socket), *tls_);
+            auto stream =
+                std::make_unique<net::FrameConnection::TlsStream>(std::move(socket), *tls_);
             auto* raw = stream.get();
             auto timer = std::make_shared<asio::steady_timer>(io_, config_.login_timeout);
             timer->async_wait([raw_ptr = &raw->lowest_layer()](const boost::system::error_code& e) {
@@ -167,19 +185,21 @@ void ConnectorServer::accept() {
                     raw_ptr->close(ignored);
                 }
             });
-            auto holder = std::make_shared<std::unique_ptr<net::FrameConnection::TlsStream>>(std::move(stream));
-            raw->async_handshake(asio::ssl::stream_base::server,
-                                 [this, holder, timer, opts](const boost::system::error_code& e) {
-                                     timer->cancel();
-                                     if (e) {
-                                         spdlog::debug("connector: TLS handshake failed: {}", e.message());
-                                         return;
-                                     }
-                                     auto s = std::make_shared<ClientSession>(std::move(*holder), opts, *this);
-                                     sessions_.emplace(s.get(), s);
-                                     sessions_gauge_.Set(static_cast<double>(sessions_.size()));
-                                     s->begin();
-                                 });
+            auto holder = std::make_shared<std::unique_ptr<net::FrameConnection::TlsStream>>(
+                std::move(stream));
+            raw->async_handshake(
+                asio::ssl::stream_base::server,
+                [this, holder, timer, opts](const boost::system::error_code& e) {
+                    timer->cancel();
+                    if (e) {
+                        spdlog::debug("connector: TLS handshake failed: {}", e.message());
+                        return;
+                    }
+                    auto s = std::make_shared<ClientSession>(std::move(*holder), opts, *this);
+                    sessions_.emplace(s.get(), s);
+                    sessions_gauge_.Set(static_cast<double>(sessions_.size()));
+                    s->begin();
+                });
         } else {
             auto s = std::make_shared<ClientSession>(std::move(socket), opts, *this);
             sessions_.emplace(s.get(), s);
@@ -200,7 +220,8 @@ void ConnectorServer::sweep() {
         for (auto& [ptr, s] : sessions_) {
             if (s->state == SessionState::active) {
                 if (now - s->last_read_ms() > idle_limit) idle.push_back(s);
-            } else if (s->state != SessionState::closing && now - s->connected_ms > config_.login_timeout.count()) {
+            } else if (s->state != SessionState::closing &&
+                       now - s->connected_ms > config_.login_timeout.count()) {
                 late.push_back(s);
             }
         }
@@ -208,13 +229,15 @@ void ConnectorServer::sweep() {
             kicks_total_.Increment();
             s->kick(client::IDLE, "no frame for 3 heartbeat intervals");
         }
-        for (auto& s : late) s->send_error(0, client::NOT_LOGGED_IN, "login timeout", true);
+        for (auto& s : late)
+            s->send_error(0, client::NOT_LOGGED_IN, "login timeout", true);
         recheck_tokens(now);
         for (auto it = token_waits_.begin(); it != token_waits_.end();) {
             if (it->second.deadline_ms < now) {
                 auto s = it->second.session.lock();
                 if (s && !it->second.recheck) {
-                    refuse_login(*s, it->second.login_request_id, client::TIMEOUT, "token validation timed out");
+                    refuse_login(*s, it->second.login_request_id, client::TIMEOUT,
+                                 "token validation timed out");
                 }
                 it = token_waits_.erase(it);
             } else {
@@ -231,19 +254,23 @@ void ConnectorServer::recheck_tokens(std::int64_t now) {
     std::vector<std::weak_ptr<ClientSession>> due;
     std::vector<std::vector<std::string>> gets;
     for (auto& [ptr, s] : sessions_) {
-        if (s->state != SessionState::active || now - s->token_checked_ms < config_.token_recheck_interval.count()) continue;
+        if (s->state != SessionState::active ||
+            now - s->token_checked_ms < config_.token_recheck_interval.count())
+            continue;
         s->token_checked_ms = now;
         due.push_back(s);
         gets.push_back({"GET", tokens::cache_key(config_.redis.key_prefix, s->token_hash)});
         if (due.size() >= 2000) break;
     }
     if (due.empty()) return;
-    redis_task([this, due = std::move(due), gets = std::move(gets), alive = alive_](RedisBackend& be) {
+    redis_task([this, due = std::move(due), gets = std::move(gets),
+                alive = alive_](RedisBackend& be) {
         std::vector<std::optional<std::string>> values(gets.size());
         bool ok = true;
         try {
             auto replies = be.redis.pipeline(gets);
-            for (std::size_t i = 0; i < replies.size(); ++i) values[i] = redis::as_string(replies[i].get());
+            for (std::size_t i = 0; i < replies.size(); ++i)
+                values[i] = redis::as_string(replies[i].get());
         } catch (const std::exception& e) {
             ok = false;  // Redis down: try again next interval
             spdlog::warn("connector: token re-check skipped: {}", e.what());
@@ -255,7 +282,8 @@ void ConnectorServer::recheck_tokens(std::int64_t now) {
                 auto s = due[i].lock();
                 if (!s || s->state != SessionState::active) continue;
                 bool revoked = false;
-                auto info = values[i] ? tokens::decode_cached_session(*values[i], &revoked) : std::nullopt;
+                auto info =
+                    values[i] ? tokens::decode_cached_session(*values[i], &revoked) : std::nullopt;
                 if (revoked || (info && info->expires_ms <= wall_ms())) {
                     kicks_total_.Increment();
                     s->kick(client::LOGGED_OUT, "token revoked or expired");
@@ -264,7 +292,8 @@ void ConnectorServer::recheck_tokens(std::int64_t now) {
                     TransferLink* link = links_.any();
                     if (link == nullptr) continue;
                     const auto id = next_request_id_++;
-                    token_waits_[id] = TokenWait{s, 0, net::steady_ms() + config_.request_timeout.count(), true};
+                    token_waits_[id] =
+                        TokenWait{s, 0, net::steady_ms() + config_.request_timeout.count(), true};
                     internal::LinkEnvelope out;
                     out.set_request_id(id);
                     out.mutable_validate_token()->set_token_sha256(s->token_hash);
@@ -288,18 +317,25 @@ void ConnectorServer::heartbeat() {
             asio::post(io_, [this, alive, existed, transfers = std::move(transfers)] {
                 if (!*alive) return;
                 std::vector<TransferEndpoint> eps;
-                for (const auto& t : transfers) eps.push_back({t.id, t.epoch, t.address});
+                for (const auto& t : transfers)
+                    eps.push_back({t.id, t.epoch, t.address});
                 links_.update(eps);
                 if (!existed && !by_user_.empty()) {
-                    // Redis lost our registration (restart, FLUSHALL, expiry): register every session again.
+                    // Redis lost our registration (restart, FLUSHALL, expiry): register every
+                    // session again.
                     std::vector<std::pair<std::uint64_t, user_status::SessionEntry>> all;
                     for (const auto& [user, list] : by_user_) {
                         for (const auto* s : list) {
-                            all.push_back({user, {s->device_id, config_.id, epoch_, s->login_epoch, s->token_session_id}});
+                            all.push_back({user,
+                                           {s->device_id, config_.id, epoch_, s->login_epoch,
+                                            s->token_session_id}});
                         }
                     }
-                    spdlog::warn("connector: registration was missing in Redis; re-registering {} sessions", all.size());
-                    status_task([all = std::move(all)](RedisBackend& be2) { be2.status.online_many(all); });
+                    spdlog::warn(
+                        "connector: registration was missing in Redis; re-registering {} sessions",
+                        all.size());
+                    status_task(
+                        [all = std::move(all)](RedisBackend& be2) { be2.status.online_many(all); });
                 }
             });
         });
@@ -318,7 +354,8 @@ internal::SessionRef ConnectorServer::ref_of(const ClientSession& s) const {
 std::vector<internal::SessionRef> ConnectorServer::session_refs() const {
     std::vector<internal::SessionRef> out;
     for (const auto& [user, list] : by_user_) {
-        for (const auto* s : list) out.push_back(ref_of(*s));
+        for (const auto* s : list)
+            out.push_back(ref_of(*s));
     }
     return out;
 }
@@ -332,7 +369,9 @@ ClientSession* ConnectorServer::find(std::uint64_t user, std::uint64_t login_epo
     return nullptr;
 }
 
-void ConnectorServer::count_frame_error(wire::FrameError) { frame_errors_.Increment(); }
+void ConnectorServer::count_frame_error(wire::FrameError) {
+    frame_errors_.Increment();
+}
 
 void ConnectorServer::on_client_frame(ClientSession& s, client::Envelope& env) {
     frames_in_.Increment();
@@ -361,8 +400,8 @@ void ConnectorServer::on_client_frame(ClientSession& s, client::Envelope& env) {
     }
 }
 
-void ConnectorServer::refuse_login(ClientSession& s, std::uint64_t request_id, client::ErrorCode code,
-                                   const std::string& why) {
+void ConnectorServer::refuse_login(ClientSession& s, std::uint64_t request_id,
+                                   client::ErrorCode code, const std::string& why) {
     logins_failed_.Increment();
     spdlog::info("connector: login from {} refused: {}", s.peer(), why);
     s.send_error(request_id, code, why, true);
@@ -372,11 +411,13 @@ void ConnectorServer::login(ClientSession& s, const client::Envelope& env) {
     const auto& l = env.login();
     const auto request_id = env.request_id();
     if (l.protocol_version() > 1) {
-        refuse_login(s, request_id, client::VERSION_UNSUPPORTED, "protocol_version 1 is the newest supported");
+        refuse_login(s, request_id, client::VERSION_UNSUPPORTED,
+                     "protocol_version 1 is the newest supported");
         return;
     }
     if (!device_ok(l.device_id())) {
-        refuse_login(s, request_id, client::BAD_REQUEST, "device_id must be 1-64 characters of [A-Za-z0-9._:-]");
+        refuse_login(s, request_id, client::BAD_REQUEST,
+                     "device_id must be 1-64 characters of [A-Za-z0-9._:-]");
         return;
     }
     if (!tokens::token_shape_ok(l.token())) {
@@ -387,10 +428,12 @@ void ConnectorServer::login(ClientSession& s, const client::Envelope& env) {
     s.device_id = l.device_id();
     const auto hash = tokens::hash_token(l.token());
     s.token_hash = hash;
-    std::weak_ptr<ClientSession> weak = std::static_pointer_cast<ClientSession>(s.shared_from_this());
+    std::weak_ptr<ClientSession> weak =
+        std::static_pointer_cast<ClientSession>(s.shared_from_this());
     const auto key = tokens::cache_key(config_.redis.key_prefix, hash);
     // 1. The Redis cache; 2. on a miss (or Redis down) a transfer reads MySQL.
-    const bool queued = redis_task([this, weak, request_id, key, hash, alive = alive_](RedisBackend& be) {
+    const bool queued = redis_task([this, weak, request_id, key, hash,
+                                    alive = alive_](RedisBackend& be) {
         std::optional<std::string> value;
         bool redis_ok = true;
         try {
@@ -418,11 +461,13 @@ void ConnectorServer::login(ClientSession& s, const client::Envelope& env) {
             (void)redis_ok;
             TransferLink* link = links_.any();
             if (link == nullptr) {
-                refuse_login(*session, request_id, client::UNAVAILABLE, "no transfer available to check the token");
+                refuse_login(*session, request_id, client::UNAVAILABLE,
+                             "no transfer available to check the token");
                 return;
             }
             const auto id = next_request_id_++;
-            token_waits_[id] = TokenWait{weak, request_id, net::steady_ms() + config_.request_timeout.count()};
+            token_waits_[id] =
+                TokenWait{weak, request_id, net::steady_ms() + config_.request_timeout.count()};
             internal::LinkEnvelope out;
             out.set_request_id(id);
             out.mutable_validate_token()->set_token_sha256(hash);
@@ -433,14 +478,15 @@ void ConnectorServer::login(ClientSession& s, const client::Envelope& env) {
     if (!queued) refuse_login(s, request_id, client::OVERLOADED, "connector busy");
 }
 
-void ConnectorServer::finish_login(const std::shared_ptr<ClientSession>& s, std::uint64_t request_id,
-                                   const tokens::SessionInfo& info) {
+void ConnectorServer::finish_login(const std::shared_ptr<ClientSession>& s,
+                                   std::uint64_t request_id, const tokens::SessionInfo& info) {
     if (info.expires_ms <= wall_ms()) {
         refuse_login(*s, request_id, client::UNAUTHENTICATED, "token expired");
         return;
     }
     if (info.device_id != s->device_id) {
-        refuse_login(*s, request_id, client::UNAUTHENTICATED, "the token was issued to another device");
+        refuse_login(*s, request_id, client::UNAUTHENTICATED,
+                     "the token was issued to another device");
         return;
     }
     if (draining_) {
@@ -471,16 +517,20 @@ void ConnectorServer::finish_login(const std::shared_ptr<ClientSession>& s, std:
     // ...and on other connectors, atomically in Redis: the newest login of the device takes the
     // user-status entry; the session it replaced gets a targeted kick through the kick channel,
     // or, when a newer login already holds it, this session is the one to go.
-    user_status::SessionEntry entry{s->device_id, config_.id, epoch_, s->login_epoch, s->token_session_id};
+    user_status::SessionEntry entry{s->device_id, config_.id, epoch_, s->login_epoch,
+                                    s->token_session_id};
     const auto user = s->user_id;
     status_task([this, entry, user, alive = alive_](RedisBackend& be) {
         const auto claim = be.status.claim_device(user, entry);
         if (claim.superseded) {
             asio::post(io_, [this, alive, user, epoch = entry.login_epoch] {
-                if (*alive) kick_matching(user, 0, epoch, client::REPLACED, "logged in again on this device");
+                if (*alive)
+                    kick_matching(user, 0, epoch, client::REPLACED,
+                                  "logged in again on this device");
             });
         } else if (claim.other && claim.other->login_epoch != entry.login_epoch) {
-            be.status.publish_kick(user_status::KickRequest{user, claim.other->session_id, "replaced", claim.other->login_epoch});
+            be.status.publish_kick(user_status::KickRequest{user, claim.other->session_id,
+                                                            "replaced", claim.other->login_epoch});
         }
     });
 
@@ -496,30 +546,37 @@ void ConnectorServer::finish_login(const std::shared_ptr<ClientSession>& s, std:
     r->set_user_id(s->user_id);
     r->set_login_epoch(s->login_epoch);
     r->set_server_time_ms(wall_ms());
-    r->set_heartbeat_interval_s(static_cast<std::uint32_t>(config_.heartbeat_interval.count() / 1000));
+    r->set_heartbeat_interval_s(
+        static_cast<std::uint32_t>(config_.heartbeat_interval.count() / 1000));
     r->set_max_frame_bytes(config_.max_frame_bytes);
     r->set_connector_id(config_.id);
     s->send(res);
-    spdlog::debug("connector: user {} logged in on device '{}' (epoch {})", s->user_id, s->device_id, s->login_epoch);
+    spdlog::debug("connector: user {} logged in on device '{}' (epoch {})", s->user_id,
+                  s->device_id, s->login_epoch);
 }
 
 void ConnectorServer::forward(ClientSession& s, client::Envelope& env, const Decision& d) {
     const auto kind = env.body_case();
-    const bool answered = kind == client::Envelope::kSend || kind == client::Envelope::kSyncConversations ||
+    const bool answered = kind == client::Envelope::kSend ||
+                          kind == client::Envelope::kSyncConversations ||
                           kind == client::Envelope::kSyncMessages;
-    TransferLink* link = d.route == Route::to_owner ? links_.route(d.conversation_id) : links_.any();
-    PendingRequest p{env.request_id(), 0, kind, kind == client::Envelope::kSend ? env.send().client_msg_id() : ""};
+    TransferLink* link =
+        d.route == Route::to_owner ? links_.route(d.conversation_id) : links_.any();
+    PendingRequest p{env.request_id(), 0, kind,
+                     kind == client::Envelope::kSend ? env.send().client_msg_id() : ""};
     if (link == nullptr) {
         unavailable_.Increment();
         if (answered || kind == client::Envelope::kReceipt) {
-            s.send(unavailable_answer(p));  // a receipt is resent by the client (watermarks are idempotent)
+            s.send(unavailable_answer(
+                p));  // a receipt is resent by the client (watermarks are idempotent)
         }
         return;
     }
     if (answered) {
         if (s.pending.size() >= config_.max_pending_requests) {
             auto busy = unavailable_answer(p);
-            const std::string why = "too many requests in flight (sessions.max_pending_requests), retry";
+            const std::string why =
+                "too many requests in flight (sessions.max_pending_requests), retry";
             if (busy.has_send_result()) {
                 busy.mutable_send_result()->set_code(client::OVERLOADED);
                 busy.mutable_send_result()->set_message(why);
@@ -559,7 +616,8 @@ void ConnectorServer::on_transfer_frame(TransferLink& link, internal::LinkEnvelo
                 auto it = by_user_.find(user);
                 if (it == by_user_.end()) continue;
                 for (auto* s : it->second) {
-                    if (p.has_except() && p.except().user_id() == user && p.except().login_epoch() == s->login_epoch) {
+                    if (p.has_except() && p.except().user_id() == user &&
+                        p.except().login_epoch() == s->login_epoch) {
                         continue;
                     }
                     if (s->send_body(p.frame())) pushes_out_.Increment();
@@ -575,7 +633,8 @@ void ConnectorServer::on_transfer_frame(TransferLink& link, internal::LinkEnvelo
             auto s = wait.session.lock();
             const auto& t = env.token_result();
             if (wait.recheck) {
-                if (s && s->state == SessionState::active && (!t.valid() || t.session_id() != s->token_session_id)) {
+                if (s && s->state == SessionState::active &&
+                    (!t.valid() || t.session_id() != s->token_session_id)) {
                     kicks_total_.Increment();
                     s->kick(client::LOGGED_OUT, "token revoked or expired");
                 }
@@ -583,10 +642,13 @@ void ConnectorServer::on_transfer_frame(TransferLink& link, internal::LinkEnvelo
             }
             if (!s || s->state != SessionState::authenticating) return;
             if (!t.valid()) {
-                refuse_login(*s, wait.login_request_id, client::UNAUTHENTICATED, "invalid, expired or revoked token");
+                refuse_login(*s, wait.login_request_id, client::UNAUTHENTICATED,
+                             "invalid, expired or revoked token");
                 return;
             }
-            finish_login(s, wait.login_request_id, tokens::SessionInfo{t.session_id(), t.user_id(), t.device_id(), t.expires_ms()});
+            finish_login(
+                s, wait.login_request_id,
+                tokens::SessionInfo{t.session_id(), t.user_id(), t.device_id(), t.expires_ms()});
             break;
         }
         case internal::LinkEnvelope::kKickSession: {
@@ -595,7 +657,8 @@ void ConnectorServer::on_transfer_frame(TransferLink& link, internal::LinkEnvelo
             break;
         }
         default:
-            spdlog::debug("connector: ignoring link frame {} from {}", static_cast<int>(env.body_case()), link.transfer_id());
+            spdlog::debug("connector: ignoring link frame {} from {}",
+                          static_cast<int>(env.body_case()), link.transfer_id());
             break;
     }
 }
@@ -630,8 +693,9 @@ void ConnectorServer::on_link_up() {
     }
 }
 
-void ConnectorServer::kick_matching(std::uint64_t user, std::uint64_t token_session_id, std::uint64_t only_login_epoch,
-                                    client::KickReason reason, const std::string& message) {
+void ConnectorServer::kick_matching(std::uint64_t user, std::uint64_t token_session_id,
+                                    std::uint64_t only_login_epoch, client::KickReason reason,
+                                    const std::string& message) {
     auto it = by_user_.find(user);
     if (it == by_user_.end()) return;
     auto list = it->second;  // kicking edits the index
@@ -646,8 +710,10 @@ void ConnectorServer::kick_matching(std::uint64_t user, std::uint64_t token_sess
 void ConnectorServer::on_session_closed(ClientSession& s, net::CloseReason reason) {
     if (reason == net::CloseReason::slow_consumer) {
         slow_consumers_.Increment();
-        spdlog::warn("connector: session of user {} from {} closed: slow consumer (write queue over {} bytes)",
-                     s.user_id, s.peer(), config_.max_write_queue_bytes);
+        spdlog::warn(
+            "connector: session of user {} from {} closed: slow consumer (write queue over {} "
+            "bytes)",
+            s.user_id, s.peer(), config_.max_write_queue_bytes);
     }
     auto keep = sessions_.find(&s);
     if (keep == sessions_.end()) return;
@@ -668,7 +734,8 @@ void ConnectorServer::on_session_closed(ClientSession& s, net::CloseReason reaso
     const auto user = s.user_id;
     const auto device = s.device_id;
     const auto epoch = s.login_epoch;
-    status_task([user, device, epoch](RedisBackend& be) { be.status.offline(user, device, epoch); });
+    status_task(
+        [user, device, epoch](RedisBackend& be) { be.status.offline(user, device, epoch); });
 }
 
 void ConnectorServer::drain(std::function<void()> done) {
@@ -676,23 +743,32 @@ void ConnectorServer::drain(std::function<void()> done) {
     boost::system::error_code ec;
     acceptor_.close(ec);
     std::vector<std::shared_ptr<ClientSession>> all;
-    for (auto& [p, s] : sessions_) all.push_back(s);
+    for (auto& [p, s] : sessions_)
+        all.push_back(s);
     for (auto& s : all) {
-        if (s->state == SessionState::active) s->kick(client::RECONNECT, "connector shutting down");
-        else s->close();
+        if (s->state == SessionState::active)
+            s->kick(client::RECONNECT, "connector shutting down");
+        else
+            s->close();
     }
     spdlog::info("connector: draining {} sessions", all.size());
     redis_task([id = config_.id](RedisBackend& be) { be.status.connector_gone(id); });
-    auto deadline = std::make_shared<std::int64_t>(net::steady_ms() + config_.shutdown_grace.count());
+    auto deadline =
+        std::make_shared<std::int64_t>(net::steady_ms() + config_.shutdown_grace.count());
     auto timer = std::make_shared<asio::steady_timer>(io_);
+    // The poll holds itself only weakly; the pending wait holds it strongly, so it is freed once
+    // it stops re-arming (a strong self-capture was a reference cycle: LeakSanitizer at exit).
     auto poll = std::make_shared<std::function<void()>>();
-    *poll = [this, deadline, timer, poll, done = std::move(done)] {
+    std::weak_ptr<std::function<void()>> weak = poll;
+    *poll = [this, deadline, timer, weak, done = std::move(done)] {
         if (sessions_.empty() || net::steady_ms() > *deadline) {
             done();
             return;
         }
         timer->expires_after(std::chrono::milliseconds(20));
-        timer->async_wait([poll](const boost::system::error_code&) { (*poll)(); });
+        timer->async_wait([self = weak.lock()](const boost::system::error_code&) {
+            if (self) (*self)();
+        });
     };
     (*poll)();
 }
@@ -702,7 +778,8 @@ void ConnectorServer::stop() {
     heartbeat_timer_.cancel();
     links_.stop();
     if (kicks_) kicks_->stop();
-    for (auto& [p, s] : sessions_) s->close();
+    for (auto& [p, s] : sessions_)
+        s->close();
 }
 
 }  // namespace im::connector

@@ -299,6 +299,14 @@ def check_dockerfile(bin_dir):
         fail("apt-cache depends knows no dependencies (no package lists?): run apt-get update")
         return
     missing = {}
+    # The image is built Release (scripts/build.sh's default); a sanitizer build of the test run
+    # loads libasan and other libraries the image never would, so the comparison is meaningless.
+    for prog in IM_SERVICES.values():
+        binary = Path(bin_dir) / prog
+        if binary.exists() and "libasan" in subprocess.run(["ldd", str(binary)], capture_output=True,
+                                                            text=True).stdout:
+            ok(f"library check skipped: {binary} is a sanitizer build (the image is built Release)")
+            return
     for prog in IM_SERVICES.values():
         binary = Path(bin_dir) / prog
         if not binary.exists():
