@@ -14,7 +14,6 @@
 #include <thread>
 
 #include "im/wire/ids.hpp"
-#include "json_lite.hpp"
 #include "session.hpp"
 
 namespace imbench {
@@ -752,37 +751,16 @@ int run_login(const Options& o) {
     const std::string device = "login-" + std::to_string(random_nonce() % 1000000);
     const std::uint64_t n = o.count;
     const std::uint64_t seeded_n = seeded.size();
-    std::vector<BenchUser> logins(n);
     std::vector<std::string> devices(n);
     for (std::uint64_t i = 0; i < n; ++i)
         devices[i] = device + "-" + std::to_string(i / seeded_n);
+    std::vector<BenchUser> logins;
     Samples rest_lat;
-    std::vector<std::int64_t> lat(n, 0);
     const auto r0 = now_ns();
-    const bool rest_ok = parallel_rest(
-        o.rest, n, static_cast<int>(o.concurrency), [&](HttpConnection& c, std::uint64_t i) {
-            const auto u = i % seeded_n;
-            const auto body =
-                "{\"username\":" + imclient::detail::json_quote(user_name(o.users, u)) +
-                ",\"password\":" + imclient::detail::json_quote(o.users.password) +
-                ",\"device_id\":" + imclient::detail::json_quote(devices[i]) + "}";
-            const auto t = now_ns();
-            auto a = c.request("POST", "/v1/sessions", body);
-            lat[i] = now_ns() - t;
-            if (a.status != 201) {
-                std::cerr << "im-bench: login " << user_name(o.users, u) << ": HTTP " << a.status
-                          << " " << a.body.substr(0, 200) << "\n";
-                return false;
-            }
-            const auto p = a.body.find("\"token\":\"");
-            if (p == std::string::npos) return false;
-            const auto e = a.body.find('"', p + 9);
-            logins[i].token = a.body.substr(p + 9, e - p - 9);
-            return true;
-        });
+    const bool rest_ok = login_users(
+        o.rest, o.users, n, seeded_n, [&](std::uint64_t i) { return devices[i]; },
+        static_cast<int>(o.concurrency), logins, &rest_lat, nullptr);
     const auto r1 = now_ns();
-    for (auto v : lat)
-        rest_lat.add(v);
     if (!rest_ok) return 1;
 
     // 2. Session establishment through one connector: connect + Login + LoginResult, C at once.

@@ -11,7 +11,11 @@
 #include <iostream>
 #include <sstream>
 
+#include "json_lite.hpp"
+
 namespace imbench {
+
+using imclient::detail::json_quote;
 
 namespace fs = std::filesystem;
 
@@ -181,42 +185,11 @@ void Report::add_cpu(const CpuMeter& cpu, double interval_s) {
         add("cpu_" + name + "_s", secs, 2);
 }
 
-namespace {
-
-std::string json_escape(const std::string& s) {
-    std::string out;
-    for (char c : s) {
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            default:
-                if (static_cast<unsigned char>(c) < 0x20) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x",
-                                  static_cast<unsigned>(static_cast<unsigned char>(c)));
-                    out += buf;
-                } else {
-                    out += c;
-                }
-        }
-    }
-    return out;
-}
-
-}  // namespace
-
 std::string Report::json() const {
-    std::string out = "{\"command\":\"" + json_escape(command_) + "\"";
+    std::string out = "{\"command\":" + json_quote(command_);
     for (const auto& it : items_) {
-        out += ",\"" + json_escape(it.key) + "\":";
-        out += it.quoted ? "\"" + json_escape(it.value) + "\"" : it.value;
+        out += "," + json_quote(it.key) + ":";
+        out += it.quoted ? json_quote(it.value) : it.value;
     }
     out += "}";
     return out;

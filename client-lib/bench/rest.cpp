@@ -137,18 +137,20 @@ std::optional<std::uint64_t> u64_member(const imclient::detail::JsonValue& v,
 }  // namespace
 
 bool login_users(const RestTarget& target, const UserSet& set, std::uint64_t n,
-                 const std::string& device, int threads, std::vector<BenchUser>& users,
-                 Samples* latency, std::vector<std::string>* connectors) {
+                 std::uint64_t users_n, const std::function<std::string(std::uint64_t)>& device_of,
+                 int threads, std::vector<BenchUser>& users, Samples* latency,
+                 std::vector<std::string>* connectors) {
     users.assign(n, {});
     std::vector<std::int64_t> lat(latency ? n : 0);
     std::mutex mu;
-    const bool ok = parallel_rest(target, n, threads, [&](HttpConnection& c, std::uint64_t i) {
+    const bool ok = parallel_rest(target, n, threads, [&](HttpConnection& c, std::uint64_t login) {
+        const std::uint64_t i = users_n ? login % users_n : login;  // the user
         const auto body = "{\"username\":" + json_quote(user_name(set, i)) +
                           ",\"password\":" + json_quote(set.password) +
-                          ",\"device_id\":" + json_quote(device) + "}";
+                          ",\"device_id\":" + json_quote(device_of(login)) + "}";
         const auto t0 = now_ns();
         auto a = c.request("POST", "/v1/sessions", body);
-        if (latency) lat[i] = now_ns() - t0;
+        if (latency) lat[login] = now_ns() - t0;
         if (a.status != 201) return fail("login " + user_name(set, i), a);
         auto j = parse_json(a.body);
         const auto* token = j ? j->find("token") : nullptr;
@@ -156,8 +158,8 @@ bool login_users(const RestTarget& target, const UserSet& set, std::uint64_t n,
         const auto id = user ? u64_member(*user, "id") : std::nullopt;
         if (!token || !token->as_string() || !id)
             return fail("login answer " + user_name(set, i), a);
-        users[i] = {i, *id, *token->as_string()};
-        if (connectors && i == 0) {
+        users[login] = {i, *id, *token->as_string()};
+        if (connectors && login == 0) {
             std::lock_guard lock(mu);
             if (const auto* list = j->find("connectors")) {
                 for (const auto& item : list->items)
@@ -225,7 +227,10 @@ int run_seed(const RestTarget& target, const UserSet& set, std::uint64_t n, int 
     const auto t1 = now_ns();
     std::vector<BenchUser> users;
     std::vector<std::string> connectors;
-    if (!login_users(target, set, n, "bench", threads, users, nullptr, &connectors)) return 1;
+    if (!login_users(
+            target, set, n, 0, [](std::uint64_t) { return std::string("bench"); }, threads, users,
+            nullptr, &connectors))
+        return 1;
     const auto t2 = now_ns();
     if (!parallel_rest(target, n / 2, threads, [&](HttpConnection& c, std::uint64_t k) {
             return befriend(c, users[2 * k], users[2 * k + 1]);

@@ -62,11 +62,13 @@ inline std::string user_name(const UserSet& set, std::uint64_t i) {
 bool parallel_rest(const RestTarget& target, std::uint64_t n, int threads,
                    const std::function<bool(HttpConnection&, std::uint64_t)>& fn);
 
-// Logs users [0, n) in with device_id (one POST /v1/sessions each). Fills users (index order) and
-// the per-login latency; connectors from the first answer. Errors go to stderr; false on failure.
+// n logins (one POST /v1/sessions each): login i is user i % users_n (users_n 0: n) with device
+// device_of(i). Fills users (login order) and the per-login latency; connectors from the first
+// answer. Errors go to stderr; false on failure.
 bool login_users(const RestTarget& target, const UserSet& set, std::uint64_t n,
-                 const std::string& device, int threads, std::vector<BenchUser>& users,
-                 Samples* latency, std::vector<std::string>* connectors);
+                 std::uint64_t users_n, const std::function<std::string(std::uint64_t)>& device_of,
+                 int threads, std::vector<BenchUser>& users, Samples* latency,
+                 std::vector<std::string>* connectors);
 
 // seed: registers u0..u{n-1} (an existing one is fine when the password matches), logs each in with
 // device "bench", befriends u{2k} with u{2k+1}, and writes the token file.

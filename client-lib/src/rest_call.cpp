@@ -92,14 +92,7 @@ asio::awaitable<RestAnswer> run(asio::io_context& io, const RestCall& call) {
         co_return answer;
     }
 
-    ssl::context ctx(ssl::context::tls_client);
-    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    if (call.tls_ca_file.empty()) {
-        ctx.set_default_verify_paths(ec);
-    } else {
-        ctx.load_verify_file(call.tls_ca_file, ec);
-    }
+    auto ctx = tls_client_context(call.tls_ca_file, ec);
     if (ec) co_return failure(ErrorCode::invalid_argument, "imclient: CA file: " + ec.message());
     beast::ssl_stream<beast::tcp_stream> stream(io, ctx);
     set_sni(stream.native_handle(), url->host);
