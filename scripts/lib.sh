@@ -32,3 +32,8 @@ im_free_port() {
 IM_BUILD_DIR="${IM_BUILD_DIR:-$IM_ROOT/build}"
 IM_BUILD_TYPE="${IM_BUILD_TYPE:-Release}"
 export IM_BUILD_DIR IM_BUILD_TYPE
+
+# ccache keys on paths relative to the checkout, so another clone or worktree of the project (a
+# fresh CI clone, a second work tree) reuses the cache instead of compiling everything again.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$IM_ROOT}"
+export CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
