@@ -36,6 +36,9 @@ ConnectorConfig load_connector_config(const config::ConfigSource& source, std::s
     b.bind_duration("links.timeout", c.link_timeout, milliseconds(100), std::chrono::minutes(10));
     b.bind_duration("links.reconnect_min", c.reconnect_min, milliseconds(10), std::chrono::minutes(1));
     b.bind_duration("links.reconnect_max", c.reconnect_max, milliseconds(10), std::chrono::minutes(10));
+    b.bind_duration("links.reroute_timeout", c.reroute_timeout, milliseconds(0), std::chrono::minutes(1));
+    b.bind("links.max_held_requests", c.max_held_requests, 0, 10'000'000);
+    link_auth::bind(b, c.cluster);
     b.bind("links.max_frame_bytes", c.link_max_frame_bytes, 64 * 1024, 256u << 20);
     std::uint64_t lwq = c.link_max_write_queue_bytes;
     b.bind_size("links.max_write_queue_bytes", lwq, 1 << 20, 4ull << 30);
@@ -55,6 +58,7 @@ ConnectorConfig load_connector_config(const config::ConfigSource& source, std::s
         c.id = "connector-" + std::string(host) + "-" + std::to_string(c.port);
     }
     if (c.advertised_address.empty()) c.advertised_address = c.host + ":" + std::to_string(c.port);
+    link_auth::resolve(c.cluster);
     if (description != nullptr) *description = b.describe();
     return c;
 }

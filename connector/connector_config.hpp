@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "im/server/link_auth.hpp"
 #include "im/server/logging.hpp"
 #include "im/server/redis.hpp"
 
@@ -43,6 +44,11 @@ struct ConnectorConfig {
     std::chrono::milliseconds reconnect_max{5000};
     std::uint32_t link_max_frame_bytes = 16 << 20;
     std::size_t link_max_write_queue_bytes = 64 << 20;
+    // Requests for a shard whose owner is not announced (hand-over, takeover) wait this long for
+    // one, at most this many per connector, then get UNAVAILABLE (imclient retries).
+    std::chrono::milliseconds reroute_timeout{5000};
+    std::uint32_t max_held_requests = 100000;
+    link_auth::Config cluster;  // the shared secret that authenticates links
     std::uint32_t redis_threads = 2;
     redis::RedisConfig redis;
     logging::LogConfig log;

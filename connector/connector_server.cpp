@@ -66,7 +66,9 @@ ConnectorServer::ConnectorServer(asio::io_context& io, const ConnectorConfig& co
                  [this] { return session_refs(); },
                  [this](TransferLink& l, internal::LinkEnvelope& e) { on_transfer_frame(l, e); },
                  [this](std::uint64_t id, const std::string&) { on_link_down(id); },
-                 [this](std::uint64_t, const std::string&) { on_link_up(); }}),
+                 [this](std::uint64_t, const std::string&) { on_link_up(); },
+                 [this] { release_held(); }},
+             metrics),
       alive_(std::make_shared<std::atomic<bool>>(true)),
       sessions_gauge_(metrics.gauge("im_connector_sessions", "Open client connections.")),
       links_gauge_(metrics.gauge("im_connector_transfer_links", "Ready links to transfers.")),
@@ -87,7 +89,14 @@ ConnectorServer::ConnectorServer(asio::io_context& io, const ConnectorConfig& co
       unavailable_(metrics.counter("im_connector_unavailable_total",
                                    "Requests answered UNAVAILABLE (no transfer link).")),
       rejected_sessions_(metrics.counter("im_connector_rejected_sessions_total",
-                                         "Connections refused at sessions.max.")) {
+                                         "Connections refused at sessions.max.")),
+      rerouted_(metrics.counter("im_connector_rerouted_total",
+                                "Requests a transfer bounced (it does not own the shard) routed again.")),
+      held_total_(metrics.counter("im_connector_held_total",
+                                  "Requests held because their shard had no reachable owner (hand-over, takeover).")),
+      held_expired_(metrics.counter("im_connector_held_expired_total",
+                                    "Held requests answered UNAVAILABLE after links.reroute_timeout.")),
+      held_gauge_(metrics.gauge("im_connector_held", "Requests held for a shard owner now.")) {
     for (std::uint32_t i = 0; i < config.redis_threads; ++i)
         redis_backends_.push_back(std::make_unique<RedisBackend>(config.redis));
     redis_pool_ = std::make_unique<ThreadPool>("redis", config.redis_threads, 100000);
@@ -245,6 +254,7 @@ void ConnectorServer::sweep() {
             }
         }
         links_gauge_.Set(static_cast<double>(links_.ready_count()));
+        expire_held(now);
         sweep();
     });
 }
@@ -560,10 +570,37 @@ void ConnectorServer::forward(ClientSession& s, client::Envelope& env, const Dec
     const bool answered = kind == client::Envelope::kSend ||
                           kind == client::Envelope::kSyncConversations ||
                           kind == client::Envelope::kSyncMessages;
-    TransferLink* link =
-        d.route == Route::to_owner ? links_.route(d.conversation_id) : links_.any();
+    // Writes go to the shard's owner; reads are served by any transfer (all read MySQL).
+    const bool owner_only = d.route == Route::to_owner &&
+                            (kind == client::Envelope::kSend || kind == client::Envelope::kReceipt ||
+                             kind == client::Envelope::kTyping);
+    TransferLink* link = d.route == Route::to_owner ? links_.route(d.conversation_id) : links_.any();
+    if (link == nullptr && !owner_only) link = links_.any();
     PendingRequest p{env.request_id(), 0, kind,
                      kind == client::Envelope::kSend ? env.send().client_msg_id() : ""};
+    if (answered && s.pending.size() >= config_.max_pending_requests) {
+        auto busy = unavailable_answer(p);
+        const std::string why = "too many requests in flight (sessions.max_pending_requests), retry";
+        if (busy.has_send_result()) {
+            busy.mutable_send_result()->set_code(client::OVERLOADED);
+            busy.mutable_send_result()->set_message(why);
+        } else {
+            busy.mutable_error()->set_code(client::OVERLOADED);
+            busy.mutable_error()->set_message(why);
+        }
+        s.send(busy);
+        return;
+    }
+    const auto shard = shard_of(d.conversation_id);
+    if (owner_only && kind != client::Envelope::kTyping &&
+        (held_per_shard_[shard] > 0 || (link == nullptr && links_.ready_count() > 0))) {
+        // Transfers are reachable but the shard's owner is not announced (a hand-over or takeover
+        // in progress), or earlier requests of this shard wait: wait behind them (the order within
+        // a conversation is kept). With no transfer at all, UNAVAILABLE at once (below).
+        if (answered) s.pending.push_back(std::move(p));
+        hold(s, std::move(env), shard, 0, 0, false);
+        return;
+    }
     if (link == nullptr) {
         unavailable_.Increment();
         if (answered || kind == client::Envelope::kReceipt) {
@@ -573,28 +610,104 @@ void ConnectorServer::forward(ClientSession& s, client::Envelope& env, const Dec
         return;
     }
     if (answered) {
-        if (s.pending.size() >= config_.max_pending_requests) {
-            auto busy = unavailable_answer(p);
-            const std::string why =
-                "too many requests in flight (sessions.max_pending_requests), retry";
-            if (busy.has_send_result()) {
-                busy.mutable_send_result()->set_code(client::OVERLOADED);
-                busy.mutable_send_result()->set_message(why);
-            } else {
-                busy.mutable_error()->set_code(client::OVERLOADED);
-                busy.mutable_error()->set_message(why);
-            }
-            s.send(busy);
-            return;
-        }
         p.link_id = link->id();
         s.pending.push_back(std::move(p));
     }
+    send_to(*link, s, std::move(env));
+}
+
+void ConnectorServer::send_to(TransferLink& link, ClientSession& s, client::Envelope env) {
     internal::LinkEnvelope out;
     auto* req = out.mutable_client_request();
     *req->mutable_session() = ref_of(s);
     *req->mutable_request() = std::move(env);
-    link->send(out);
+    link.send(out);
+}
+
+void ConnectorServer::hold(ClientSession& s, client::Envelope env, std::uint32_t shard, std::uint64_t avoid_link,
+                           std::uint64_t avoid_gen, bool rerouted) {
+    if (held_.size() >= config_.max_held_requests) {
+        held_expired_.Increment();
+        PendingRequest p{env.request_id(), 0, env.body_case(),
+                         env.has_send() ? env.send().client_msg_id() : ""};
+        std::erase_if(s.pending, [&](const PendingRequest& q) { return q.request_id == p.request_id && q.link_id == 0; });
+        s.send(unavailable_answer(p));
+        return;
+    }
+    held_total_.Increment();
+    ++held_per_shard_[shard];
+    held_.push_back(Held{std::static_pointer_cast<ClientSession>(s.shared_from_this()), s.login_epoch, std::move(env),
+                         shard, avoid_link, avoid_gen, net::steady_ms() + config_.reroute_timeout.count(), rerouted});
+    held_gauge_.Set(static_cast<double>(held_.size()));
+}
+
+void ConnectorServer::release_held() {
+    if (held_.empty()) return;
+    std::vector<bool> blocked(kShardCount, false);  // an earlier request of the shard still waits
+    for (auto it = held_.begin(); it != held_.end();) {
+        auto s = it->session.lock();
+        if (!s || s->state != SessionState::active || s->login_epoch != it->login_epoch) {
+            --held_per_shard_[it->shard];
+            it = held_.erase(it);
+            continue;
+        }
+        const auto& slot = links_.slot(it->shard);
+        TransferLink* link = slot.link != nullptr && slot.link->ready ? slot.link : nullptr;
+        if (link != nullptr && link->id() == it->avoid_link && slot.gen <= it->avoid_gen) link = nullptr;
+        if (blocked[it->shard] || link == nullptr) {
+            blocked[it->shard] = true;
+            ++it;
+            continue;
+        }
+        for (auto& p : s->pending) {
+            if (p.request_id == it->env.request_id() && p.link_id == 0) p.link_id = link->id();
+        }
+        if (it->rerouted) rerouted_.Increment();
+        --held_per_shard_[it->shard];
+        send_to(*link, *s, std::move(it->env));
+        it = held_.erase(it);
+    }
+    held_gauge_.Set(static_cast<double>(held_.size()));
+}
+
+void ConnectorServer::expire_held(std::int64_t now) {
+    // In order: once one request of a shard expires, the later ones of that shard go too (none
+    // may overtake it; the client resends all of them from its outbox).
+    std::vector<bool> expired(kShardCount, false);
+    for (auto it = held_.begin(); it != held_.end();) {
+        if (it->deadline_ms > now && !expired[it->shard]) {
+            ++it;
+            continue;
+        }
+        expired[it->shard] = true;
+        --held_per_shard_[it->shard];
+        held_expired_.Increment();
+        if (auto s = it->session.lock(); s && s->state == SessionState::active && s->login_epoch == it->login_epoch) {
+            PendingRequest p{it->env.request_id(), 0, it->env.body_case(),
+                             it->env.has_send() ? it->env.send().client_msg_id() : ""};
+            std::erase_if(s->pending,
+                          [&](const PendingRequest& q) { return q.request_id == p.request_id && q.link_id == 0; });
+            if (it->env.has_send() || it->env.has_receipt()) s->send(unavailable_answer(p));
+        }
+        it = held_.erase(it);
+    }
+    held_gauge_.Set(static_cast<double>(held_.size()));
+}
+
+void ConnectorServer::on_bounce(TransferLink& link, internal::Bounce& b) {
+    auto& req = *b.mutable_request();
+    ClientSession* s = find(req.session().user_id(), req.session().login_epoch());
+    if (s == nullptr) return;  // gone: the client resends after reconnecting
+    auto& env = *req.mutable_request();
+    if (!env.has_send() && !env.has_receipt()) return;
+    const auto conv = env.has_send() ? conversation_id(s->user_id, env.send().peer_user_id())
+                                     : env.receipt().conversation_id();
+    const auto shard = shard_of(conv);
+    for (auto& p : s->pending) {
+        if (p.request_id == env.request_id() && p.link_id == link.id()) p.link_id = 0;
+    }
+    hold(*s, std::move(env), shard, link.id(), links_.slot(shard).gen, true);
+    release_held();
 }
 
 void ConnectorServer::on_transfer_frame(TransferLink& link, internal::LinkEnvelope& env) {
@@ -651,6 +764,9 @@ void ConnectorServer::on_transfer_frame(TransferLink& link, internal::LinkEnvelo
                 tokens::SessionInfo{t.session_id(), t.user_id(), t.device_id(), t.expires_ms()});
             break;
         }
+        case internal::LinkEnvelope::kBounce:
+            on_bounce(link, *env.mutable_bounce());
+            break;
         case internal::LinkEnvelope::kKickSession: {
             const auto& k = env.kick_session();
             kick_matching(k.user_id(), 0, 0, k.reason(), "kicked by the server");

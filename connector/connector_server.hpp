@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <random>
@@ -21,6 +22,7 @@
 #include "im/server/thread_pool.hpp"
 #include "im/server/token_format.hpp"
 #include "im/user_status/user_status.hpp"
+#include "im/wire/ids.hpp"
 #include "session.hpp"
 #include "transfer_links.hpp"
 
@@ -67,6 +69,25 @@ private:
     void on_transfer_frame(TransferLink& link, internal::LinkEnvelope& env);
     void on_link_down(std::uint64_t link_id);
     void on_link_up();
+    // Requests for a shard with no reachable owner (during a hand-over or takeover, or bounced by
+    // a transfer that lost it) wait here, in arrival order, until an owner is announced or
+    // links.reroute_timeout passes (then UNAVAILABLE, which imclient retries).
+    struct Held {
+        std::weak_ptr<ClientSession> session;
+        std::uint64_t login_epoch = 0;
+        client::Envelope env;
+        std::uint32_t shard = 0;
+        std::uint64_t avoid_link = 0;  // bounced by this link at this gen: not to it again...
+        std::uint64_t avoid_gen = 0;   // ...unless it announces the shard anew
+        std::int64_t deadline_ms = 0;
+        bool rerouted = false;
+    };
+    void hold(ClientSession& s, client::Envelope env, std::uint32_t shard, std::uint64_t avoid_link,
+              std::uint64_t avoid_gen, bool rerouted);
+    void release_held();
+    void expire_held(std::int64_t now);
+    void send_to(TransferLink& link, ClientSession& s, client::Envelope env);
+    void on_bounce(TransferLink& link, internal::Bounce& b);
     void kick_matching(std::uint64_t user, std::uint64_t token_session_id, std::uint64_t only_login_epoch,
                        client::KickReason reason, const std::string& message);
     ClientSession* find(std::uint64_t user, std::uint64_t login_epoch);
@@ -98,6 +119,8 @@ private:
     std::mt19937_64 rng_{std::random_device{}()};
     std::shared_ptr<std::atomic<bool>> alive_;
     bool draining_ = false;
+    std::deque<Held> held_;
+    std::vector<std::uint32_t> held_per_shard_ = std::vector<std::uint32_t>(kShardCount, 0);
 
     prometheus::Gauge& sessions_gauge_;
     prometheus::Gauge& links_gauge_;
@@ -110,6 +133,10 @@ private:
     prometheus::Counter& kicks_total_;
     prometheus::Counter& unavailable_;
     prometheus::Counter& rejected_sessions_;
+    prometheus::Counter& rerouted_;
+    prometheus::Counter& held_total_;
+    prometheus::Counter& held_expired_;
+    prometheus::Gauge& held_gauge_;
 };
 
 }  // namespace im::connector

@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include "connector_config.hpp"
+#include "im/server/clock.hpp"
+#include "im/server/link_auth.hpp"
 #include "im/wire/ids.hpp"
 
 namespace im::connector {
@@ -28,13 +30,18 @@ void TransferLink::on_closed(net::CloseReason reason, wire::FrameError error) {
 
 // -------------------------------------------------------------------------------- TransferLinks
 TransferLinks::TransferLinks(asio::io_context& io, const ConnectorConfig& config, std::string connector_id,
-                             std::uint64_t connector_epoch, Callbacks callbacks)
+                             std::uint64_t connector_epoch, Callbacks callbacks, Metrics& metrics)
     : io_(io),
       config_(config),
       connector_id_(std::move(connector_id)),
       connector_epoch_(connector_epoch),
       callbacks_(std::move(callbacks)),
-      tick_timer_(io) {}
+      tick_timer_(io),
+      map_(kShardCount),
+      auth_failures_(metrics.counter("im_connector_link_auth_failures_total",
+                                     "Transfer links closed because the HelloAck did not prove the cluster secret.")),
+      routed_gauge_(metrics.gauge("im_connector_routed_shards",
+                                  "Shards with a known owner on a ready link (of all shard_count).")) {}
 
 void TransferLinks::start() { tick(); }
 
@@ -110,6 +117,11 @@ void TransferLinks::connect(Peer& peer) {
         h->set_connector_id(connector_id_);
         h->set_connector_epoch(connector_epoch_);
         h->set_advertised_address(config_.advertised_address);
+        const auto proof = link_auth::prove_hello(config_.cluster.secret, connector_id_, connector_epoch_, wall_ms());
+        h->set_auth_nonce(proof.nonce);
+        h->set_auth_time_ms(proof.time_ms);
+        h->set_auth_mac(proof.mac);
+        p.link->hello_nonce = proof.nonce;
         p.link->send(hello);
         p.link->begin();
     });
@@ -141,7 +153,17 @@ void TransferLinks::on_link_frame(TransferLink& link, std::string_view body) {
     }
     switch (env.body_case()) {
         case internal::LinkEnvelope::kHelloAck: {
-            link.owned.assign(env.hello_ack().owned().begin(), env.hello_ack().owned().end());
+            const auto& ack = env.hello_ack();
+            if (link.ready || ack.transfer_id() != link.transfer_id() ||
+                !link_auth::verify_ack(config_.cluster.secret, ack.transfer_id(), ack.transfer_epoch(), link.hello_nonce,
+                                       ack.auth_mac())) {
+                auth_failures_.Increment();
+                spdlog::error("link {} to transfer {}: the HelloAck does not prove the cluster secret (or names "
+                              "another transfer): closing; check cluster.secret on both",
+                              link.id(), link.transfer_id());
+                link.close();
+                return;
+            }
             internal::LinkEnvelope sync;
             auto* s = sync.mutable_session_sync();
             for (auto& ref : callbacks_.sessions()) *s->add_sessions() = std::move(ref);
@@ -152,8 +174,12 @@ void TransferLinks::on_link_frame(TransferLink& link, std::string_view body) {
             spdlog::info("link {} to transfer {} ready ({} sessions announced)", link.id(), link.transfer_id(),
                          s->sessions_size());
             callbacks_.on_up(link.id(), link.transfer_id());
+            apply_owned(link, ack.owned());
             break;
         }
+        case internal::LinkEnvelope::kOwnership:
+            if (link.ready) apply_owned(link, env.ownership().owned());
+            break;
         case internal::LinkEnvelope::kPong:
             break;
         default:
@@ -165,6 +191,7 @@ void TransferLinks::on_link_frame(TransferLink& link, std::string_view body) {
 void TransferLinks::on_link_closed(TransferLink& link) {
     const bool was_ready = link.ready;
     link.ready = false;
+    drop_from_map(link);
     auto it = peers_.find(link.transfer_id());
     if (it != peers_.end() && it->second.link.get() == &link) {
         auto keep = it->second.link;  // the callbacks below may look the link up
@@ -198,14 +225,38 @@ void TransferLinks::tick() {
 }
 
 TransferLink* TransferLinks::route(std::uint64_t conversation_id) {
-    const auto shard = shard_of(conversation_id);
-    for (auto& [id, peer] : peers_) {
-        if (!peer.link || !peer.link->ready) continue;
-        for (const auto& r : peer.link->owned) {
-            if (shard >= r.first() && shard <= r.last()) return peer.link.get();
+    auto* link = map_[shard_of(conversation_id)].link;
+    return link != nullptr && link->ready ? link : nullptr;
+}
+
+void TransferLinks::apply_owned(TransferLink& link,
+                                const google::protobuf::RepeatedPtrField<internal::ShardRange>& owned) {
+    // The announcement replaces what this link said before.
+    for (auto& slot : map_) {
+        if (slot.link == &link) slot.link = nullptr;
+    }
+    for (const auto& r : owned) {
+        if (r.first() > r.last() || r.last() >= kShardCount) continue;
+        for (auto s = r.first(); s <= r.last(); ++s) {
+            auto& slot = map_[s];
+            if (r.gen() >= slot.gen) slot = ShardSlot{&link, r.gen()};
         }
     }
-    return nullptr;
+    routed_gauge_.Set(static_cast<double>(routed_shards()));
+    if (callbacks_.on_map_change) callbacks_.on_map_change();
+}
+
+void TransferLinks::drop_from_map(TransferLink& link) {
+    for (auto& slot : map_) {
+        if (slot.link == &link) slot.link = nullptr;  // the gen stays: only a newer claim may take it
+    }
+    routed_gauge_.Set(static_cast<double>(routed_shards()));
+}
+
+std::size_t TransferLinks::routed_shards() const {
+    std::size_t n = 0;
+    for (const auto& slot : map_) n += slot.link != nullptr && slot.link->ready ? 1 : 0;
+    return n;
 }
 
 TransferLink* TransferLinks::any() {

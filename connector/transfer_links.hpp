@@ -18,6 +18,7 @@
 
 #include "im/net/frame_connection.hpp"
 #include "im/proto/internal.pb.h"
+#include "im/server/metrics.hpp"
 
 namespace im::connector {
 
@@ -32,7 +33,7 @@ public:
     std::uint64_t id() const { return id_; }
     const std::string& transfer_id() const { return transfer_id_; }
     bool ready = false;  // HelloAck received and SessionSync sent
-    std::vector<internal::ShardRange> owned;
+    std::string hello_nonce;  // the Hello's proof nonce, which the HelloAck's MAC must cover
 
 protected:
     void on_frame(std::string_view body) override;
@@ -61,10 +62,20 @@ public:
         std::function<void(std::uint64_t link_id, const std::string& transfer_id)> on_down;
         // A link became ready (after SessionSync).
         std::function<void(std::uint64_t link_id, const std::string& transfer_id)> on_up;
+        // The shard map changed (an announcement, a link up or down): held requests may go now.
+        std::function<void()> on_map_change;
+    };
+
+    // Who owns a shard, as last announced: the link and the shard_owner gen of its claim. A slot
+    // only moves to an announcement with a gen at least as high, so a stale announcement of a
+    // transfer that has not noticed its loss yet never wins over the new owner's.
+    struct ShardSlot {
+        TransferLink* link = nullptr;
+        std::uint64_t gen = 0;
     };
 
     TransferLinks(boost::asio::io_context& io, const ConnectorConfig& config, std::string connector_id,
-                  std::uint64_t connector_epoch, Callbacks callbacks);
+                  std::uint64_t connector_epoch, Callbacks callbacks, Metrics& metrics);
 
     // The live transfers as registered in Redis: connect to new ones; drop those gone for good.
     void update(const std::vector<TransferEndpoint>& transfers);
@@ -73,6 +84,9 @@ public:
 
     // The ready link owning the conversation's shard, or null.
     TransferLink* route(std::uint64_t conversation_id);
+    const ShardSlot& slot(std::uint32_t shard) const { return map_[shard]; }
+    // Shards per transfer id as currently routed (for logs, metrics and status).
+    std::size_t routed_shards() const;
     TransferLink* any();
     TransferLink* by_id(std::uint64_t link_id);
     std::size_t ready_count() const;
@@ -93,6 +107,8 @@ private:
         std::unique_ptr<boost::asio::steady_timer> timer;
     };
     void connect(Peer& peer);
+    void apply_owned(TransferLink& link, const google::protobuf::RepeatedPtrField<internal::ShardRange>& owned);
+    void drop_from_map(TransferLink& link);
     void schedule_reconnect(Peer& peer);
     void tick();
 
@@ -106,6 +122,9 @@ private:
     boost::asio::steady_timer tick_timer_;
     std::mt19937 rng_{std::random_device{}()};
     bool stopped_ = false;
+    std::vector<ShardSlot> map_;
+    prometheus::Counter& auth_failures_;
+    prometheus::Gauge& routed_gauge_;
 };
 
 }  // namespace im::connector

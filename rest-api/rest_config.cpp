@@ -24,6 +24,7 @@ RestConfig load_rest_config(const config::ConfigSource& source, std::string* des
     b.bind("connectors", c.connectors);
     b.bind("pool_queue", c.pool_queue, 1, 1'000'000);
     b.bind_duration("gateway.timeout", c.gateway_timeout, std::chrono::milliseconds(100), std::chrono::minutes(1));
+    link_auth::bind(b, c.cluster);
     b.bind_duration("shutdown_grace", c.shutdown_grace, std::chrono::milliseconds(0), std::chrono::minutes(10));
     b.require(c.auth_mode != "external" || !c.external.url.empty(), "auth.external.url",
               "required when auth.mode is external");
@@ -31,6 +32,7 @@ RestConfig load_rest_config(const config::ConfigSource& source, std::string* des
               "required when push.enabled is true");
     b.require(c.tokens.refresh_after < c.tokens.ttl, "auth.token_refresh_after", "must be below auth.token_ttl");
     b.finish();
+    link_auth::resolve(c.cluster);
     if (description != nullptr) *description = b.describe();
     return c;
 }

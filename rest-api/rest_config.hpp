@@ -10,6 +10,7 @@
 #include "auth.hpp"
 #include "files.hpp"
 #include "http_server.hpp"
+#include "im/server/link_auth.hpp"
 #include "im/server/logging.hpp"
 #include "im/server/mq.hpp"
 #include "im/server/mysql.hpp"
@@ -43,6 +44,7 @@ struct RestConfig {
     // Answered in the login response while no live connector is registered in Redis.
     std::vector<std::string> connectors{"127.0.0.1:9000", "127.0.0.1:9001"};
     std::chrono::milliseconds gateway_timeout{3000};  // links to transfers (read watermarks)
+    link_auth::Config cluster;                        // the secret that authenticates those links
     std::uint32_t pool_queue = 2048;  // requests waiting for a pool thread before 503
     std::chrono::milliseconds shutdown_grace{10000};
 };

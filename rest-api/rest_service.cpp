@@ -43,7 +43,7 @@ RestService::RestService(const RestConfig& config, Metrics& metrics)
     : config_(config),
       metrics_(metrics),
       hasher_(config.hash),
-      gateway_(config.gateway_timeout),
+      gateway_(config.gateway_timeout, config.cluster.secret),
       file_store_(config.files.dir),
       file_metrics_(metrics),
       pool_("rest-pool", config.mysql.pool_size, config.pool_queue),

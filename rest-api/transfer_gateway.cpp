@@ -11,6 +11,8 @@
 #include <random>
 
 #include "im/proto/internal.pb.h"
+#include "im/server/clock.hpp"
+#include "im/server/link_auth.hpp"
 #include "im/wire/frame_codec.hpp"
 #include "im/wire/ids.hpp"
 
@@ -60,33 +62,50 @@ private:
 bool TransferGateway::forward(const std::vector<TransferAddress>& transfers, std::uint64_t user,
                               std::uint64_t conversation_id, const client::Envelope& request, std::string& detail) const {
     const auto shard = shard_of(conversation_id);
-    for (const auto& t : transfers) {
-        try {
-            Link link(t.address, timeout_);
-            internal::LinkEnvelope hello;
-            hello.mutable_hello()->set_connector_id("im-rest-gateway");
-            hello.mutable_hello()->set_connector_epoch(std::random_device{}());
-            link.send(hello);
-            auto ack = link.receive();
-            if (!ack.has_hello_ack()) continue;
-            bool owns = false;
-            for (const auto& r : ack.hello_ack().owned()) owns = owns || (shard >= r.first() && shard <= r.last());
-            if (!owns) continue;
-            internal::LinkEnvelope req;
-            auto* cr = req.mutable_client_request();
-            cr->mutable_session()->set_user_id(user);
-            cr->mutable_session()->set_device_id("rest");
-            *cr->mutable_request() = request;
-            link.send(req);
-            internal::LinkEnvelope ping;
-            ping.mutable_ping()->set_time_ms(1);
-            link.send(ping);
-            for (int i = 0; i < 16; ++i) {  // frames before the Pong (e.g. pushes) are skipped
-                if (link.receive().has_pong()) return true;
+    // Two passes: a hand-over may move the shard between the HelloAck and the request.
+    for (int pass = 0; pass < 2; ++pass) {
+        for (const auto& t : transfers) {
+            try {
+                Link link(t.address, timeout_);
+                internal::LinkEnvelope hello;
+                const std::string gateway_id = "im-rest-gateway";
+                const std::uint64_t epoch = std::random_device{}();
+                hello.mutable_hello()->set_connector_id(gateway_id);
+                hello.mutable_hello()->set_connector_epoch(epoch);
+                const auto proof = link_auth::prove_hello(secret_, gateway_id, epoch, wall_ms());
+                hello.mutable_hello()->set_auth_nonce(proof.nonce);
+                hello.mutable_hello()->set_auth_time_ms(proof.time_ms);
+                hello.mutable_hello()->set_auth_mac(proof.mac);
+                link.send(hello);
+                auto ack = link.receive();
+                if (!ack.has_hello_ack()) continue;
+                const auto& a = ack.hello_ack();
+                if (!link_auth::verify_ack(secret_, a.transfer_id(), a.transfer_epoch(), proof.nonce, a.auth_mac())) {
+                    detail = t.id + ": the transfer did not prove the cluster secret";
+                    continue;
+                }
+                bool owns = false;
+                for (const auto& r : a.owned()) owns = owns || (shard >= r.first() && shard <= r.last());
+                if (!owns) continue;
+                internal::LinkEnvelope req;
+                auto* cr = req.mutable_client_request();
+                cr->mutable_session()->set_user_id(user);
+                cr->mutable_session()->set_device_id("rest");
+                *cr->mutable_request() = request;
+                link.send(req);
+                internal::LinkEnvelope ping;
+                ping.mutable_ping()->set_time_ms(1);
+                link.send(ping);
+                bool bounced = false;
+                for (int i = 0; i < 16 && !bounced; ++i) {  // frames before the Pong (e.g. pushes) are skipped
+                    auto f = link.receive();
+                    if (f.has_pong()) return true;
+                    bounced = f.has_bounce();
+                }
+                detail = bounced ? t.id + " no longer owns the conversation" : "no pong from " + t.id;
+            } catch (const std::exception& e) {
+                detail = t.id + ": " + e.what();
             }
-            detail = "no pong from " + t.id;
-        } catch (const std::exception& e) {
-            detail = t.id + ": " + e.what();
         }
     }
     if (detail.empty()) detail = transfers.empty() ? "no live transfer" : "no transfer owns the conversation";

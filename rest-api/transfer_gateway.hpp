@@ -1,8 +1,10 @@
 #pragma once
 // How im-rest changes state that only a conversation's owner transfer may write (read
-// watermarks): it opens a short link to the owner, like a connector would (Hello, HelloAck with
-// the owned shard ranges), hands over the request, and waits for a Pong behind it, which means the
-// transfer has queued it. Synchronous with timeouts: pool threads only.
+// watermarks): it opens a short link to the owner, like a connector would (Hello with the cluster
+// secret's proof, HelloAck with the owned shard ranges and the transfer's proof), hands over the
+// request, and waits for a Pong behind it, which means the transfer has queued it. A Bounce
+// instead (the shard moved meanwhile) makes it try the other transfers. Synchronous with
+// timeouts: pool threads only.
 
 #include <chrono>
 #include <cstdint>
@@ -20,7 +22,8 @@ struct TransferAddress {
 
 class TransferGateway {
 public:
-    explicit TransferGateway(std::chrono::milliseconds timeout) : timeout_(timeout) {}
+    TransferGateway(std::chrono::milliseconds timeout, std::string cluster_secret)
+        : timeout_(timeout), secret_(std::move(cluster_secret)) {}
 
     // Sends a client request on behalf of `user` to the transfer (among `transfers`) that owns
     // `conversation_id`. False when none could be reached or none owns it (answer 503).
@@ -29,6 +32,7 @@ public:
 
 private:
     std::chrono::milliseconds timeout_;
+    std::string secret_;
 };
 
 }  // namespace im::rest

@@ -6,19 +6,33 @@
 IM_CLUSTER_DIR="${IM_CLUSTER_DIR:-${IM_RUN_DIR:+$IM_RUN_DIR/cluster}}"
 IM_CLUSTER_DIR="${IM_CLUSTER_DIR:-$IM_ROOT/run/cluster}"
 IM_REST_PORT="${IM_REST_PORT:-8080}"
-IM_TRANSFER_PORT="${IM_TRANSFER_PORT:-9100}"
-IM_TRANSFER_ADMIN_PORT="${IM_TRANSFER_ADMIN_PORT:-9190}"
-IM_CONNECTOR_PORTS="${IM_CONNECTOR_PORTS:-9000 9001}"   # one replica per port
+IM_TRANSFERS="${IM_TRANSFERS:-1}"                             # im-transfer replicas
+IM_TRANSFER_PORT="${IM_TRANSFER_PORT:-9100}"                  # replica i: port + i
+IM_TRANSFER_ADMIN_PORT="${IM_TRANSFER_ADMIN_PORT:-9190}"      # replica i: admin port + i
+IM_CONNECTORS="${IM_CONNECTORS:-2}"                           # im-connector replicas
+IM_CONNECTOR_PORT="${IM_CONNECTOR_PORT:-9000}"                # replica i: port + i ...
+IM_CONNECTOR_PORTS="${IM_CONNECTOR_PORTS:-$(seq -s ' ' "$IM_CONNECTOR_PORT" $((IM_CONNECTOR_PORT + IM_CONNECTORS - 1)))}"  # ... or this list
 IM_CONNECTOR_ADMIN_BASE="${IM_CONNECTOR_ADMIN_BASE:-9090}"  # admin port of replica i: base + i
+# IM_SPREAD_HOSTS=1 places every process on a loopback address of its own, like separate hosts:
+# transfer i on 127.0.1.(i+1), connector i on 127.0.2.(i+1) (im-rest stays on 127.0.0.1).
+IM_SPREAD_HOSTS="${IM_SPREAD_HOSTS:-0}"
 
-# name|binary|args|client port|health port|readiness path (200 once it can serve: im-rest reaches
-# MySQL and Redis, the transfer owns its shards, a connector has a link to a transfer)
+im_transfer_host() { if [ "$IM_SPREAD_HOSTS" = 1 ]; then echo "127.0.1.$(($1 + 1))"; else echo 127.0.0.1; fi; }
+im_connector_host() { if [ "$IM_SPREAD_HOSTS" = 1 ]; then echo "127.0.2.$(($1 + 1))"; else echo 127.0.0.1; fi; }
+
+# name|binary|args|client address|admin address|readiness path (200 once it can serve: im-rest
+# reaches MySQL and Redis, a transfer reaches MySQL, a connector has a link to a transfer)
 im_cluster_processes() {
-  local cfg="$IM_ROOT/scripts/cluster" i=0 p
-  echo "im-rest|im-rest|--config $cfg/im-rest.yaml --set http.port=$IM_REST_PORT --set files.dir=$IM_CLUSTER_DIR/files|$IM_REST_PORT|$IM_REST_PORT|/readyz"
-  echo "im-transfer|im-transfer|--config $cfg/im-transfer.yaml --set transfer.port=$IM_TRANSFER_PORT --set admin.port=$IM_TRANSFER_ADMIN_PORT|$IM_TRANSFER_PORT|$IM_TRANSFER_ADMIN_PORT|/readyz"
+  local cfg="$IM_ROOT/scripts/cluster" i=0 p h
+  echo "im-rest|im-rest|--config $cfg/im-rest.yaml --set http.port=$IM_REST_PORT --set files.dir=$IM_CLUSTER_DIR/files|127.0.0.1:$IM_REST_PORT|127.0.0.1:$IM_REST_PORT|/readyz"
+  for i in $(seq 0 $((IM_TRANSFERS - 1))); do
+    h=$(im_transfer_host "$i")
+    echo "im-transfer-$i|im-transfer|--config $cfg/im-transfer.yaml --set transfer.id=transfer-$i --set transfer.host=$h --set transfer.port=$((IM_TRANSFER_PORT + i)) --set admin.host=$h --set admin.port=$((IM_TRANSFER_ADMIN_PORT + i))|$h:$((IM_TRANSFER_PORT + i))|$h:$((IM_TRANSFER_ADMIN_PORT + i))|/readyz"
+  done
+  i=0
   for p in $IM_CONNECTOR_PORTS; do
-    echo "im-connector-$i|im-connector|--config $cfg/im-connector.yaml --set connector.port=$p --set admin.port=$((IM_CONNECTOR_ADMIN_BASE + i)) --set connector.id=connector-$i|$p|$((IM_CONNECTOR_ADMIN_BASE + i))|/readyz"
+    h=$(im_connector_host "$i")
+    echo "im-connector-$i|im-connector|--config $cfg/im-connector.yaml --set connector.host=$h --set connector.port=$p --set admin.host=$h --set admin.port=$((IM_CONNECTOR_ADMIN_BASE + i)) --set connector.id=connector-$i|$h:$p|$h:$((IM_CONNECTOR_ADMIN_BASE + i))|/readyz"
     i=$((i + 1))
   done
 }
@@ -37,10 +51,11 @@ im_proc_pid() {  # pid of a running cluster process, or nothing
   if im_pid_alive "$pid"; then echo "$pid"; fi
 }
 
-im_wait_http() {  # port path seconds
-  local i
+im_wait_http() {  # host:port (or a port on 127.0.0.1) path seconds
+  local i a=$1
+  case $a in *:*) ;; *) a=127.0.0.1:$a ;; esac
   for i in $(seq 1 $(( $3 * 10 ))); do
-    if curl -fsS -m 1 "http://127.0.0.1:$1$2" >/dev/null 2>&1; then return 0; fi
+    if curl -fsS -m 1 "http://$a$2" >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
   return 1

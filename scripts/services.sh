@@ -388,6 +388,13 @@ write_env() {
   local IM_RABBITMQ_URL="amqp://$IM_RABBITMQ_USER:$IM_RABBITMQ_PASSWORD@127.0.0.1:$IM_RABBITMQ_PORT/"
   local IM_LDAP_PEOPLE_BASE=ou=people,$IM_LDAP_BASE IM_LDAP_BIND_DN=cn=reader,ou=services,$IM_LDAP_BASE
   local IM_LDAP_BIND_PASSWORD=reader_pass
+  # The secret every im-* process of this run shares (it authenticates the internal links):
+  # generated once per run directory, kept mode 0600.
+  if [ ! -s "$IM_RUN_DIR/cluster.secret" ]; then
+    (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$IM_RUN_DIR/cluster.secret")
+  fi
+  local IM_CLUSTER_SECRET
+  IM_CLUSTER_SECRET=$(cat "$IM_RUN_DIR/cluster.secret")
   {
     echo "# Written by scripts/services.sh start. Source it: . $IM_RUN_DIR/env"
     for v in IM_RUN_DIR IM_REDIS_HOST IM_REDIS_PORT IM_REDIS_URL \
@@ -395,10 +402,11 @@ write_env() {
       IM_RABBITMQ_HOST IM_RABBITMQ_PORT IM_RABBITMQ_VHOST IM_RABBITMQ_USER IM_RABBITMQ_PASSWORD \
       IM_RABBITMQ_URL IM_RABBITMQ_NODENAME IM_RABBITMQ_DIST_PORT IM_EPMD_PORT \
       IM_LDAP_HOST IM_LDAP_PORT IM_LDAP_URL IM_LDAP_BASE IM_LDAP_PEOPLE_BASE IM_LDAP_BIND_DN \
-      IM_LDAP_BIND_PASSWORD IM_LDAP_ADMIN_DN IM_LDAP_ADMIN_PASSWORD IM_LDAP_ALLOW_ANON_DN; do
+      IM_LDAP_BIND_PASSWORD IM_LDAP_ADMIN_DN IM_LDAP_ADMIN_PASSWORD IM_LDAP_ALLOW_ANON_DN IM_CLUSTER_SECRET; do
       printf 'export %s=%s\n' "$v" "$(sh_quote "${!v}")"
     done
   } >"$IM_RUN_DIR/env.tmp"
+  chmod 600 "$IM_RUN_DIR/env.tmp"  # passwords and the cluster secret
   mv "$IM_RUN_DIR/env.tmp" "$IM_RUN_DIR/env"
 }
 

@@ -17,6 +17,7 @@
 #include "im/user_status/user_status.hpp"
 #include "im/wire/ids.hpp"
 #include "ownership.hpp"
+#include "ownership_manager.hpp"
 #include "policy_cache.hpp"
 #include "push_relay.hpp"
 #include "reader.hpp"
@@ -28,58 +29,6 @@ namespace {
 using namespace im;
 using namespace im::transfer;
 
-// Redis registration and worker-lease renewal, on a thread of their own (never the I/O thread).
-class Heartbeat {
-public:
-    Heartbeat(const TransferConfig& cfg, WorkerLease lease, user_status::TransferInfo info)
-        : cfg_(cfg), lease_(std::move(lease)), info_(std::move(info)), db_(cfg.mysql), redis_(cfg.redis),
-          status_(redis_, cfg.redis.key_prefix), pool_("heartbeat", 1, 4) {}
-
-    // Returns false (fatal) when the worker lease is lost: ids could collide from then on.
-    void beat(std::function<void(bool lease_ok, bool mysql_ok)> done) {
-        pool_.try_submit([this, done = std::move(done)] {
-            bool mysql_ok = true, lease_ok = true;
-            try {
-                db_.run_idempotent([&] { lease_ok = renew_worker_lease(db_, lease_); });
-            } catch (const std::exception& e) {
-                mysql_ok = false;
-                spdlog::warn("heartbeat: lease renewal failed: {}", e.what());
-                // Still ours until it expires; past that another process may take the id.
-                lease_ok = wall_ms() < lease_.expires_ms - 1000;
-            }
-            try {
-                info_.updated_ms = wall_ms();
-                status_.transfer_heartbeat(info_, cfg_.registration_ttl);
-            } catch (const std::exception& e) {
-                spdlog::warn("heartbeat: redis registration failed: {}", e.what());
-            }
-            done(lease_ok, mysql_ok);
-        });
-    }
-    void shutdown() {
-        pool_.shutdown();
-        try {
-            status_.transfer_gone(info_.id);
-        } catch (const std::exception& e) {
-            spdlog::warn("heartbeat: deregistration failed: {}", e.what());
-        }
-        try {
-            release_worker_lease(db_, lease_);
-        } catch (const std::exception& e) {
-            spdlog::warn("heartbeat: lease release failed: {}", e.what());
-        }
-    }
-
-private:
-    const TransferConfig& cfg_;
-    WorkerLease lease_;
-    user_status::TransferInfo info_;
-    mysql::MysqlConnection db_;
-    redis::RedisConnection redis_;
-    user_status::UserStatus status_;
-    ThreadPool pool_;
-};
-
 int run(const TransferConfig& cfg) {
     Failpoints failpoints;
     failpoints.configure(cfg.failpoints);
@@ -90,13 +39,13 @@ int run(const TransferConfig& cfg) {
         mysql::MysqlConnection db(cfg.mysql);
         if (cfg.mysql.migrate) spdlog::info("schema: {} migration(s) applied", mysql::apply_migrations(db));
         lease = lease_worker_id(db, cfg.id + "/" + std::to_string(epoch));
-        claim_shards(db, cfg.id, epoch, 0, kShardCount - 1);
     });
     spdlog::info("im-transfer {}: worker id {} leased, incarnation {}", cfg.id, lease.worker_id, epoch);
 
     boost::asio::io_context io(1);
     Metrics metrics;
     IdGenerator ids(lease.worker_id);
+    std::atomic<std::int64_t> id_valid_until{0};
     PolicyCache policy(cfg.policy_cache_ttl, 1 << 20);
     OnlineUsers online;
     Reader reader(cfg, policy, metrics);
@@ -105,7 +54,7 @@ int run(const TransferConfig& cfg) {
     TransferServer* server_ptr = nullptr;
     MessageWriter writer(WriterDeps{cfg, ids, epoch, policy, online, failpoints, metrics,
                                     [&server_ptr](BatchResult r) { server_ptr->post_result(std::move(r)); },
-                                    [&relay] { relay.notify(); }});
+                                    [&relay] { relay.notify(); }, id_valid_until});
     TransferServer server(io, cfg, TransferIdentity{cfg.id, epoch}, writer, reader, online, metrics);
     server_ptr = &server;
     writer.start();
@@ -117,48 +66,39 @@ int run(const TransferConfig& cfg) {
         });
     social.start();
     const auto port = server.start();
+    TransferConfig effective = cfg;  // port 0: advertise the port the kernel picked
+    if (effective.advertised_address.empty()) effective.advertised_address = cfg.host + ":" + std::to_string(port);
 
-    std::atomic<bool> mysql_ok{true};
+    OwnershipManager ownership(effective, epoch, lease, ids, id_valid_until, writer, metrics,
+                               OwnershipManager::Hooks{
+                                   [&](const OwnedShards& owned) {
+                                       boost::asio::post(io, [&server, owned] { server.set_owned(owned); });
+                                   },
+                                   [&server] { return server.linked_connectors(); }});
+    ownership.start();
+
     AdminServer admin(io, metrics, [&] {
-        return AdminServer::Readiness{mysql_ok.load(), mysql_ok ? "" : "mysql unreachable"};
+        const bool db = ownership.mysql_ok();
+        return AdminServer::Readiness{db, db ? "" : "mysql unreachable"};
     });
     const auto admin_port = admin.start(cfg.admin_host, cfg.admin_port);
     spdlog::info("im-transfer {} listening for connectors on {}:{} (advertised {}), admin on {}:{}", cfg.id, cfg.host,
-                 port, cfg.advertised_address, cfg.admin_host, admin_port);
-
-    Heartbeat heartbeat(cfg, lease, user_status::TransferInfo{cfg.id, epoch, cfg.advertised_address, 0});
-    boost::asio::steady_timer beat_timer(io);
-    int exit_code = 0;
-    std::function<void()> beat = [&] {
-        heartbeat.beat([&](bool lease_ok, bool db_ok) {
-            boost::asio::post(io, [&, lease_ok, db_ok] {
-                mysql_ok = db_ok;
-                if (!lease_ok) {
-                    spdlog::critical("im-transfer: the snowflake worker lease was lost: stopping to avoid duplicate ids");
-                    exit_code = 1;
-                    io.stop();
-                }
-            });
-        });
-        beat_timer.expires_after(cfg.heartbeat_interval);
-        beat_timer.async_wait([&](const boost::system::error_code& ec) {
-            if (!ec) beat();
-        });
-    };
-    beat();
+                 port, effective.advertised_address, cfg.admin_host, admin_port);
 
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     std::thread drainer;
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
         if (ec) return;
-        spdlog::info("im-transfer: signal {}, draining", sig);
-        beat_timer.cancel();
-        server.stop_accepting();
+        spdlog::info("im-transfer: signal {}, draining: handing the shards over", sig);
         admin.stop();
-        // Finish what is queued: the writer commits and answers it, then links are flushed.
+        // Hand every shard to the other transfers (the connectors re-route to them), finish what
+        // is queued (requests for shards handed over go back to the connectors), then leave.
         drainer = std::thread([&] {
+            ownership.drain(std::chrono::steady_clock::now() + cfg.shutdown_grace);
             writer.stop();
+            ownership.stop();
             boost::asio::post(io, [&] {
+                server.stop_accepting();
                 server.close_links();
                 auto t = std::make_shared<boost::asio::steady_timer>(io, std::chrono::milliseconds(600));
                 t->async_wait([&, t](const boost::system::error_code&) { io.stop(); });
@@ -170,11 +110,11 @@ int run(const TransferConfig& cfg) {
     if (drainer.joinable()) drainer.join();
     social.stop();
     writer.stop();
+    ownership.stop();
     relay.stop();
     reader.shutdown();
-    heartbeat.shutdown();
     spdlog::info("im-transfer: stopped");
-    return exit_code;
+    return 0;
 }
 
 }  // namespace

@@ -138,7 +138,7 @@ bool retryable(ErrorCode c) {
 
 // One message of a batch, with what the writer decided about it.
 struct Item {
-    enum class State { pending, answered, duplicate, original_found };
+    enum class State { pending, answered, duplicate, original_found, bounced };
     std::size_t job = 0;
     std::uint64_t conv = 0, peer = 0;
     StreamKey key{};
@@ -191,6 +191,13 @@ struct MessageWriter::Impl {
           ooo_total(deps.metrics.counter("im_transfer_out_of_order_total",
                                          "Sends answered with OUT_OF_ORDER.")),
           receipts_total(deps.metrics.counter("im_transfer_receipts_total", "Receipts applied.")),
+          fence_failures(deps.metrics.counter("im_transfer_fence_failures_total",
+                                              "Batches whose shard_owner fence found a shard owned by "
+                                              "another transfer (its requests were bounced).")),
+          bounced_total(deps.metrics.counter("im_transfer_bounced_total",
+                                             "Requests sent back to the connector because this "
+                                             "transfer does not own their shard (any more).",
+                                             {{"where", "writer"}})),
           batch_size(deps.metrics.histogram("im_transfer_batch_messages",
                                             "Messages per committed batch.",
                                             {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})),
@@ -229,6 +236,7 @@ struct MessageWriter::Impl {
     std::deque<SendJob> send_queue;
     std::deque<ReceiptJob> receipt_queue;
     std::vector<std::pair<std::uint64_t, std::uint64_t>> forget_queue;
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> reset_queue;  // (shard, gen)
     bool stopping = false;
     std::thread thread;
 
@@ -238,6 +246,10 @@ struct MessageWriter::Impl {
     RecentSends recent;
     std::unordered_map<std::uint64_t, std::unordered_set<std::uint64_t>>
         streams_by_session;  // login_epoch -> convs
+    // The shard_owner gen each shard's cached state belongs to (0: none cached yet). The fence
+    // compares it with the row: a shard lost and regained between two ownership polls shows a
+    // higher gen, and the cached counters are dropped before anything is written.
+    std::vector<std::uint64_t> shard_gen = std::vector<std::uint64_t>(kShardCount, 0);
 
     prometheus::Counter& batches;
     prometheus::Counter& batch_failures;
@@ -246,6 +258,8 @@ struct MessageWriter::Impl {
     prometheus::Counter& refused_total;
     prometheus::Counter& ooo_total;
     prometheus::Counter& receipts_total;
+    prometheus::Counter& fence_failures;
+    prometheus::Counter& bounced_total;
     prometheus::Histogram& batch_size;
     prometheus::Histogram& commit_seconds;
     prometheus::Gauge& queue_gauge;
@@ -270,7 +284,23 @@ struct MessageWriter::Impl {
                const std::vector<std::pair<std::uint64_t, std::uint64_t>>& push_rows,
                std::uint64_t& fence_shards);
     void fence(const std::vector<std::uint32_t>& shards);
+    void drop_caches();
 };
+
+namespace {
+// The fence found shards of the batch owned by another transfer now: their requests go back.
+struct FenceLost : std::runtime_error {
+    explicit FenceLost(std::vector<std::uint32_t> s)
+        : std::runtime_error("shard ownership lost (epoch fence)"), shards(std::move(s)) {}
+    std::vector<std::uint32_t> shards;
+};
+// The fence found shards at a newer gen than the lane's cached state: reload and redo.
+struct FenceStale : std::runtime_error {
+    explicit FenceStale(std::vector<std::pair<std::uint32_t, std::uint64_t>> g)
+        : std::runtime_error("shard regained at a newer gen"), gens(std::move(g)) {}
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> gens;
+};
+}  // namespace
 
 MessageWriter::MessageWriter(WriterDeps deps) {
     const std::size_t n = std::max<std::uint32_t>(1, deps.config.writer_threads);
@@ -340,6 +370,19 @@ void MessageWriter::forget_session(std::uint64_t user, std::uint64_t login_epoch
     }
 }
 
+void MessageWriter::reset_shards(const std::vector<std::pair<std::uint32_t, std::uint64_t>>& shard_gens) {
+    for (std::size_t i = 0; i < lanes_.size(); ++i) {
+        auto& l = lanes_[i];
+        {
+            std::lock_guard lock(l->mu);
+            for (const auto& sg : shard_gens) {
+                if (sg.first % lanes_.size() == i) l->reset_queue.push_back(sg);
+            }
+        }
+        l->cv.notify_one();
+    }
+}
+
 std::size_t MessageWriter::queued() const {
     std::size_t n = 0;
     for (const auto& l : lanes_) {
@@ -357,8 +400,18 @@ void MessageWriter::Impl::run() {
         std::vector<std::pair<std::uint64_t, std::uint64_t>> forgets;
         {
             std::unique_lock lock(mu);
-            cv.wait(lock,
-                    [this] { return stopping || !send_queue.empty() || !receipt_queue.empty(); });
+            cv.wait(lock, [this] {
+                return stopping || !send_queue.empty() || !receipt_queue.empty() || !reset_queue.empty();
+            });
+            if (!reset_queue.empty()) {
+                // Before anything queued after the reset: the ownership thread published the
+                // shards to the I/O thread only after queueing it.
+                for (const auto& [shard, gen] : reset_queue) shard_gen[shard] = gen;
+                reset_queue.clear();
+                lock.unlock();
+                drop_caches();
+                continue;
+            }
             if (send_queue.empty() && receipt_queue.empty()) return;  // stopping, drained
             if (send_queue.empty() && deps.config.receipt_delay.count() > 0) {
                 // Receipts alone: wait a little for a message to share the commit with. Without
@@ -625,23 +678,40 @@ void MessageWriter::Impl::load_last_seq(const std::vector<std::uint64_t>& convs)
     }
 }
 
+void MessageWriter::Impl::drop_caches() {
+    last_seq.clear();
+    streams.clear();
+    streams_by_session.clear();
+}
+
 void MessageWriter::Impl::fence(const std::vector<std::uint32_t>& shards) {
     // The shard rows of this batch must still carry our epoch; LOCK IN SHARE MODE makes a takeover
     // (an UPDATE of those rows) wait until this transaction ends, and fences every later batch.
+    std::vector<std::uint32_t> lost;
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> stale;
     for (std::size_t off = 0; off < shards.size();) {
         const std::size_t n = std::min<std::size_t>(shards.size() - off, 512);
         const std::size_t padded = sql_batch::lookup_size(n);
-        auto& st = db.prepare("SELECT COUNT(*) FROM shard_owner WHERE epoch = ? AND shard IN (" +
+        auto& st = db.prepare("SELECT shard, gen FROM shard_owner WHERE epoch = ? AND shard IN (" +
                               sql_batch::placeholders(padded) + ") LOCK IN SHARE MODE");
         st.setUInt64(1, deps.owner_epoch);
         for (std::size_t i = 0; i < padded; ++i)
             st.setUInt(static_cast<unsigned>(i + 2), shards[off + std::min(i, n - 1)]);
         std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
-        if (!rs->next() || rs->getUInt64(1) != n) {
-            throw std::runtime_error("shard ownership lost (epoch fence)");
+        std::unordered_map<std::uint32_t, std::uint64_t> held;
+        while (rs->next()) held.emplace(rs->getUInt(1), rs->getUInt64(2));
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto shard = shards[off + i];
+            auto h = held.find(shard);
+            if (h == held.end())
+                lost.push_back(shard);
+            else if (h->second != shard_gen[shard])
+                stale.emplace_back(shard, h->second);
         }
         off += n;
     }
+    if (!lost.empty()) throw FenceLost(std::move(lost));
+    if (!stale.empty()) throw FenceStale(std::move(stale));
 }
 
 void MessageWriter::Impl::write(
@@ -670,6 +740,10 @@ void MessageWriter::Impl::write(
     const auto now = wall_ms();
 
     clock.lap(stage_prepare);
+    if (wall_ms() >= deps.id_lease_valid_until_ms.load()) {
+        throw std::runtime_error("the snowflake worker-id lease is not confirmed (database unreachable?): "
+                                 "no id may be committed");
+    }
     fence(shards);
     clock.lap(stage_fence);
     if (deps.failpoints.eval("writer.before_insert"))
@@ -817,7 +891,30 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
     }
 
     bool query_all = false;
-    for (int attempt = 0; attempt < 2; ++attempt) {
+    std::vector<bool> receipt_bounced(receipts.size(), false);
+    // Forget what this attempt assigned; items of shards owned elsewhere now go back.
+    auto unassign = [&] {
+        for (auto& it : items) {
+            if (it.state == Item::State::pending) it.stored = Stored{};
+        }
+    };
+    auto bounce_shards = [&](const std::vector<std::uint32_t>& lost) {
+        std::unordered_set<std::uint32_t> gone(lost.begin(), lost.end());
+        for (auto& it : items) {
+            if ((it.state == Item::State::pending || it.state == Item::State::duplicate) &&
+                gone.count(shard_of(it.conv)) != 0) {
+                streams.erase(it.key);  // whoever owns it now decides the stream's next number
+                it.state = Item::State::bounced;
+            }
+        }
+        for (std::size_t i = 0; i < receipts.size(); ++i) {
+            const auto conv = receipts[i].receipt.conversation_id();
+            if (valid_conversation_id(conv) && gone.count(shard_of(conv)) != 0) receipt_bounced[i] = true;
+        }
+        std::erase_if(receipt_keys, [&](const auto& k) { return gone.count(shard_of(k.first)) != 0; });
+    };
+    bool redone = false;
+    for (int attempt = 0; attempt < 4; ++attempt) {
         const auto t0 = std::chrono::steady_clock::now();
         std::vector<std::uint64_t> touched;  // conversations whose counters this attempt moved
         try {
@@ -923,10 +1020,25 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                 if (!push_rows.empty() && deps.on_push_pending) deps.on_push_pending();
             }
             break;
+        } catch (const FenceLost& e) {
+            for (auto conv : touched)
+                last_seq.erase(conv);
+            fence_failures.Increment();
+            spdlog::info("writer: {} shard(s) of a batch are owned elsewhere now: their requests go back",
+                         e.shards.size());
+            bounce_shards(e.shards);
+            unassign();
+            if (attempt < 3) continue;
+        } catch (const FenceStale& e) {
+            drop_caches();
+            for (const auto& [shard, gen] : e.gens) shard_gen[shard] = gen;
+            unassign();
+            if (attempt < 3) continue;
         } catch (const sql::SQLException& e) {
             for (auto conv : touched)
                 last_seq.erase(conv);
-            if (mysql::is_duplicate_key(e) && attempt == 0) {
+            if (mysql::is_duplicate_key(e) && !redone) {
+                redone = true;
                 // A message already stored that looked new (a resend after a restart): redo the
                 // batch asking MySQL about every message. Stream numbers stay consumed.
                 for (auto& it : items) {
@@ -958,8 +1070,9 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
         }
         result.receipts.clear();
         std::vector<ReceiptJob> retry;
-        for (auto& r : receipts) {
-            if (r.attempts++ == 0) retry.push_back(std::move(r));
+        for (std::size_t i = 0; i < receipts.size(); ++i) {
+            auto& r = receipts[i];
+            if (!receipt_bounced[i] && r.attempts++ == 0) retry.push_back(std::move(r));
         }
         if (!retry.empty()) {
             std::lock_guard lock(mu);
@@ -975,6 +1088,11 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
     result.sends.reserve(items.size());
     for (auto& it : items) {
         auto& job = sends[it.job];
+        if (it.state == Item::State::bounced) {
+            bounced_total.Increment();
+            result.bounced_sends.push_back(std::move(job));
+            continue;
+        }
         SendOutcome out;
         out.session = job.session;
         out.link_id = job.link_id;
@@ -1019,7 +1137,14 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
         }
         result.sends.push_back(std::move(out));
     }
-    if (!result.sends.empty() || !result.receipts.empty()) deps.on_result(std::move(result));
+    for (std::size_t i = 0; i < receipts.size(); ++i) {
+        if (!receipt_bounced[i]) continue;
+        bounced_total.Increment();
+        result.bounced_receipts.push_back(std::move(receipts[i]));
+    }
+    if (!result.sends.empty() || !result.receipts.empty() || !result.bounced_sends.empty() ||
+        !result.bounced_receipts.empty())
+        deps.on_result(std::move(result));
     clock.lap(stage_answer);
 }
 

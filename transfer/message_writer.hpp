@@ -14,6 +14,7 @@
 // are results handed back (SENT, Deliver, ReceiptEvent). A failed batch answers a retryable error
 // and forgets the affected streams and counters (they are re-read), so nothing can overtake.
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -77,6 +78,10 @@ struct ReceiptOutcome {
 struct BatchResult {
     std::vector<SendOutcome> sends;
     std::vector<ReceiptOutcome> receipts;
+    // Requests for shards this transfer no longer owns (the fence said so): the I/O thread sends
+    // them back to their connector as Bounce, which routes them to the new owner.
+    std::vector<SendJob> bounced_sends;
+    std::vector<ReceiptJob> bounced_receipts;
 };
 
 // Users with at least one live session (maintained by the I/O thread from the session directory,
@@ -102,6 +107,9 @@ struct WriterDeps {
     Metrics& metrics;
     std::function<void(BatchResult)> on_result;  // called on the writer thread; must post
     std::function<void()> on_push_pending;       // a batch wrote push_pending rows
+    // Wall-clock ms until which the snowflake worker id is surely still ours (the ownership
+    // thread renews it): past it no batch commits (its ids could collide with a new holder's).
+    const std::atomic<std::int64_t>& id_lease_valid_until_ms;
 };
 
 class MessageWriter {
@@ -120,6 +128,10 @@ public:
     bool submit(ReceiptJob job);
     // The session ended: its send streams can be dropped.
     void forget_session(std::uint64_t user, std::uint64_t login_epoch);
+    // These shards were (re)acquired at these gens: the lanes drop what they cached (seq counters,
+    // stream positions) before they process anything queued after this call, so the first batch
+    // reloads from MySQL what the previous owner committed.
+    void reset_shards(const std::vector<std::pair<std::uint32_t, std::uint64_t>>& shard_gens);
     std::size_t queued() const;
 
 private:

@@ -85,7 +85,7 @@ void claim_shards(mysql::MysqlConnection& db, const std::string& transfer_id, st
     }
     db.transaction([&] {
         auto& st = db.prepare(
-            "UPDATE shard_owner SET transfer_id = ?, epoch = ?, updated_at = CURRENT_TIMESTAMP(3) "
+            "UPDATE shard_owner SET transfer_id = ?, epoch = ?, gen = gen + 1, updated_at = CURRENT_TIMESTAMP(3) "
             "WHERE shard BETWEEN ? AND ?");
         st.setString(1, transfer_id);
         st.setUInt64(2, epoch);

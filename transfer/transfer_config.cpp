@@ -25,6 +25,14 @@ TransferConfig load_transfer_config(const config::ConfigSource& source, std::str
                     std::chrono::milliseconds(100), std::chrono::minutes(1));
     b.bind_duration("transfer.registration_ttl", c.registration_ttl, std::chrono::milliseconds(500),
                     std::chrono::minutes(10));
+    b.bind_duration("ownership.poll_interval", c.ownership_poll_interval, std::chrono::milliseconds(20),
+                    std::chrono::seconds(10));
+    b.bind_duration("ownership.lease_ttl", c.ownership_lease_ttl, std::chrono::milliseconds(300),
+                    std::chrono::minutes(5));
+    b.bind_duration("ownership.join_timeout", c.ownership_join_timeout, std::chrono::milliseconds(0),
+                    std::chrono::minutes(5));
+    b.bind_duration("ownership.lock_wait", c.ownership_lock_wait, std::chrono::seconds(1), std::chrono::minutes(1));
+    link_auth::bind(b, c.cluster);
     b.bind("writer.max_batch", c.max_batch, 1, 4096);
     b.bind("writer.threads", c.writer_threads, 1, 16);
     b.bind_duration("writer.receipt_delay", c.receipt_delay, std::chrono::milliseconds(0),
@@ -49,13 +57,17 @@ TransferConfig load_transfer_config(const config::ConfigSource& source, std::str
                     std::chrono::minutes(10));
     b.require(c.client_max_frame_bytes <= c.link_max_frame_bytes / 2, "client.max_frame_bytes",
               "must be at most half of link.max_frame_bytes");
+    b.require(c.heartbeat_interval * 2 < c.ownership_lease_ttl, "ownership.lease_ttl",
+              "must be more than twice transfer.heartbeat_interval (the lease is renewed at every heartbeat)");
     b.finish();
     if (c.id.empty()) {
         char host[256] = {0};
         gethostname(host, sizeof host - 1);
         c.id = "transfer-" + std::string(host) + "-" + std::to_string(c.port);
     }
-    if (c.advertised_address.empty()) c.advertised_address = c.host + ":" + std::to_string(c.port);
+    // Port 0: the kernel picks one, and main() advertises the bound port.
+    if (c.advertised_address.empty() && c.port != 0) c.advertised_address = c.host + ":" + std::to_string(c.port);
+    link_auth::resolve(c.cluster);
     if (description != nullptr) *description = b.describe();
     return c;
 }

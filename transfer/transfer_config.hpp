@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "im/server/link_auth.hpp"
 #include "im/server/logging.hpp"
 #include "im/server/mq.hpp"
 #include "im/server/mysql.hpp"
@@ -30,8 +31,17 @@ struct TransferConfig {
     std::size_t link_max_write_queue_bytes = 64 << 20;
     std::chrono::milliseconds link_idle_timeout{
         15000};  // a connector link silent this long is closed
-    std::chrono::milliseconds heartbeat_interval{1000};  // Redis registration and lease renewal
+    std::chrono::milliseconds heartbeat_interval{1000};  // Redis registration and lease renewals
     std::chrono::milliseconds registration_ttl{5000};
+    // Several transfers (docs/ARCHITECTURE.md "Ownership"): how often shard_owner is read, the
+    // membership lease (a kill -9'd transfer's shards move after it expires), how long a new
+    // transfer waits for every connector's link before taking its share, and how long a move
+    // waits for the current owner's in-flight batch.
+    std::chrono::milliseconds ownership_poll_interval{250};
+    std::chrono::milliseconds ownership_lease_ttl{3000};
+    std::chrono::milliseconds ownership_join_timeout{5000};
+    std::chrono::milliseconds ownership_lock_wait{5000};
+    link_auth::Config cluster;  // the shared secret that authenticates links
     std::uint32_t max_batch = 512;  // messages per commit
     std::uint32_t writer_threads =
         2;  // writer lanes, each owning a fixed part of the conversations

@@ -6,6 +6,7 @@
 #include "im/server/clock.hpp"
 #include "im/server/metrics.hpp"
 #include "im/wire/ids.hpp"
+#include "shard_assignment.hpp"
 #include "transfer_config.hpp"
 
 namespace im::transfer {
@@ -39,12 +40,20 @@ TransferServer::TransferServer(asio::io_context& io, const TransferConfig& confi
       metrics_(metrics),
       acceptor_(io),
       sweep_timer_(io),
+      verifier_(config.cluster.secret),
       alive_(std::make_shared<std::atomic<bool>>(true)),
       requests_(metrics.counter("im_transfer_requests_total", "Client requests received over links.")),
       pushes_(metrics.counter("im_transfer_pushes_total", "Push frames sent to connectors.")),
       links_gauge_(metrics.gauge("im_transfer_links", "Connected connector links.")),
       sessions_gauge_(metrics.gauge("im_transfer_sessions", "Live sessions in the directory.")),
-      overloaded_(metrics.counter("im_transfer_overloaded_total", "Requests refused because a queue was full.")) {}
+      overloaded_(metrics.counter("im_transfer_overloaded_total", "Requests refused because a queue was full.")),
+      bounced_(metrics.counter("im_transfer_bounced_total",
+                               "Requests sent back to the connector because this transfer does not own their "
+                               "shard (any more).",
+                               {{"where", "io"}})),
+      auth_refused_(metrics.counter("im_transfer_link_auth_refused_total",
+                                    "Links closed because their Hello did not prove the cluster secret (or was "
+                                    "not the first frame).")) {}
 
 TransferServer::~TransferServer() { *alive_ = false; }
 
@@ -106,6 +115,10 @@ void TransferServer::sweep() {
 void TransferServer::on_link_closed(ConnectorLink& link, net::CloseReason reason) {
     spdlog::info("link {} ({}) closed: {}", link.id(), link.connector_id, net::to_string(reason));
     apply_presence(directory_.remove_link(link.id()));
+    if (link.hello_done) {
+        std::lock_guard lock(linked_mu_);
+        if (auto it = linked_.find(link.connector_id); it != linked_.end()) linked_.erase(it);
+    }
     links_.erase(link.id());
     links_gauge_.Set(static_cast<double>(links_.size()));
 }
@@ -118,29 +131,20 @@ void TransferServer::on_link_frame(ConnectorLink& link, std::string_view body) {
         return;
     }
     if (!link.hello_done && env.body_case() != internal::LinkEnvelope::kHello) {
-        spdlog::warn("link {}: first frame is not Hello, closing", link.id());
+        auth_refused_.Increment();
+        spdlog::warn("link {} from {}: first frame is not Hello, closing", link.id(), link.peer());
         link.close();
         return;
     }
     switch (env.body_case()) {
-        case internal::LinkEnvelope::kHello: {
-            link.connector_id = env.hello().connector_id();
-            link.connector_epoch = env.hello().connector_epoch();
-            link.hello_done = true;
-            internal::LinkEnvelope ack;
-            auto* a = ack.mutable_hello_ack();
-            a->set_transfer_id(identity_.id);
-            a->set_transfer_epoch(identity_.epoch);
-            a->set_shard_count(kShardCount);
-            auto* r = a->add_owned();
-            r->set_first(0);
-            r->set_last(kShardCount - 1);
-            r->set_epoch(identity_.epoch);
-            link.send(ack);
-            spdlog::info("link {}: connector {} (epoch {}) at {}", link.id(), link.connector_id, link.connector_epoch,
-                         env.hello().advertised_address());
+        case internal::LinkEnvelope::kHello:
+            if (link.hello_done) {
+                spdlog::warn("link {}: a second Hello, closing", link.id());
+                link.close();
+                return;
+            }
+            hello(link, env.hello());
             break;
-        }
         case internal::LinkEnvelope::kSessionSync: {
             std::vector<internal::SessionRef> sessions(env.session_sync().sessions().begin(),
                                                        env.session_sync().sessions().end());
@@ -210,6 +214,16 @@ void TransferServer::handle_request(ConnectorLink& link, internal::ClientRequest
         overloaded_.Increment();
         respond(link_id, session, request_id, std::move(out));
     };
+    // Writes only by the owner: a request for a shard this transfer does not own (it moved, or the
+    // connector's map is stale) goes back to the connector, which routes it again.
+    if ((env.body_case() == client::Envelope::kSend &&
+         !owns(conversation_id(session.user_id(), env.send().peer_user_id()))) ||
+        (env.body_case() == client::Envelope::kReceipt && valid_conversation_id(env.receipt().conversation_id()) &&
+         !owns(env.receipt().conversation_id()))) {
+        bounced_.Increment();
+        bounce(link_id, std::move(req));
+        return;
+    }
     switch (env.body_case()) {
         case client::Envelope::kSend: {
             SendJob job{session, link_id, request_id, std::move(*env.mutable_send())};
@@ -321,6 +335,19 @@ void TransferServer::post_result(BatchResult result) {
 }
 
 void TransferServer::deliver_result(BatchResult& result) {
+    for (auto& job : result.bounced_sends) {
+        internal::ClientRequest req;
+        *req.mutable_session() = job.session;
+        req.mutable_request()->set_request_id(job.request_id);
+        *req.mutable_request()->mutable_send() = std::move(job.send);
+        bounce(job.link_id, std::move(req));
+    }
+    for (auto& job : result.bounced_receipts) {
+        internal::ClientRequest req;
+        *req.mutable_session() = job.session;
+        *req.mutable_request()->mutable_receipt() = std::move(job.receipt);
+        bounce(job.link_id, std::move(req));
+    }
     for (auto& s : result.sends) {
         if (s.deliver) {
             // Every live session of the recipient and the sender's other sessions.
@@ -348,6 +375,9 @@ void TransferServer::apply_presence(const std::vector<PresenceChange>& changes) 
         // Presence is computed where friendships are known: fetch the friends, push to the live ones.
         const auto user = c.user;
         const bool online = c.online;
+        // Every transfer sees every session; one of them reports it: the owner of the user's
+        // presence shard (friends would get it once per transfer otherwise).
+        if (owned_[presence_shard_of(user)] == 0) continue;
         reader_.friends_of(user, [this, user, online, alive = alive_](std::vector<std::uint64_t> friends) {
             asio::post(io_, [this, user, online, alive, friends = std::move(friends)] {
                 if (!*alive || friends.empty()) return;
@@ -361,6 +391,90 @@ void TransferServer::apply_presence(const std::vector<PresenceChange>& changes) 
             });
         });
     }
+}
+
+}  // namespace im::transfer
+
+namespace im::transfer {
+
+void TransferServer::hello(ConnectorLink& link, const internal::Hello& h) {
+    const auto verdict = verifier_.verify(h.connector_id(), h.connector_epoch(), h.auth_time_ms(), h.auth_nonce(),
+                                          h.auth_mac(), wall_ms());
+    if (verdict != link_auth::HelloVerifier::Result::ok) {
+        auth_refused_.Increment();
+        spdlog::warn("link {} from {} (claims connector '{}'): refused: {}", link.id(), link.peer(),
+                     h.connector_id().substr(0, 128), link_auth::to_string(verdict));
+        link.close();
+        return;
+    }
+    link.connector_id = h.connector_id();
+    link.connector_epoch = h.connector_epoch();
+    link.hello_done = true;
+    {
+        std::lock_guard lock(linked_mu_);
+        linked_.insert(link.connector_id);
+    }
+    internal::LinkEnvelope ack;
+    auto* a = ack.mutable_hello_ack();
+    a->set_transfer_id(identity_.id);
+    a->set_transfer_epoch(identity_.epoch);
+    a->set_shard_count(kShardCount);
+    fill_owned(*a->mutable_owned());
+    a->set_auth_mac(link_auth::ack_mac(verifier_.secret(), identity_.id, identity_.epoch, h.auth_nonce()));
+    link.send(ack);
+    spdlog::info("link {}: connector {} (epoch {}) at {}", link.id(), link.connector_id, link.connector_epoch,
+                 h.advertised_address());
+}
+
+void TransferServer::fill_owned(google::protobuf::RepeatedPtrField<internal::ShardRange>& out) const {
+    out.Clear();
+    for (std::uint32_t s = 0; s < kShardCount;) {
+        if (owned_[s] == 0) {
+            ++s;
+            continue;
+        }
+        std::uint32_t e = s;
+        while (e + 1 < kShardCount && owned_[e + 1] == owned_[s]) ++e;
+        auto* r = out.Add();
+        r->set_first(s);
+        r->set_last(e);
+        r->set_epoch(identity_.epoch);
+        r->set_gen(owned_[s]);
+        s = e + 1;
+    }
+}
+
+bool TransferServer::owns(std::uint64_t conversation) const {
+    // An invalid conversation is answered BAD_REQUEST by whoever gets it.
+    return !valid_conversation_id(conversation) || owned_[shard_of(conversation)] != 0;
+}
+
+void TransferServer::set_owned(OwnedShards owned) {
+    owned_ = std::move(owned);
+    internal::LinkEnvelope update;
+    fill_owned(*update.mutable_ownership()->mutable_owned());
+    for (auto& [id, link] : links_) {
+        if (link->hello_done) link->send(update);
+    }
+}
+
+std::set<std::string> TransferServer::linked_connectors() const {
+    std::lock_guard lock(linked_mu_);
+    return std::set<std::string>(linked_.begin(), linked_.end());
+}
+
+void TransferServer::bounce(std::uint64_t link_id, internal::ClientRequest request) {
+    auto it = links_.find(link_id);
+    if (it == links_.end()) return;  // the connector is gone; its client resends after reconnecting
+    std::uint32_t shard = 0;
+    const auto& env = request.request();
+    if (env.has_send()) shard = shard_of(conversation_id(request.session().user_id(), env.send().peer_user_id()));
+    if (env.has_receipt()) shard = shard_of(env.receipt().conversation_id());
+    internal::LinkEnvelope out;
+    auto* b = out.mutable_bounce();
+    b->set_shard(shard);
+    *b->mutable_request() = std::move(request);
+    it->second->send(out);
 }
 
 }  // namespace im::transfer

@@ -9,15 +9,20 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "im/net/frame_connection.hpp"
+#include "im/server/link_auth.hpp"
+#include "im/wire/ids.hpp"
 #include "im/server/metrics.hpp"
 #include "im/proto/client.pb.h"
 #include "im/proto/internal.pb.h"
 #include "message_writer.hpp"
+#include "ownership_manager.hpp"
 #include "reader.hpp"
 #include "session_directory.hpp"
 
@@ -67,6 +72,11 @@ public:
     void post_result(BatchResult result);
 
     std::size_t link_count() const { return links_.size(); }
+    // Exactly these shards are accepted from now on (gen per shard, 0: not ours); every linked
+    // connector is told. I/O thread.
+    void set_owned(OwnedShards owned);
+    // Connector ids with an authenticated link here (any thread).
+    std::set<std::string> linked_connectors() const;
     std::size_t session_count() const { return directory_.sessions(); }
 
     // From ConnectorLink.
@@ -83,6 +93,10 @@ private:
     void apply_presence(const std::vector<PresenceChange>& changes);
     void deliver_result(BatchResult& result);
     void typing(ConnectorLink& link, const internal::SessionRef& session, std::uint64_t peer);
+    void hello(ConnectorLink& link, const internal::Hello& h);
+    void fill_owned(google::protobuf::RepeatedPtrField<internal::ShardRange>& out) const;
+    bool owns(std::uint64_t conversation) const;
+    void bounce(std::uint64_t link_id, internal::ClientRequest request);
 
     boost::asio::io_context& io_;
     const TransferConfig& config_;
@@ -96,6 +110,10 @@ private:
     std::unordered_map<std::uint64_t, std::shared_ptr<ConnectorLink>> links_;
     std::uint64_t next_link_id_ = 1;
     SessionDirectory directory_;
+    OwnedShards owned_ = OwnedShards(kShardCount, 0);
+    link_auth::HelloVerifier verifier_;
+    mutable std::mutex linked_mu_;
+    std::multiset<std::string> linked_;  // connector ids of authenticated links
     std::unordered_map<std::uint64_t, std::int64_t> typing_last_;  // (sender,peer) conversation*2+dir -> ms
     std::shared_ptr<std::atomic<bool>> alive_;  // results posted after destruction are dropped
 
@@ -104,6 +122,8 @@ private:
     prometheus::Gauge& links_gauge_;
     prometheus::Gauge& sessions_gauge_;
     prometheus::Counter& overloaded_;
+    prometheus::Counter& bounced_;
+    prometheus::Counter& auth_refused_;
 };
 
 }  // namespace im::transfer

@@ -50,6 +50,7 @@ bool Engine::is_own_send(const im::client::Deliver& d) const {
 
 void Engine::handle_deliver(const im::client::Deliver& d) {
     if (d.conversation_id() == 0 || d.seq() == 0) return;
+    if (opts_.on_raw_message) invoke_app(opts_.on_raw_message, to_message(d), true);
     if (d.seq() <= in(d.conversation_id()).delivered)
         return;  // a duplicate: never a second on_message
     std::optional<Message> message;
@@ -207,6 +208,7 @@ void Engine::on_page(std::uint64_t conversation_id, std::uint64_t after_seq, con
     std::uint64_t last = after_seq;
     for (const auto& d : page.messages()) {
         last = std::max(last, d.seq());
+        if (opts_.on_raw_message) invoke_app(opts_.on_raw_message, to_message(d), false);
         if (d.seq() <= c.delivered) continue;
         std::optional<Message> message;
         if (!is_own_send(d)) message = to_message(d);

@@ -16,6 +16,11 @@ IdGenerator::IdGenerator(std::uint32_t worker_id, Clock clock)
     }
 }
 
+void IdGenerator::set_worker_id(std::uint32_t worker_id) {
+    if (worker_id > kMaxWorker) throw std::invalid_argument("worker id " + std::to_string(worker_id) + " exceeds " + std::to_string(kMaxWorker));
+    worker_id_.store(worker_id, std::memory_order_relaxed);
+}
+
 std::int64_t IdGenerator::now_ms() const {
     return clock_ ? clock_() : wall_ms();
 }
@@ -43,7 +48,7 @@ std::uint64_t IdGenerator::next() noexcept {
 
     const std::uint64_t ms = next_state >> kSeqBits;
     const std::uint64_t seq = next_state & seq_mask;
-    return (ms << (kWorkerBits + kSeqBits)) | (std::uint64_t{worker_id_} << kSeqBits) | seq;
+    return (ms << (kWorkerBits + kSeqBits)) | (std::uint64_t{worker_id_.load(std::memory_order_relaxed)} << kSeqBits) | seq;
 }
 
 std::int64_t IdGenerator::time_ms_of(std::uint64_t id) noexcept {

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "im/server/mysql.hpp"
+#include "im/wire/ids.hpp"
 
 namespace im::test {
 
@@ -26,9 +27,7 @@ Cluster::Cluster(ClusterOptions options) : options_(std::move(options)), prefix_
     log_prefix_ = env.run_dir + "/" + options_.name + "-" + db_.name();
     rest_ = std::make_unique<RestServer>(db_, prefix_, RestOptions{options_.rest_sets, options_.name + "-rest"});
     http_ = rest_->client();
-    transfer_port_ = pick_free_port();
-    transfer_admin_port_ = pick_free_port();
-    start_transfer();
+    for (int i = 0; i < std::max(1, options_.transfers); ++i) add_transfer();
     for (int i = 0; i < options_.connectors; ++i) {
         connector_ports_.push_back(pick_free_port());
         connector_admin_ports_.push_back(pick_free_port());
@@ -46,36 +45,92 @@ Cluster::~Cluster() {
     for (auto& c : connectors_) {
         if (c) c->stop(SIGTERM, std::chrono::seconds(5));
     }
-    if (transfer_) transfer_->stop(SIGTERM, std::chrono::seconds(10));
-}
-
-void Cluster::start_transfer() {
-    const auto& env = TestEnv::get();
-    transfer_ = std::make_unique<ChildProcess>();
-    transfer_->start(bin_dir() + "/im-transfer",
-                     with_sets({"--set", "transfer.port=" + std::to_string(transfer_port_),
-                                "--set", "admin.port=" + std::to_string(transfer_admin_port_),
-                                "--set", "transfer.id=transfer-" + db_.name(),
-                                "--set", "mysql.db=" + db_.name(),
-                                "--set", "redis.key_prefix=" + prefix_,
-                                "--set", "transfer.heartbeat_interval=200ms",
-                                "--set", "transfer.registration_ttl=2s",
-                                "--set", "rabbitmq.exchange=im.push." + db_.name(),
-                                "--set", "rabbitmq.queue=im.push.events." + db_.name(),
-                                "--set", "rabbitmq.dead_letter_exchange=im.push.dead." + db_.name(),
-                                "--set", "rabbitmq.dead_letter_queue=im.push.dead." + db_.name(),
-                                "--set", "log.level=debug"},
-                               options_.transfer_sets),
-                     {{"IM_MYSQL_PORT", std::to_string(env.mysql_port)},
-                      {"IM_REDIS_PORT", std::to_string(env.redis_port)},
-                      {"IM_RABBITMQ_PORT", std::to_string(env.rabbitmq_port)}},
-                     log_prefix_ + "-transfer.log");
-    if (!wait_for_port(transfer_admin_port_, std::chrono::seconds(30))) {
-        throw std::runtime_error("im-transfer did not start:\n" + transfer_->log_contents());
+    for (auto& t : transfers_) {
+        if (t) t->stop(SIGTERM, std::chrono::seconds(10));
     }
 }
 
-void Cluster::stop_transfer(int sig) { transfer_->stop(sig, std::chrono::seconds(10)); }
+std::string Cluster::transfer_id(int i) const {
+    return i == 0 ? "transfer-" + db_.name() : "transfer" + std::to_string(i) + "-" + db_.name();
+}
+
+int Cluster::add_transfer() {
+    transfer_ports_.push_back(pick_free_port());
+    transfer_admin_ports_.push_back(pick_free_port());
+    transfers_.push_back(nullptr);
+    const int i = static_cast<int>(transfers_.size()) - 1;
+    start_transfer(i);
+    return i;
+}
+
+int Cluster::owned_shards(int i) {
+    try {
+        HttpClient admin("127.0.0.1", transfer_admin_port(i));
+        const auto body = admin.get("/metrics").body;
+        const std::string key = "\nim_transfer_owned_shards ";
+        const auto pos = body.find(key);
+        if (pos == std::string::npos) return -1;
+        return static_cast<int>(std::stod(body.substr(pos + key.size())));
+    } catch (const std::exception&) {
+        return -1;
+    }
+}
+
+bool Cluster::wait_shards_settled(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        int total = 0;
+        for (int i = 0; i < transfer_count(); ++i) {
+            if (transfers_[static_cast<std::size_t>(i)]->running()) total += std::max(0, owned_shards(i));
+        }
+        bool routed = total == static_cast<int>(kShardCount);
+        for (std::size_t c = 0; routed && c < connectors_.size(); ++c) {
+            if (!connectors_[c]->running()) continue;
+            try {
+                HttpClient admin("127.0.0.1", connector_admin_ports_[c]);
+                const auto body = admin.get("/metrics").body;
+                routed = body.find("\nim_connector_routed_shards " + std::to_string(kShardCount) + "\n") != std::string::npos;
+            } catch (const std::exception&) {
+                routed = false;
+            }
+        }
+        if (routed) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+}
+
+void Cluster::start_transfer(int i) {
+    const auto& env = TestEnv::get();
+    const auto idx = static_cast<std::size_t>(i);
+    transfers_.at(idx) = std::make_unique<ChildProcess>();
+    transfers_[idx]->start(bin_dir() + "/im-transfer",
+                           with_sets({"--set", "transfer.port=" + std::to_string(transfer_ports_.at(idx)),
+                                      "--set", "admin.port=" + std::to_string(transfer_admin_ports_.at(idx)),
+                                      "--set", "transfer.id=" + transfer_id(i),
+                                      "--set", "mysql.db=" + db_.name(),
+                                      "--set", "redis.key_prefix=" + prefix_,
+                                      "--set", "transfer.heartbeat_interval=200ms",
+                                      "--set", "transfer.registration_ttl=2s",
+                                      "--set", "ownership.poll_interval=100ms",
+                                      "--set", "ownership.lease_ttl=2s",
+                                      "--set", "ownership.join_timeout=3s",
+                                      "--set", "rabbitmq.exchange=im.push." + db_.name(),
+                                      "--set", "rabbitmq.queue=im.push.events." + db_.name(),
+                                      "--set", "rabbitmq.dead_letter_exchange=im.push.dead." + db_.name(),
+                                      "--set", "rabbitmq.dead_letter_queue=im.push.dead." + db_.name(),
+                                      "--set", "log.level=debug"},
+                                     options_.transfer_sets),
+                           {{"IM_MYSQL_PORT", std::to_string(env.mysql_port)},
+                            {"IM_REDIS_PORT", std::to_string(env.redis_port)},
+                            {"IM_RABBITMQ_PORT", std::to_string(env.rabbitmq_port)}},
+                           log_prefix_ + "-transfer" + (i == 0 ? std::string() : std::to_string(i)) + ".log");
+    if (!wait_for_port(transfer_admin_ports_[idx], std::chrono::seconds(30))) {
+        throw std::runtime_error("im-transfer did not start:\n" + transfers_[idx]->log_contents());
+    }
+}
+
+void Cluster::stop_transfer(int sig, int i) { transfers_.at(static_cast<std::size_t>(i))->stop(sig, std::chrono::seconds(10)); }
 
 void Cluster::start_connector(int i) {
     const auto& env = TestEnv::get();

@@ -21,6 +21,7 @@ struct ClusterOptions {
     std::vector<std::string> transfer_sets;
     std::vector<std::string> connector_sets;  // applied to every connector
     std::string name = "cluster";
+    int transfers = 1;
 };
 
 class Cluster {
@@ -35,12 +36,23 @@ public:
 
     std::uint16_t connector_port(int i) const { return connector_ports_.at(static_cast<std::size_t>(i)); }
     std::uint16_t connector_admin_port(int i) const { return connector_admin_ports_.at(static_cast<std::size_t>(i)); }
-    std::uint16_t transfer_admin_port() const { return transfer_admin_port_; }
+    std::uint16_t transfer_port(int i = 0) const { return transfer_ports_.at(static_cast<std::size_t>(i)); }
+    int connector_count() const { return static_cast<int>(connectors_.size()); }
+    std::uint16_t transfer_admin_port(int i = 0) const { return transfer_admin_ports_.at(static_cast<std::size_t>(i)); }
     ChildProcess& connector(int i) { return *connectors_.at(static_cast<std::size_t>(i)); }
-    ChildProcess& transfer() { return *transfer_; }
+    ChildProcess& transfer(int i = 0) { return *transfers_.at(static_cast<std::size_t>(i)); }
+    int transfer_count() const { return static_cast<int>(transfers_.size()); }
+    std::string transfer_id(int i) const;
 
-    void start_transfer();
-    void stop_transfer(int sig);  // SIGKILL for a crash
+    void start_transfer(int i = 0);
+    void stop_transfer(int sig, int i = 0);  // SIGKILL for a crash
+    // Adds a transfer replica (started at once); returns its index.
+    int add_transfer();
+    // Shards transfer i owns now (its im_transfer_owned_shards metric; -1 when unreachable).
+    int owned_shards(int i);
+    // Waits until the live transfers own all shards between them and every connector routes
+    // all of them (im_connector_routed_shards).
+    bool wait_shards_settled(std::chrono::milliseconds timeout = std::chrono::seconds(30));
     void start_connector(int i);
     void stop_connector(int i, int sig);
     // Waits until connector i reports a ready link to the transfer (/readyz 200).
@@ -63,9 +75,9 @@ private:
     std::string prefix_;
     std::unique_ptr<RestServer> rest_;
     std::unique_ptr<HttpClient> http_;
-    std::uint16_t transfer_port_ = 0, transfer_admin_port_ = 0;
+    std::vector<std::uint16_t> transfer_ports_, transfer_admin_ports_;
     std::vector<std::uint16_t> connector_ports_, connector_admin_ports_;
-    std::unique_ptr<ChildProcess> transfer_;
+    std::vector<std::unique_ptr<ChildProcess>> transfers_;
     std::vector<std::unique_ptr<ChildProcess>> connectors_;
     std::string log_prefix_;
 };

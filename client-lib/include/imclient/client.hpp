@@ -51,6 +51,11 @@ struct Options {
     std::uint32_t max_receive_frame_bytes =
         8 * 1024 * 1024;                                   // a larger server frame drops the link
     std::size_t max_write_queue_bytes = 16 * 1024 * 1024;  // unsent bytes before the link drops
+    // Diagnostics, for test harnesses: every message as it arrives from the server (a pushed
+    // Deliver: pushed = true; an entry of a sync page: false), BEFORE the library drops repeats,
+    // on the internal thread. Repeats are normal (a push and a sync page can carry the same seq);
+    // on_message still fires once per (conversation, seq). Leave it empty in apps.
+    std::function<void(const Message& raw, bool pushed)> on_raw_message;
 };
 
 class Client {

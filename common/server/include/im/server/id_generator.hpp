@@ -27,7 +27,10 @@ public:
 
     std::uint64_t next() noexcept;
 
-    std::uint32_t worker_id() const noexcept { return worker_id_; }
+    std::uint32_t worker_id() const noexcept { return worker_id_.load(std::memory_order_relaxed); }
+    // A new lease (the old one expired while the database was unreachable and may belong to
+    // another process now). Ids continue from the logical time, so they stay increasing.
+    void set_worker_id(std::uint32_t worker_id);
     // Decoding, for logs and tests.
     static std::int64_t time_ms_of(std::uint64_t id) noexcept;
     static std::uint32_t worker_of(std::uint64_t id) noexcept;
@@ -37,7 +40,7 @@ public:
 private:
     std::int64_t now_ms() const;
 
-    std::uint32_t worker_id_;
+    std::atomic<std::uint32_t> worker_id_;
     Clock clock_;
     // (logical ms since kEpochMs) << kSeqBits | seq: advanced with one CAS, so next() is lock-free.
     std::atomic<std::uint64_t> state_{0};

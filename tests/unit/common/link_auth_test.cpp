@@ -1,0 +1,56 @@
+// Link authentication with the cluster secret (common/server link_auth).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "im/server/link_auth.hpp"
+
+namespace im::link_auth {
+namespace {
+
+const std::string kSecret = "0123456789abcdef-cluster";
+
+TEST(LinkAuth, AProvenHelloIsAcceptedOnceAndTheAckProvesTheTransfer) {
+    HelloVerifier v(kSecret);
+    const auto p = prove_hello(kSecret, "connector-1", 42, 1'000'000);
+    EXPECT_EQ(v.verify("connector-1", 42, p.time_ms, p.nonce, p.mac, 1'000'500), HelloVerifier::Result::ok);
+    EXPECT_EQ(v.verify("connector-1", 42, p.time_ms, p.nonce, p.mac, 1'000'600), HelloVerifier::Result::replayed);
+    const auto ack = ack_mac(kSecret, "transfer-0", 7, p.nonce);
+    EXPECT_TRUE(verify_ack(kSecret, "transfer-0", 7, p.nonce, ack));
+    EXPECT_FALSE(verify_ack(kSecret, "transfer-1", 7, p.nonce, ack)) << "bound to the transfer id";
+    EXPECT_FALSE(verify_ack("another-secret-16b", "transfer-0", 7, p.nonce, ack));
+    EXPECT_FALSE(verify_ack(kSecret, "transfer-0", 7, p.nonce, ""));
+}
+
+TEST(LinkAuth, WrongSecretTamperedFieldsAndStaleTimesAreRefused) {
+    HelloVerifier v(kSecret);
+    const auto p = prove_hello("a-different-secret!", "c", 1, 5'000'000);
+    EXPECT_EQ(v.verify("c", 1, p.time_ms, p.nonce, p.mac, 5'000'000), HelloVerifier::Result::bad_mac);
+    const auto q = prove_hello(kSecret, "c", 1, 5'000'000);
+    EXPECT_EQ(v.verify("c2", 1, q.time_ms, q.nonce, q.mac, 5'000'000), HelloVerifier::Result::bad_mac);
+    EXPECT_EQ(v.verify("c", 2, q.time_ms, q.nonce, q.mac, 5'000'000), HelloVerifier::Result::bad_mac);
+    EXPECT_EQ(v.verify("c", 1, q.time_ms + 1, q.nonce, q.mac, 5'000'000), HelloVerifier::Result::bad_mac);
+    EXPECT_EQ(v.verify("c", 1, q.time_ms, "", "", 5'000'000), HelloVerifier::Result::bad_mac);
+    EXPECT_EQ(v.verify("c", 1, q.time_ms, q.nonce, q.mac, 5'000'000 + 61'000), HelloVerifier::Result::stale);
+    EXPECT_EQ(v.verify("c", 1, q.time_ms, q.nonce, q.mac, 5'000'000 - 61'000), HelloVerifier::Result::stale);
+}
+
+TEST(LinkAuth, ASecretIsRequiredAndMayComeFromAFile) {
+    Config none;
+    EXPECT_THROW(resolve(none), std::runtime_error);
+    Config short_one{"too-short", ""};
+    EXPECT_THROW(resolve(short_one), std::runtime_error);
+    const std::string path = ::testing::TempDir() + "/cluster-secret";
+    {
+        std::ofstream(path) << kSecret << "\n";
+    }
+    Config from_file{"ignored-when-a-file-is-given", path};
+    resolve(from_file);
+    EXPECT_EQ(from_file.secret, kSecret) << "the trailing newline is dropped";
+    Config missing{"", path + ".missing"};
+    EXPECT_THROW(resolve(missing), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace im::link_auth
