@@ -89,6 +89,7 @@ TEST(Chaos, ShardMovesKillsAndServerRestartsLoseNothing) {
     o.name = "chaos";
     o.connectors = 3;
     o.transfers = 2;
+    o.spread_hosts = true;  // every transfer and connector on a loopback address of its own
     Cluster cl(o);
     ASSERT_TRUE(cl.wait_shards_settled());
 
@@ -111,7 +112,7 @@ TEST(Chaos, ShardMovesKillsAndServerRestartsLoseNothing) {
         imclient::Options opt;
         opt.rest_url = "http://127.0.0.1:" + std::to_string(cl.rest().port());
         for (int k = 0; k < 3; ++k)
-            opt.connectors.push_back("127.0.0.1:" + std::to_string(cl.connector_port((static_cast<int>(i) + k) % 3)));
+            opt.connectors.push_back(cl.connector_address((static_cast<int>(i) + k) % 3));
         opt.device_id = "chaos";
         opt.reconnect_max = 2000ms;
         opt.on_raw_message = [u](const imclient::Message& m, bool) {

@@ -134,12 +134,18 @@ std::uint16_t pick_free_port() {
 }
 
 bool wait_for_port(std::uint16_t port, std::chrono::milliseconds timeout) {
+    return wait_for_port("127.0.0.1", port, timeout);
+}
+
+bool wait_for_port(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout) {
+    in_addr addr{};
+    if (::inet_pton(AF_INET, host.c_str(), &addr) != 1) throw std::invalid_argument("not an IPv4 address: " + host);
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
         const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         sockaddr_in a{};
         a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_addr = addr;
         a.sin_port = htons(port);
         const bool ok = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
         ::close(s);

@@ -43,5 +43,6 @@ private:
 std::uint16_t pick_free_port();
 // Waits until host:port accepts a TCP connection; false on timeout.
 bool wait_for_port(std::uint16_t port, std::chrono::milliseconds timeout);
+bool wait_for_port(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout);
 
 }  // namespace im::test

@@ -50,6 +50,14 @@ Cluster::~Cluster() {
     }
 }
 
+std::string Cluster::transfer_host(int i) const {
+    return options_.spread_hosts ? "127.0.1." + std::to_string(i + 1) : "127.0.0.1";
+}
+
+std::string Cluster::connector_host(int i) const {
+    return options_.spread_hosts ? "127.0.2." + std::to_string(i + 1) : "127.0.0.1";
+}
+
 std::string Cluster::transfer_id(int i) const {
     return i == 0 ? "transfer-" + db_.name() : "transfer" + std::to_string(i) + "-" + db_.name();
 }
@@ -65,7 +73,7 @@ int Cluster::add_transfer() {
 
 int Cluster::owned_shards(int i) {
     try {
-        HttpClient admin("127.0.0.1", transfer_admin_port(i));
+        HttpClient admin(transfer_host(i), transfer_admin_port(i));
         const auto body = admin.get("/metrics").body;
         const std::string key = "\nim_transfer_owned_shards ";
         const auto pos = body.find(key);
@@ -87,7 +95,7 @@ bool Cluster::wait_shards_settled(std::chrono::milliseconds timeout) {
         for (std::size_t c = 0; routed && c < connectors_.size(); ++c) {
             if (!connectors_[c]->running()) continue;
             try {
-                HttpClient admin("127.0.0.1", connector_admin_ports_[c]);
+                HttpClient admin(connector_host(static_cast<int>(c)), connector_admin_ports_[c]);
                 const auto body = admin.get("/metrics").body;
                 routed = body.find("\nim_connector_routed_shards " + std::to_string(kShardCount) + "\n") != std::string::npos;
             } catch (const std::exception&) {
@@ -105,7 +113,9 @@ void Cluster::start_transfer(int i) {
     const auto idx = static_cast<std::size_t>(i);
     transfers_.at(idx) = std::make_unique<ChildProcess>();
     transfers_[idx]->start(bin_dir() + "/im-transfer",
-                           with_sets({"--set", "transfer.port=" + std::to_string(transfer_ports_.at(idx)),
+                           with_sets({"--set", "transfer.host=" + transfer_host(i),
+                                      "--set", "transfer.port=" + std::to_string(transfer_ports_.at(idx)),
+                                      "--set", "admin.host=" + transfer_host(i),
                                       "--set", "admin.port=" + std::to_string(transfer_admin_ports_.at(idx)),
                                       "--set", "transfer.id=" + transfer_id(i),
                                       "--set", "mysql.db=" + db_.name(),
@@ -125,7 +135,7 @@ void Cluster::start_transfer(int i) {
                             {"IM_REDIS_PORT", std::to_string(env.redis_port)},
                             {"IM_RABBITMQ_PORT", std::to_string(env.rabbitmq_port)}},
                            log_prefix_ + "-transfer" + (i == 0 ? std::string() : std::to_string(i)) + ".log");
-    if (!wait_for_port(transfer_admin_ports_[idx], std::chrono::seconds(30))) {
+    if (!wait_for_port(transfer_host(i), transfer_admin_ports_[idx], std::chrono::seconds(30))) {
         throw std::runtime_error("im-transfer did not start:\n" + transfers_[idx]->log_contents());
     }
 }
@@ -137,7 +147,9 @@ void Cluster::start_connector(int i) {
     auto& c = *connectors_.at(static_cast<std::size_t>(i));
     const auto port = connector_ports_.at(static_cast<std::size_t>(i));
     c.start(bin_dir() + "/im-connector",
-            with_sets({"--set", "connector.port=" + std::to_string(port),
+            with_sets({"--set", "connector.host=" + connector_host(i),
+                       "--set", "connector.port=" + std::to_string(port),
+                       "--set", "admin.host=" + connector_host(i),
                        "--set", "admin.port=" + std::to_string(connector_admin_ports_.at(static_cast<std::size_t>(i))),
                        "--set", "connector.id=connector-" + std::to_string(i) + "-" + db_.name(),
                        "--set", "redis.key_prefix=" + prefix_,
@@ -150,7 +162,7 @@ void Cluster::start_connector(int i) {
                       options_.connector_sets),
             {{"IM_REDIS_PORT", std::to_string(env.redis_port)}},
             log_prefix_ + "-connector" + std::to_string(i) + ".log");
-    if (!wait_for_port(port, std::chrono::seconds(30))) {
+    if (!wait_for_port(connector_host(i), port, std::chrono::seconds(30))) {
         throw std::runtime_error("im-connector did not start:\n" + c.log_contents());
     }
 }
@@ -159,7 +171,7 @@ void Cluster::stop_connector(int i, int sig) { connectors_.at(static_cast<std::s
 
 bool Cluster::wait_connector_ready(int i, std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    HttpClient admin("127.0.0.1", connector_admin_port(i));
+    HttpClient admin(connector_host(i), connector_admin_port(i));
     while (std::chrono::steady_clock::now() < deadline) {
         try {
             if (admin.get("/readyz").status == 200) return true;
@@ -189,6 +201,7 @@ void Cluster::befriend(const TestUser& a, const TestUser& b) {
 }
 
 std::unique_ptr<RawClient> Cluster::connect(int connector, const std::string& token, const std::string& device) {
+    if (options_.spread_hosts) throw std::logic_error("Cluster::connect: RawClient dials 127.0.0.1 only");
     auto c = std::make_unique<RawClient>(connector_port(connector));
     auto res = c->login(token, device);
     if (!res.has_login_result()) throw std::runtime_error("login over the connector failed: " + res.DebugString());

@@ -22,6 +22,9 @@ struct ClusterOptions {
     std::vector<std::string> connector_sets;  // applied to every connector
     std::string name = "cluster";
     int transfers = 1;
+    // Every transfer and connector on a loopback address of its own, like separate hosts:
+    // transfer i on 127.0.1.(i+1), connector i on 127.0.2.(i+1) (im-rest stays on 127.0.0.1).
+    bool spread_hosts = false;
 };
 
 class Cluster {
@@ -36,6 +39,9 @@ public:
 
     std::uint16_t connector_port(int i) const { return connector_ports_.at(static_cast<std::size_t>(i)); }
     std::uint16_t connector_admin_port(int i) const { return connector_admin_ports_.at(static_cast<std::size_t>(i)); }
+    std::string transfer_host(int i = 0) const;
+    std::string connector_host(int i) const;
+    std::string connector_address(int i) const { return connector_host(i) + ":" + std::to_string(connector_port(i)); }
     std::uint16_t transfer_port(int i = 0) const { return transfer_ports_.at(static_cast<std::size_t>(i)); }
     int connector_count() const { return static_cast<int>(connectors_.size()); }
     std::uint16_t transfer_admin_port(int i = 0) const { return transfer_admin_ports_.at(static_cast<std::size_t>(i)); }
