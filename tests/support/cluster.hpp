@@ -4,6 +4,7 @@
 // settings (cheap password hashing, short heartbeats). Processes can be killed and restarted.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +22,8 @@ struct ClusterOptions {
     std::vector<std::string> transfer_sets;
     std::vector<std::string> connector_sets;  // applied to every connector
     std::string name = "cluster";
+    // Environment of every process (shared IM_* variables, as a deployment sets them).
+    std::map<std::string, std::string> env{};
 };
 
 class Cluster {
