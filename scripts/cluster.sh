@@ -6,16 +6,18 @@
 IM_CLUSTER_DIR="${IM_CLUSTER_DIR:-${IM_RUN_DIR:+$IM_RUN_DIR/cluster}}"
 IM_CLUSTER_DIR="${IM_CLUSTER_DIR:-$IM_ROOT/run/cluster}"
 IM_REST_PORT="${IM_REST_PORT:-8080}"
+IM_REST_ADMIN_PORT="${IM_REST_ADMIN_PORT:-8090}"
 IM_TRANSFER_PORT="${IM_TRANSFER_PORT:-9100}"
 IM_TRANSFER_ADMIN_PORT="${IM_TRANSFER_ADMIN_PORT:-9190}"
 IM_CONNECTOR_PORTS="${IM_CONNECTOR_PORTS:-9000 9001}"   # one replica per port
 IM_CONNECTOR_ADMIN_BASE="${IM_CONNECTOR_ADMIN_BASE:-9090}"  # admin port of replica i: base + i
 
-# name|binary|args|client port|health port|readiness path (200 once it can serve: im-rest reaches
-# MySQL and Redis, the transfer owns its shards, a connector has a link to a transfer)
+# name|binary|args|client port|admin port (/metrics, /healthz)|readiness path on the admin port (200
+# once it can serve: im-rest reaches MySQL and Redis, the transfer owns its shards, a connector has
+# a link to a transfer)
 im_cluster_processes() {
   local cfg="$IM_ROOT/scripts/cluster" i=0 p
-  echo "im-rest|im-rest|--config $cfg/im-rest.yaml --set http.port=$IM_REST_PORT --set files.dir=$IM_CLUSTER_DIR/files|$IM_REST_PORT|$IM_REST_PORT|/readyz"
+  echo "im-rest|im-rest|--config $cfg/im-rest.yaml --set http.port=$IM_REST_PORT --set admin.port=$IM_REST_ADMIN_PORT --set files.dir=$IM_CLUSTER_DIR/files|$IM_REST_PORT|$IM_REST_ADMIN_PORT|/readyz"
   echo "im-transfer|im-transfer|--config $cfg/im-transfer.yaml --set transfer.port=$IM_TRANSFER_PORT --set admin.port=$IM_TRANSFER_ADMIN_PORT|$IM_TRANSFER_PORT|$IM_TRANSFER_ADMIN_PORT|/readyz"
   for p in $IM_CONNECTOR_PORTS; do
     echo "im-connector-$i|im-connector|--config $cfg/im-connector.yaml --set connector.port=$p --set admin.port=$((IM_CONNECTOR_ADMIN_BASE + i)) --set connector.id=connector-$i|$p|$((IM_CONNECTOR_ADMIN_BASE + i))|/readyz"

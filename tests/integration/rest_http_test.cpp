@@ -95,7 +95,8 @@ TEST_F(RestHttp, HealthReadinessMetrics) {
     EXPECT_EQ(r.json()["mysql"], "ok");
     EXPECT_EQ(r.json()["redis"], "ok");
     http->get("/v1/users/me");  // a 401, counted
-    auto m = http->get("/metrics");
+    HttpClient admin("127.0.0.1", rest_->admin_port());
+    auto m = admin.get("/metrics");
     ASSERT_EQ(m.status, 200);
     EXPECT_NE(m.body.find("im_http_requests_total{"), std::string::npos) << m.body;
     EXPECT_NE(m.body.find("status=\"401\""), std::string::npos);
