@@ -110,18 +110,28 @@ User upsert_external(mysql::MysqlConnection& db, const std::string& origin, cons
             existing->display_name = display;
             existing->external_ref = identity.external_ref;
         }
+        mark_verified(db, existing->id);
         return *existing;
     }
+    std::optional<User> user;
     try {
         const auto id = insert_user(db, username, display, origin, nullptr, &identity.external_ref);
-        return *by_id(db, id);
+        user = by_id(db, id);
     } catch (const ApiError& e) {
         // Two first logins at once: the other one created it.
         if (e.status() != 409) throw;
-        auto again = by_username(db, username);
-        if (!again || again->origin != origin) throw;
-        return *again;
+        user = by_username(db, username);
+        if (!user || user->origin != origin) throw;
     }
+    if (!user) throw std::runtime_error("user vanished after insert");
+    mark_verified(db, user->id);
+    return *user;
+}
+
+void mark_verified(mysql::MysqlConnection& db, std::uint64_t user_id) {
+    auto& st = db.prepare("UPDATE users SET verified_at = CURRENT_TIMESTAMP(3) WHERE id = ?");
+    st.setUInt64(1, user_id);
+    st.executeUpdate();
 }
 
 void set_password_hash(mysql::MysqlConnection& db, std::uint64_t user_id, const std::string& hash) {

@@ -36,9 +36,12 @@ std::optional<User> by_username(mysql::MysqlConnection& db, const std::string& u
 User create_local(mysql::MysqlConnection& db, const std::string& username, const std::string& display_name,
                   const std::string& password_hash);
 // The local account of a directory or external identity: created on first login, display name
-// kept up to date. Throws ApiError 409 when the username belongs to an account of another origin.
+// kept up to date, confirmed now (mark_verified). Throws ApiError 409 when the username belongs to
+// an account of another origin.
 User upsert_external(mysql::MysqlConnection& db, const std::string& origin, const std::string& username,
                      const ExternalIdentity& identity);
+// The directory or service confirmed the account now (a login or a re-check): users.verified_at.
+void mark_verified(mysql::MysqlConnection& db, std::uint64_t user_id);
 void set_password_hash(mysql::MysqlConnection& db, std::uint64_t user_id, const std::string& hash);
 
 }  // namespace accounts

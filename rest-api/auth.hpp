@@ -1,8 +1,10 @@
 #pragma once
 // Login back-ends other than local passwords. Each authenticator is synchronous and runs on a
-// blocking pool thread (never on an I/O thread); each call has its own connect and operation
+// blocking thread (never on an I/O thread); each call has its own connect and operation
 // timeouts. The REST layer maps outcomes to HTTP: ok -> session, rejected -> 401,
 // unavailable -> 503. An empty password is refused by the caller before any authenticator runs.
+// check_account() asks about an existing account without its password: the re-check of a token
+// refresh (directory_recheck.hpp).
 
 #include <chrono>
 #include <cstdint>
@@ -31,6 +33,19 @@ struct AuthResult {
     AuthOutcome outcome = AuthOutcome::unavailable;
     ExternalIdentity identity;
     std::string detail;  // for logs only: never contains the password
+};
+
+// What the directory or service says now about an account it authenticated before.
+enum class AccountStatus {
+    active,         // it still exists (and, for LDAP search mode, still matches the login filter)
+    gone,           // it answered that the account no longer exists or no longer qualifies
+    unavailable,    // it could not be asked or gave no usable answer: keep the sessions, ask again
+    not_checkable,  // nothing can be asked without the password (configuration)
+};
+
+struct AccountCheck {
+    AccountStatus status = AccountStatus::unavailable;
+    std::string detail;  // for logs
 };
 
 // ---- LDAP (OpenLDAP libldap) ----------------------------------------------------------------
@@ -65,6 +80,15 @@ public:
     explicit LdapAuthenticator(LdapConfig config) : config_(std::move(config)) {}
     // Blocking. Never call with an empty password (refused before, see above).
     AuthResult authenticate(const std::string& username, const std::string& password) const;
+    // Search mode: always (the same identity as a login's search: the service account, or
+    // anonymous when service_dn is empty). Template mode: only with service_dn and
+    // service_password.
+    bool can_check_accounts() const;
+    // Blocking. Reads the entry `dn` (users.external_ref) with a base search as that identity; in
+    // search mode it must still match search_filter for `username`. No such entry is `gone` only
+    // when the entry's parent is visible (so an account that sees nothing, or a DN outside the
+    // directory, never logs anybody out); an existing entry that no longer matches is `gone`.
+    AccountCheck check_account(const std::string& username, const std::string& dn) const;
     const LdapConfig& config() const { return config_; }
 
 private:
@@ -74,6 +98,7 @@ private:
 // ---- External HTTP service (the C++ answer to yuanrw/IM's UserSpi) ---------------------------
 struct ExternalAuthConfig {
     std::string url;  // http://host:port/path or https://...
+    std::string check_url;  // optional: account re-checks (same TLS settings and timeouts)
     std::string ca_file;  // for https: CA bundle (default: the system's)
     std::chrono::milliseconds connect_timeout{2000};
     std::chrono::milliseconds timeout{5000};  // whole request
@@ -87,6 +112,11 @@ class ExternalAuthenticator {
 public:
     explicit ExternalAuthenticator(ExternalAuthConfig config) : config_(std::move(config)) {}
     AuthResult authenticate(const std::string& username, const std::string& password) const;
+    bool can_check_accounts() const { return !config_.check_url.empty(); }
+    // POSTs {"user_id", "username"} (the service's user id as a string, the local username) to
+    // check_url. 200 {"active": true} is active; 200 {"active": false}, 404 and 410 are gone;
+    // anything else (timeout, 5xx, 401/403, another answer) is unavailable.
+    AccountCheck check_account(const std::string& user_id, const std::string& username) const;
     const ExternalAuthConfig& config() const { return config_; }
 
 private:

@@ -1,6 +1,7 @@
 // The "external" login back-end: POST the credentials as JSON to a configured HTTP(S) service
-// and map its answer (the C++ form of yuanrw/IM's UserSpi). authenticate() runs on a blocking
-// pool thread; the HTTP call itself (timeouts, TLS) is http_post_json (http_client.hpp).
+// and map its answer (the C++ form of yuanrw/IM's UserSpi); optionally, account re-checks without
+// the password at a second URL. Both run on blocking threads; the HTTP call itself (timeouts,
+// TLS) is http_post_json (http_client.hpp).
 
 #include "auth.hpp"
 
@@ -65,6 +66,7 @@ AuthResult make_result(AuthOutcome outcome, std::string detail) {
 void bind(config::Binder& b, ExternalAuthConfig& c) {
     using std::chrono::milliseconds;
     b.bind("auth.external.url", c.url);
+    b.bind("auth.external.check_url", c.check_url);
     b.bind("auth.external.ca_file", c.ca_file);
     b.bind_duration("auth.external.connect_timeout", c.connect_timeout, milliseconds(100),
                     std::chrono::minutes(1));
@@ -74,6 +76,11 @@ void bind(config::Binder& b, ExternalAuthConfig& c) {
     if (!c.url.empty()) {
         const auto why = http_url_problem(c.url);
         b.require(!why.has_value(), "auth.external.url",
+                  "not a valid http:// or https:// URL (" + why.value_or("") + ")");
+    }
+    if (!c.check_url.empty()) {
+        const auto why = http_url_problem(c.check_url);
+        b.require(!why.has_value(), "auth.external.check_url",
                   "not a valid http:// or https:// URL (" + why.value_or("") + ")");
     }
 }
@@ -125,6 +132,42 @@ AuthResult ExternalAuthenticator::authenticate(const std::string& username,
     result.outcome = AuthOutcome::ok;
     result.detail = "accepted by " + where;
     return result;
+}
+
+AccountCheck ExternalAuthenticator::check_account(const std::string& user_id,
+                                                  const std::string& username) const {
+    if (config_.check_url.empty()) {
+        return {AccountStatus::not_checkable, "auth.external.check_url is not set"};
+    }
+    if (const auto why = http_url_problem(config_.check_url)) {
+        return {AccountStatus::unavailable, "auth.external.check_url is not usable: " + *why};
+    }
+    std::string json;
+    try {
+        nlohmann::json request = nlohmann::json::object();
+        request["user_id"] = user_id;
+        request["username"] = username;
+        json = request.dump();
+    } catch (const nlohmann::json::exception&) {
+        return {AccountStatus::unavailable, "the stored user id is not valid UTF-8"};
+    }
+    auto answer = http_post_json(config_.check_url, json, config_.connect_timeout, config_.timeout,
+                                 config_.ca_file);
+    if (!answer.ok) return {AccountStatus::unavailable, std::move(answer.detail)};
+    const auto said =
+        "service (" + answer.where + ") answered HTTP " + std::to_string(answer.status);
+    spdlog::debug("external auth: account check of '{}': {} in {}ms", username, said,
+                  answer.elapsed.count());
+    if (answer.status == 404 || answer.status == 410) return {AccountStatus::gone, said};
+    if (answer.status != 200) return {AccountStatus::unavailable, said};
+    const auto doc = nlohmann::json::parse(answer.body, nullptr, /*allow_exceptions=*/false);
+    const auto active = doc.is_object() ? doc.find("active") : doc.end();
+    if (!doc.is_object() || active == doc.end() || !active->is_boolean()) {
+        return {AccountStatus::unavailable, said + " without a boolean \"active\""};
+    }
+    return active->get<bool>()
+               ? AccountCheck{AccountStatus::active, said}
+               : AccountCheck{AccountStatus::gone, said + " with \"active\": false"};
 }
 
 }  // namespace im::rest

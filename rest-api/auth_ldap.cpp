@@ -442,7 +442,108 @@ AuthResult bind_by_template(LdapConnection& conn, const LdapConfig& c, const std
     return ok;
 }
 
+AccountCheck account(AccountStatus status, std::string detail) {
+    return AccountCheck{status, std::move(detail)};
+}
+
+// The DN of an entry's parent, parsed and written back by libldap (RFC 4514 escaping kept);
+// nothing when `dn` does not parse or has a single RDN.
+std::optional<std::string> parent_dn(const std::string& dn) {
+    LDAPDN parsed = nullptr;
+    if (ldap_str2dn(dn.c_str(), &parsed, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS ||
+        parsed == nullptr) {
+        return std::nullopt;
+    }
+    std::optional<std::string> out;
+    char* text = nullptr;
+    if (parsed[0] != nullptr && parsed[1] != nullptr &&
+        ldap_dn2str(parsed + 1, &text, LDAP_DN_FORMAT_LDAPV3) == LDAP_SUCCESS && text != nullptr) {
+        out = std::string(text);
+    }
+    if (text != nullptr) ldap_memfree(text);
+    ldap_dnfree(parsed);
+    return out;
+}
+
+// A base search for `dn` with `filter`, asking for no attributes: the result code and, on
+// success, the number of entries (0: the entry exists but does not match `filter`).
+struct BaseRead {
+    int rc = LDAP_OTHER;
+    int entries = -1;
+};
+
+BaseRead read_base(LdapConnection& conn, const std::string& dn, const std::string& filter,
+                   std::chrono::milliseconds timeout) {
+    Message result;
+    BaseRead r;
+    r.rc = conn.search(dn, LDAP_SCOPE_BASE, filter, {"1.1"} /* no attributes */, timeout,
+                       /*size_limit=*/1, result);
+    if (r.rc == LDAP_SUCCESS) r.entries = ldap_count_entries(conn.get(), result.get());
+    return r;
+}
+
 }  // namespace
+
+bool LdapAuthenticator::can_check_accounts() const {
+    if (config_.mode == "search") return true;
+    return !config_.service_dn.empty() && !config_.service_password.empty();
+}
+
+AccountCheck LdapAuthenticator::check_account(const std::string& username,
+                                              const std::string& dn) const {
+    if (!can_check_accounts()) {
+        return account(AccountStatus::not_checkable,
+                       "ldap: template mode without auth.ldap.service_dn and service_password");
+    }
+    if (dn.empty())
+        return account(AccountStatus::unavailable, "ldap: no DN stored for the account");
+    LdapConnection conn;
+    if (auto error = conn.open(config_))
+        return account(AccountStatus::unavailable, "ldap: " + *error);
+    if (!config_.service_dn.empty()) {
+        if (config_.service_password.empty()) {
+            return account(AccountStatus::unavailable, "ldap: auth.ldap.service_password is empty");
+        }
+        const int rc = conn.simple_bind(config_.service_dn, config_.service_password);
+        if (rc != LDAP_SUCCESS) {
+            return account(AccountStatus::unavailable,
+                           "ldap: service bind as " + config_.service_dn +
+                               " failed: " + describe(rc) + conn.diagnostic());
+        }
+    }
+    // Search mode: the entry must still match the login filter (which may exclude, say, disabled
+    // accounts), for the account's username.
+    const std::string filter =
+        config_.mode == "search"
+            ? replace_all(config_.search_filter, kPlaceholder, ldap_escape_filter_value(username))
+            : std::string("(objectClass=*)");
+    const auto entry = read_base(conn, dn, filter, config_.timeout);
+    spdlog::debug("ldap: re-check of '{}' ({}): {}, {} entr(ies)", username, dn, describe(entry.rc),
+                  entry.entries);
+    if (entry.rc == LDAP_SUCCESS) {
+        if (entry.entries < 0)
+            return account(AccountStatus::unavailable, "ldap: unreadable search result");
+        if (entry.entries == 0)
+            return account(AccountStatus::gone, "ldap: " + dn + " no longer matches " + filter);
+        return account(AccountStatus::active, "ldap: " + dn + " exists");
+    }
+    if (entry.rc != LDAP_NO_SUCH_OBJECT) {
+        return account(AccountStatus::unavailable, "ldap: reading " + dn + " failed: " +
+                                                       describe(entry.rc) + conn.diagnostic());
+    }
+    // "No such object" is also what a directory answers when access rights hide the entry, or
+    // for a DN outside its naming contexts: believe it only when the parent entry is visible.
+    const auto parent = parent_dn(dn);
+    if (!parent)
+        return account(AccountStatus::unavailable,
+                       "ldap: no entry " + dn + ", and it has no parent to confirm");
+    const auto up = read_base(conn, *parent, "(objectClass=*)", config_.timeout);
+    if (up.rc == LDAP_SUCCESS && up.entries == 1)
+        return account(AccountStatus::gone, "ldap: no entry " + dn);
+    return account(AccountStatus::unavailable,
+                   "ldap: no entry " + dn + ", but its parent is not visible either (" +
+                       describe(up.rc) + "): check the access rights of the search account");
+}
 
 AuthResult LdapAuthenticator::authenticate(const std::string& username,
                                            const std::string& password) const {

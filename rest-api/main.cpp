@@ -5,11 +5,15 @@
 #include <cppconn/exception.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <thread>
 
+#include "directory_recheck.hpp"
 #include "http_server.hpp"
+#include "im/server/admin_server.hpp"
 #include "im/server/metrics.hpp"
 #include "im/server/migrations.hpp"
 #include "im/server/process.hpp"
@@ -42,6 +46,27 @@ int run(const im::rest::RestConfig& cfg) {
         metrics);
     server.set_upload_route(service.upload_route());
     const auto port = server.start();
+    // /metrics, /healthz and /readyz for operators, on their own (loopback by default) listener.
+    std::atomic<bool> draining{false};
+    im::AdminServer admin(io, metrics, [&service, &draining] {
+        if (draining) return im::AdminServer::Readiness{false, "draining"};
+        return service.readiness();
+    });
+    const auto admin_port = admin.start(cfg.admin_host, cfg.admin_port);
+    // Readiness for the admin listener, which must not block: checked on the pool every second.
+    boost::asio::steady_timer probe_timer(io);
+    std::function<void()> probe = [&] {
+        service.probe_readiness();
+        probe_timer.expires_after(std::chrono::seconds(1));
+        probe_timer.async_wait([&](const boost::system::error_code& ec) {
+            if (!ec) probe();
+        });
+    };
+    probe();
+    // Re-checks LDAP/external accounts asked for by token refreshes; its own thread and
+    // connections.
+    im::rest::DirectoryRechecker rechecker(cfg, service.ldap(), service.external(), metrics);
+    rechecker.start();
     // Removes files no message references (files.orphan_ttl); its own thread and connection.
     im::rest::FileSweeper sweeper(cfg.mysql, cfg.files, service.file_store(),
                                   service.file_metrics());
@@ -52,9 +77,11 @@ int run(const im::rest::RestConfig& cfg) {
         push_worker = std::make_unique<im::rest::PushWorker>(cfg.mq, cfg.push, metrics);
         push_worker->start();
     }
-    spdlog::info("im-rest listening on {}://{}:{} (auth mode {}, {} I/O threads, {} pool threads)",
-                 cfg.http.tls_enabled ? "https" : "http", cfg.http.host, port, cfg.auth_mode, cfg.http.threads,
-                 cfg.mysql.pool_size);
+    spdlog::info(
+        "im-rest listening on {}://{}:{} (auth mode {}, {} I/O threads, {} pool threads), admin on "
+        "{}:{}",
+        cfg.http.tls_enabled ? "https" : "http", cfg.http.host, port, cfg.auth_mode,
+        cfg.http.threads, cfg.mysql.pool_size, cfg.admin_host, admin_port);
 
     // Graceful stop: no new connections, in-flight requests answered (up to shutdown_grace).
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -64,6 +91,7 @@ int run(const im::rest::RestConfig& cfg) {
         if (server.in_flight_requests() == 0 || std::chrono::steady_clock::now() >= *deadline_holder) {
             spdlog::info("im-rest: drained ({} request(s) still in flight), stopping",
                          server.in_flight_requests());
+            admin.stop();
             io.stop();
             return;
         }
@@ -73,6 +101,8 @@ int run(const im::rest::RestConfig& cfg) {
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
         if (ec) return;
         spdlog::info("im-rest: signal {}, draining", sig);
+        draining = true;
+        probe_timer.cancel();
         server.stop_accepting();
         *deadline_holder = std::chrono::steady_clock::now() + cfg.shutdown_grace;
         poll_drain();
@@ -83,6 +113,7 @@ int run(const im::rest::RestConfig& cfg) {
     io.run();
     for (auto& t : threads) t.join();
     sweeper.stop();
+    rechecker.stop();
     if (push_worker) push_worker->stop();  // unacknowledged events go back to the queue
     service.shutdown();
     spdlog::info("im-rest: stopped");

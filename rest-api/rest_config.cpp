@@ -8,6 +8,8 @@ RestConfig load_rest_config(const config::ConfigSource& source, std::string* des
     RestConfig c;
     config::Binder b(source, "IM_REST_");
     bind(b, c.http);
+    b.bind("admin.host", c.admin_host);
+    b.bind("admin.port", c.admin_port, 0, 65535);
     mysql::bind(b, c.mysql);
     redis::bind(b, c.redis);
     logging::bind(b, c.log);
@@ -17,6 +19,8 @@ RestConfig load_rest_config(const config::ConfigSource& source, std::string* des
     b.bind("auth.registration_enabled", c.registration_enabled);
     bind(b, c.ldap);
     bind(b, c.external);
+    b.bind_duration("auth.directory_recheck_poll", c.directory_recheck_poll,
+                    std::chrono::milliseconds(100), std::chrono::minutes(10));
     bind(b, c.rate_limit);
     mq::bind(b, c.mq);
     bind(b, c.push);
@@ -30,6 +34,8 @@ RestConfig load_rest_config(const config::ConfigSource& source, std::string* des
               "required when auth.mode is external");
     b.require(!c.push.enabled || !c.push.webhook_url.empty(), "push.webhook_url",
               "required when push.enabled is true");
+    b.require(c.admin_port == 0 || c.admin_port != c.http.port, "admin.port",
+              "must differ from http.port");
     b.require(c.tokens.refresh_after < c.tokens.ttl, "auth.token_refresh_after", "must be below auth.token_ttl");
     b.finish();
     link_auth::resolve(c.cluster);

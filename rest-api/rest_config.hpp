@@ -28,6 +28,9 @@ namespace im::rest {
 
 struct RestConfig {
     HttpServerConfig http;
+    // /metrics, /healthz, /readyz for operators (as im-connector and im-transfer): not public.
+    std::string admin_host = "127.0.0.1";
+    std::uint16_t admin_port = 8090;
     mysql::MysqlConfig mysql;
     redis::RedisConfig redis;
     logging::LogConfig log;
@@ -37,6 +40,9 @@ struct RestConfig {
     bool registration_enabled = true;  // POST /v1/users (local mode only)
     LdapConfig ldap;
     ExternalAuthConfig external;
+    // How often im-rest looks for account re-checks asked by token refreshes
+    // (directory_recheck.hpp).
+    std::chrono::milliseconds directory_recheck_poll{5000};
     RateLimitConfig rate_limit;
     mq::MqConfig mq;       // RabbitMQ, for the push worker
     PushWorkerConfig push;  // the push worker (off unless push.enabled)

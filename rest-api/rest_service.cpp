@@ -51,6 +51,15 @@ RestService::RestService(const RestConfig& config, Metrics& metrics)
                                   "Requests refused with 503 because the pool queue was full.")) {
     if (config.auth_mode == "ldap") ldap_.emplace(config.ldap);
     if (config.auth_mode == "external") external_.emplace(config.external);
+    if ((ldap_ && !ldap_->can_check_accounts()) ||
+        (external_ && !external_->can_check_accounts())) {
+        spdlog::warn(
+            "auth: {} accounts cannot be re-checked without their password ({}): a session ends "
+            "auth.token_ttl after the account's last login, even while in use",
+            config.auth_mode,
+            ldap_ ? "set auth.ldap.service_dn and auth.ldap.service_password"
+                  : "set auth.external.check_url");
+    }
     for (std::uint32_t i = 0; i < config.mysql.pool_size; ++i) backends_.push_back(std::make_unique<Backend>(config));
     add_account_routes(router_);
     add_social_routes(router_);
@@ -68,16 +77,30 @@ void RestService::count_login(const std::string& result) {
         .Increment();
 }
 
+AdminServer::Readiness RestService::readiness() const {
+    std::lock_guard lock(readiness_mu_);
+    return readiness_;
+}
+
+void RestService::probe_readiness() {
+    // One probe at a time: with MySQL down a probe waits for its connect timeout, and probes must
+    // never pile up on the pool. A full queue leaves the last answer in place.
+    if (probing_.exchange(true)) return;
+    const bool queued = pool_.try_submit([this] {
+        struct Done {
+            std::atomic<bool>& flag;
+            ~Done() { flag = false; }
+        } done{probing_};
+        ready_check(*backends_.at(static_cast<std::size_t>(ThreadPool::worker_index())));
+    });
+    if (!queued) probing_ = false;
+}
+
 void RestService::handle(HttpRequest req, HttpServer::Respond respond) {
-    // Answered on the I/O thread: liveness and metrics never wait for the pool.
+    // Answered on the I/O thread: liveness never waits for the pool. The metrics are not public:
+    // they are on the admin listener (admin.host/admin.port), and 404 here.
     if (req.path == "/healthz" && req.method == "GET") {
         return respond(HttpResponse::json(200, {{"status", "ok"}}));
-    }
-    if (req.path == "/metrics" && req.method == "GET") {
-        HttpResponse r;
-        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-        r.body = metrics_.text();
-        return respond(std::move(r));
     }
     auto match = router_.match(req.method, req.path);
     if (req.path == "/readyz" && req.method == "GET") {
@@ -125,6 +148,12 @@ HttpResponse RestService::ready_check(Backend& be) {
         detail["redis"] = "unreachable";
     }
     detail["status"] = ok ? "ready" : "not ready";
+    {
+        std::lock_guard lock(readiness_mu_);
+        readiness_ = {ok, ok ? ""
+                             : "mysql " + detail["mysql"].get<std::string>() + ", redis " +
+                                   detail["redis"].get<std::string>()};
+    }
     return HttpResponse::json(ok ? 200 : 503, detail);
 }
 

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "auth.hpp"
 #include "files.hpp"
 #include "http_server.hpp"
+#include "im/server/admin_server.hpp"
 #include "im/server/metrics.hpp"
 #include "im/server/thread_pool.hpp"
 #include "im/server/tokens.hpp"
@@ -92,6 +94,11 @@ public:
     // Finishes queued requests and stops the pool.
     void shutdown();
 
+    // The admin listener's /readyz (which must not block): the result of the last readiness
+    // check, made on the pool by probe_readiness() and by every public GET /readyz.
+    AdminServer::Readiness readiness() const;
+    void probe_readiness();
+
     const RestConfig& config() const { return config_; }
     const PasswordHasher& hasher() const { return hasher_; }
     const LdapAuthenticator* ldap() const { return ldap_ ? &*ldap_ : nullptr; }
@@ -123,6 +130,9 @@ private:
     std::vector<std::unique_ptr<Backend>> backends_;
     ThreadPool pool_;
     prometheus::Counter& overloaded_;
+    std::atomic<bool> probing_{false};
+    mutable std::mutex readiness_mu_;
+    AdminServer::Readiness readiness_{false, "not checked yet"};
 };
 
 }  // namespace im::rest

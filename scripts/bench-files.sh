@@ -25,7 +25,7 @@ trap cleanup EXIT
 source "$IM_RUN_DIR/env"
 
 PORT=$(im_free_port)
-"$IM_BUILD_DIR/bin/im-rest" --set http.port="$PORT" --set files.dir="$IM_RUN_DIR/files" \
+"$IM_BUILD_DIR/bin/im-rest" --set http.port="$PORT" --set admin.port="$(im_free_port)" --set files.dir="$IM_RUN_DIR/files" \
   --set log.level=warn --set auth.hash_ops_limit=1 --set auth.hash_mem_limit=8KiB \
   >"$IM_RUN_DIR/rest.log" 2>&1 &
 REST_PID=$!

@@ -18,7 +18,7 @@ source "$IM_RUN_DIR/env"
 
 PORT=$(im_free_port)
 WORK=$(mktemp -d)
-"$IM_BUILD_DIR/bin/im-rest" --set http.port="$PORT" --set rate_limit.login_per_user=0 \
+"$IM_BUILD_DIR/bin/im-rest" --set http.port="$PORT" --set admin.port="$(im_free_port)" --set rate_limit.login_per_user=0 \
   --set rate_limit.login_per_addr=0 --set rate_limit.register_per_addr=0 --set log.level=warn \
   >"$WORK/rest.log" 2>&1 &
 REST_PID=$!

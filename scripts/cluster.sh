@@ -6,6 +6,7 @@
 IM_CLUSTER_DIR="${IM_CLUSTER_DIR:-${IM_RUN_DIR:+$IM_RUN_DIR/cluster}}"
 IM_CLUSTER_DIR="${IM_CLUSTER_DIR:-$IM_ROOT/run/cluster}"
 IM_REST_PORT="${IM_REST_PORT:-8080}"
+IM_REST_ADMIN_PORT="${IM_REST_ADMIN_PORT:-8090}"
 IM_TRANSFERS="${IM_TRANSFERS:-1}"                             # im-transfer replicas
 IM_TRANSFER_PORT="${IM_TRANSFER_PORT:-9100}"                  # replica i: port + i
 IM_TRANSFER_ADMIN_PORT="${IM_TRANSFER_ADMIN_PORT:-9190}"      # replica i: admin port + i
@@ -20,11 +21,12 @@ IM_SPREAD_HOSTS="${IM_SPREAD_HOSTS:-0}"
 im_transfer_host() { if [ "$IM_SPREAD_HOSTS" = 1 ]; then echo "127.0.1.$(($1 + 1))"; else echo 127.0.0.1; fi; }
 im_connector_host() { if [ "$IM_SPREAD_HOSTS" = 1 ]; then echo "127.0.2.$(($1 + 1))"; else echo 127.0.0.1; fi; }
 
-# name|binary|args|client address|admin address|readiness path (200 once it can serve: im-rest
-# reaches MySQL and Redis, a transfer reaches MySQL, a connector has a link to a transfer)
+# name|binary|args|client address|admin address (/metrics, /healthz)|readiness path on the admin
+# address (200 once it can serve: im-rest reaches MySQL and Redis, a transfer reaches MySQL, a
+# connector has a link to a transfer)
 im_cluster_processes() {
   local cfg="$IM_ROOT/scripts/cluster" i=0 p h
-  echo "im-rest|im-rest|--config $cfg/im-rest.yaml --set http.port=$IM_REST_PORT --set files.dir=$IM_CLUSTER_DIR/files|127.0.0.1:$IM_REST_PORT|127.0.0.1:$IM_REST_PORT|/readyz"
+  echo "im-rest|im-rest|--config $cfg/im-rest.yaml --set http.port=$IM_REST_PORT --set admin.port=$IM_REST_ADMIN_PORT --set files.dir=$IM_CLUSTER_DIR/files|127.0.0.1:$IM_REST_PORT|127.0.0.1:$IM_REST_ADMIN_PORT|/readyz"
   for i in $(seq 0 $((IM_TRANSFERS - 1))); do
     h=$(im_transfer_host "$i")
     echo "im-transfer-$i|im-transfer|--config $cfg/im-transfer.yaml --set transfer.id=transfer-$i --set transfer.host=$h --set transfer.port=$((IM_TRANSFER_PORT + i)) --set admin.host=$h --set admin.port=$((IM_TRANSFER_ADMIN_PORT + i))|$h:$((IM_TRANSFER_PORT + i))|$h:$((IM_TRANSFER_ADMIN_PORT + i))|/readyz"

@@ -20,6 +20,8 @@ void bind(config::Binder& b, TokenConfig& c) {
     b.bind_duration("auth.token_refresh_after", c.refresh_after, std::chrono::milliseconds(0),
                     std::chrono::hours(24 * 365));
     b.bind_duration("auth.token_cache_ttl", c.cache_ttl, std::chrono::seconds(1), std::chrono::hours(24));
+    b.bind_duration("auth.directory_recheck_interval", c.directory_recheck_interval,
+                    std::chrono::milliseconds(0), std::chrono::hours(24 * 365));
 }
 
 TokenStore::TokenStore(mysql::MysqlConnection& db, redis::RedisConnection* redis, TokenConfig config,
@@ -130,6 +132,7 @@ std::optional<SessionInfo> TokenStore::validate(std::string_view token_hash) {
         st.setUInt64(2, s->session_id);
         if (st.executeUpdate() == 0) return std::nullopt;  // revoked meanwhile
         s->expires_ms = new_expiry;
+        request_directory_recheck(s->user_id, now);
         if (redis_ != nullptr) {
             try {
                 // Replace the entry unless it is a tombstone: a revocation always wins.
@@ -148,6 +151,17 @@ std::optional<SessionInfo> TokenStore::validate(std::string_view token_hash) {
         cache_put(token_hash, *s);
     }
     return s;
+}
+
+void TokenStore::request_directory_recheck(std::uint64_t user_id, std::int64_t now) {
+    // One statement per refresh; nothing for local accounts nor for recently confirmed ones, and
+    // nothing more while a request for the account is pending.
+    auto& st = db_.prepare(
+        "INSERT IGNORE INTO directory_rechecks (user_id) SELECT id FROM users "
+        "WHERE id = ? AND origin <> 'local' AND (verified_at IS NULL OR verified_at <= ?)");
+    st.setUInt64(1, user_id);
+    st.setString(2, mysql::ms_to_datetime(now - config_.directory_recheck_interval.count()));
+    if (st.executeUpdate() > 0) ++stats_.recheck_requests;
 }
 
 std::optional<SessionInfo> TokenStore::revoke(std::uint64_t user_id, std::uint64_t session_id) {

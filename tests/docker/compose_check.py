@@ -510,7 +510,7 @@ def check_run(bin_dir):
     added = {"IM_REDIS_KEY_PREFIX": f"imcompose{tag}:"}
     rest_port = free_port()
     plan = [
-        ("rest", "rest", {"IM_REST_HTTP_PORT": str(rest_port)}),
+        ("rest", "rest", {"IM_REST_HTTP_PORT": str(rest_port), "IM_REST_ADMIN_PORT": str(free_port())}),
         ("transfer", "transfer", {"IM_TRANSFER_TRANSFER_PORT": str(free_port()),
                                   "IM_TRANSFER_ADMIN_PORT": str(free_port())}),
     ]

@@ -214,7 +214,7 @@ TEST_F(Files, RoundTripOfZeroOneAndFiftyMebibytesWithSha256) {
         EXPECT_EQ(down.header("accept-ranges"), "bytes");
     }
     // Metrics count the bytes both ways.
-    auto m = cl.http().get("/metrics");
+    auto m = HttpClient("127.0.0.1", cl.rest().admin_port()).get("/metrics");
     EXPECT_NE(m.body.find("im_rest_file_upload_bytes_total"), std::string::npos);
     EXPECT_NE(m.body.find("im_rest_file_download_bytes_total"), std::string::npos);
 }

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <iostream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -315,6 +316,65 @@ TEST(LdapEmptyPassword, RefusedEvenWhenTheDirectoryWouldAcceptIt) {
         EXPECT_EQ(r.outcome, AuthOutcome::rejected) << c.mode << ": " << r.detail;
         EXPECT_TRUE(r.identity.username.empty()) << c.mode;
     }
+}
+
+// ---- account re-checks without the password (issue 17, item 9) ------------------------------
+
+AccountStatus check_of(const LdapConfig& c, const std::string& user, const std::string& dn) {
+    const auto r = LdapAuthenticator(c).check_account(user, dn);
+    if (r.status != AccountStatus::active)
+        std::cerr << "  " << user << " " << dn << ": " << r.detail << "\n";
+    return r.status;
+}
+
+TEST(LdapAccountCheck, ExistingEntryIsActiveMissingOneIsGone) {
+    const auto c = search_config();
+    EXPECT_TRUE(LdapAuthenticator(c).can_check_accounts());
+    EXPECT_EQ(check_of(c, "alice", alice_dn()), AccountStatus::active);
+    EXPECT_EQ(check_of(c, "ALICE", alice_dn()), AccountStatus::active);  // uid matches without case
+    // No such entry under a parent the service account sees: gone.
+    EXPECT_EQ(check_of(c, "zed", "uid=zed," + people_base()), AccountStatus::gone);
+    // The entry exists but no longer matches the login filter for that username: gone.
+    EXPECT_EQ(check_of(c, "bob", alice_dn()), AccountStatus::gone);
+    // The username is escaped into the filter: a wildcard matches nothing.
+    EXPECT_EQ(check_of(c, "*", alice_dn()), AccountStatus::gone);
+    EXPECT_EQ(check_of(c, "ali*", alice_dn()), AccountStatus::gone);
+}
+
+TEST(LdapAccountCheck, WhatCannotBeSeenIsNeverGone) {
+    const auto c = search_config();
+    // A parent that does not exist (or that access rights hide): cannot tell, keep the sessions.
+    EXPECT_EQ(check_of(c, "alice", "uid=alice,ou=nobody," + TestEnv::get().ldap_base),
+              AccountStatus::unavailable);
+    EXPECT_EQ(check_of(c, "alice", "uid=alice,dc=elsewhere,dc=test"), AccountStatus::unavailable);
+    EXPECT_EQ(check_of(c, "alice", ""), AccountStatus::unavailable);
+    EXPECT_EQ(check_of(c, "alice", "not a dn"), AccountStatus::unavailable);
+    // Anonymous (no service account) sees no people in the test directory: nothing is gone.
+    LdapConfig anon = c;
+    anon.service_dn.clear();
+    anon.service_password.clear();
+    EXPECT_NE(check_of(anon, "zed", "uid=zed," + people_base()), AccountStatus::gone);
+    // A wrong service password, an unreachable directory.
+    LdapConfig wrong = c;
+    wrong.service_password = "not_reader_pass";
+    EXPECT_EQ(check_of(wrong, "zed", "uid=zed," + people_base()), AccountStatus::unavailable);
+    const LoopbackPort closed;
+    LdapConfig down = c;
+    down.url = "ldap://127.0.0.1:" + std::to_string(closed.port());
+    down.connect_timeout = milliseconds(500);
+    EXPECT_EQ(check_of(down, "zed", "uid=zed," + people_base()), AccountStatus::unavailable);
+}
+
+TEST(LdapAccountCheck, TemplateModeNeedsTheServiceAccount) {
+    const auto t = template_config();  // no service account
+    EXPECT_FALSE(LdapAuthenticator(t).can_check_accounts());
+    EXPECT_EQ(check_of(t, "alice", alice_dn()), AccountStatus::not_checkable);
+    LdapConfig with = t;
+    with.service_dn = "cn=reader,ou=services," + TestEnv::get().ldap_base;
+    with.service_password = "reader_pass";
+    EXPECT_TRUE(LdapAuthenticator(with).can_check_accounts());
+    EXPECT_EQ(check_of(with, "alice", alice_dn()), AccountStatus::active);
+    EXPECT_EQ(check_of(with, "zed", "uid=zed," + people_base()), AccountStatus::gone);
 }
 
 }  // namespace

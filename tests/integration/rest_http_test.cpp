@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <thread>
@@ -94,11 +95,67 @@ TEST_F(RestHttp, HealthReadinessMetrics) {
     EXPECT_EQ(r.json()["mysql"], "ok");
     EXPECT_EQ(r.json()["redis"], "ok");
     http->get("/v1/users/me");  // a 401, counted
-    auto m = http->get("/metrics");
+    HttpClient admin("127.0.0.1", rest_->admin_port());
+    auto m = admin.get("/metrics");
     ASSERT_EQ(m.status, 200);
     EXPECT_NE(m.body.find("im_http_requests_total{"), std::string::npos) << m.body;
     EXPECT_NE(m.body.find("status=\"401\""), std::string::npos);
     EXPECT_NE(m.body.find("process_resident_memory_bytes"), std::string::npos);
+}
+
+// Issue 17, item 10: the metrics are not public. im-rest serves /metrics on its admin listener
+// (admin.host/admin.port, loopback by default), like im-connector and im-transfer; its public port
+// answers 404 there and keeps /healthz and /readyz (load balancers, docker's healthcheck).
+TEST(Issue17, Item10_MetricsOnlyOnTheAdminPort) {
+    TestDatabase db;
+    RestServer rest(db, "im:t" + unique_suffix() + ":", {{}, "rest-admin"});
+    auto http = rest.client();
+    http->get("/v1/users/me");  // a 401, counted
+
+    const auto pub = http->get("/metrics");
+    EXPECT_EQ(pub.status, 404) << "the public port serves the metrics:\n" << pub.body.substr(0, 400);
+    const auto pub_json = pub.json();
+    EXPECT_TRUE(pub_json.is_object() && pub_json.contains("error") && pub_json["error"]["code"] == "not_found")
+        << pub.body.substr(0, 400);
+    EXPECT_EQ(pub.body.find("im_http_requests_total"), std::string::npos);
+    EXPECT_EQ(http->request("HEAD", "/metrics").status, 404);
+    EXPECT_EQ(http->get("/healthz").status, 200);
+    EXPECT_EQ(http->get("/readyz").status, 200);
+
+    HttpResult m, health;
+    try {
+        HttpClient admin("127.0.0.1", rest.admin_port());
+        m = admin.get("/metrics");
+        health = admin.get("/healthz");
+    } catch (const std::exception& e) {
+        FAIL() << "nothing answers on the admin port " << rest.admin_port() << ": " << e.what();
+    }
+    ASSERT_EQ(m.status, 200) << m.body;
+    EXPECT_EQ(m.header("content-type").rfind("text/plain; version=0.0.4", 0), 0u) << m.header("content-type");
+    EXPECT_NE(m.body.find("im_http_requests_total{"), std::string::npos) << m.body;
+    EXPECT_NE(m.body.find("status=\"401\""), std::string::npos);
+    EXPECT_NE(m.body.find("process_resident_memory_bytes"), std::string::npos);
+    EXPECT_EQ(health.status, 200);
+    // Ready once MySQL and Redis answered (probed in the background, never on the I/O thread).
+    bool ready = false;
+    for (int i = 0; i < 50 && !ready; ++i) {
+        HttpClient admin("127.0.0.1", rest.admin_port());
+        ready = admin.get("/readyz").status == 200;
+        if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_TRUE(ready) << "the admin /readyz never said ready";
+
+    // Loopback by default, as the other processes' admin listeners.
+    const std::string cmd = bin_dir() + "/im-rest --print-config 2>&1";
+    std::string printed;
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+        char buf[4096];
+        std::size_t n = 0;
+        while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) printed.append(buf, n);
+        ::pclose(p);
+    }
+    EXPECT_NE(printed.find("admin.host = 127.0.0.1"), std::string::npos) << printed;
+    EXPECT_NE(printed.find("admin.port = 8090"), std::string::npos) << printed;
 }
 
 TEST_F(RestHttp, ReadinessFailsWhenRedisIsUnreachable) {

@@ -20,12 +20,18 @@ std::vector<std::string> with_sets(std::vector<std::string> args, const std::vec
     }
     return args;
 }
+
+std::map<std::string, std::string> with_env(std::map<std::string, std::string> vars,
+                                            const std::map<std::string, std::string>& shared) {
+    for (const auto& [k, v] : shared) vars.emplace(k, v);  // the process's own values win
+    return vars;
+}
 }  // namespace
 
 Cluster::Cluster(ClusterOptions options) : options_(std::move(options)), prefix_("im:t" + unique_suffix() + ":") {
     const auto& env = TestEnv::get();
     log_prefix_ = env.run_dir + "/" + options_.name + "-" + db_.name();
-    rest_ = std::make_unique<RestServer>(db_, prefix_, RestOptions{options_.rest_sets, options_.name + "-rest"});
+    rest_ = std::make_unique<RestServer>(db_, prefix_, RestOptions{options_.rest_sets, options_.name + "-rest", options_.env});
     http_ = rest_->client();
     for (int i = 0; i < std::max(1, options_.transfers); ++i) add_transfer();
     for (int i = 0; i < options_.connectors; ++i) {
@@ -131,9 +137,10 @@ void Cluster::start_transfer(int i) {
                                       "--set", "rabbitmq.dead_letter_queue=im.push.dead." + db_.name(),
                                       "--set", "log.level=debug"},
                                      options_.transfer_sets),
-                           {{"IM_MYSQL_PORT", std::to_string(env.mysql_port)},
-                            {"IM_REDIS_PORT", std::to_string(env.redis_port)},
-                            {"IM_RABBITMQ_PORT", std::to_string(env.rabbitmq_port)}},
+                           with_env({{"IM_MYSQL_PORT", std::to_string(env.mysql_port)},
+                                     {"IM_REDIS_PORT", std::to_string(env.redis_port)},
+                                     {"IM_RABBITMQ_PORT", std::to_string(env.rabbitmq_port)}},
+                                    options_.env),
                            log_prefix_ + "-transfer" + (i == 0 ? std::string() : std::to_string(i)) + ".log");
     if (!wait_for_port(transfer_host(i), transfer_admin_ports_[idx], std::chrono::seconds(30))) {
         throw std::runtime_error("im-transfer did not start:\n" + transfers_[idx]->log_contents());
@@ -160,7 +167,7 @@ void Cluster::start_connector(int i) {
                        "--set", "sessions.heartbeat_interval=5s",
                        "--set", "log.level=debug"},
                       options_.connector_sets),
-            {{"IM_REDIS_PORT", std::to_string(env.redis_port)}},
+            with_env({{"IM_REDIS_PORT", std::to_string(env.redis_port)}}, options_.env),
             log_prefix_ + "-connector" + std::to_string(i) + ".log");
     if (!wait_for_port(connector_host(i), port, std::chrono::seconds(30))) {
         throw std::runtime_error("im-connector did not start:\n" + c.log_contents());

@@ -4,6 +4,7 @@
 // settings (cheap password hashing, short heartbeats). Processes can be killed and restarted.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,8 @@ struct ClusterOptions {
     // Every transfer and connector on a loopback address of its own, like separate hosts:
     // transfer i on 127.0.1.(i+1), connector i on 127.0.2.(i+1) (im-rest stays on 127.0.0.1).
     bool spread_hosts = false;
+    // Environment of every process (shared IM_* variables, as a deployment sets them).
+    std::map<std::string, std::string> env{};
 };
 
 class Cluster {

@@ -63,6 +63,7 @@ RestServer::~RestServer() { proc_.stop(SIGTERM, std::chrono::seconds(10)); }
 void RestServer::launch() {
     const auto& env = TestEnv::get();
     if (port_ == 0) port_ = pick_free_port();
+    if (admin_port_ == 0) admin_port_ = pick_free_port();
     if (files_dir_.empty()) files_dir_ = env.run_dir + "/files-" + options_.name + "-" + db_.name();
     std::vector<std::string> args = {
         "--set", "http.port=" + std::to_string(port_),
@@ -81,9 +82,11 @@ void RestServer::launch() {
         args.push_back("--set");
         args.push_back(s);
     }
-    proc_.start(bin_dir() + "/im-rest", args,
-                {{"IM_MYSQL_PORT", std::to_string(env.mysql_port)}, {"IM_REDIS_PORT", std::to_string(env.redis_port)}},
-                env.run_dir + "/" + options_.name + "-" + db_.name() + ".log");
+    std::map<std::string, std::string> vars = options_.env;
+    vars["IM_MYSQL_PORT"] = std::to_string(env.mysql_port);
+    vars["IM_REDIS_PORT"] = std::to_string(env.redis_port);
+    vars["IM_REST_ADMIN_PORT"] = std::to_string(admin_port_);
+    proc_.start(bin_dir() + "/im-rest", args, vars, env.run_dir + "/" + options_.name + "-" + db_.name() + ".log");
     if (!wait_for_port(port_, std::chrono::seconds(30))) {
         throw std::runtime_error("im-rest did not start; log:\n" + proc_.log_contents());
     }

@@ -4,6 +4,7 @@
 // unless a test lowers them) on a free port.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,6 +46,7 @@ private:
 struct RestOptions {
     std::vector<std::string> sets;  // extra --set key=value
     std::string name = "rest";      // log file name
+    std::map<std::string, std::string> env{};  // extra environment (e.g. shared IM_AUTH_* variables)
 };
 
 class RestServer {
@@ -53,6 +55,8 @@ public:
     ~RestServer();
 
     std::uint16_t port() const { return port_; }
+    // The admin listener (/metrics, /healthz, /readyz), given as IM_REST_ADMIN_PORT.
+    std::uint16_t admin_port() const { return admin_port_; }
     std::unique_ptr<HttpClient> client(const std::string& ca_file = {}) const;
     ChildProcess& process() { return proc_; }
     std::string log() const { return proc_.log_contents(); }
@@ -67,6 +71,7 @@ private:
     std::string redis_prefix_;
     RestOptions options_;
     std::uint16_t port_ = 0;
+    std::uint16_t admin_port_ = 0;
     std::string files_dir_;
     ChildProcess proc_;
 };

@@ -276,5 +276,98 @@ auth:
     }
 }
 
+// ---- Account re-checks (issue 17, item 9): check_url, no password ---------------------------
+
+AccountCheck check_against(int status, const std::string& body) {
+    HttpTestServer server(reply(status, body));
+    auto c = config_for(server.url("/auth"));
+    c.check_url = server.url("/auth/status");
+    return ExternalAuthenticator(c).check_account("ext-42", "erin");
+}
+
+TEST(ExternalAccountCheck, SendsTheUserIdAndUsernameOnly) {
+    HttpTestServer server(reply(200, R"({"active": true})"));
+    auto c = config_for(server.url("/auth"));
+    c.check_url = server.url("/auth/status?realm=im");
+    const auto r = ExternalAuthenticator(c).check_account("ext-42", "erin");
+    EXPECT_EQ(r.status, AccountStatus::active) << r.detail;
+    const auto seen = server.requests();
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].method, "POST");
+    EXPECT_EQ(seen[0].target, "/auth/status?realm=im");
+    EXPECT_EQ(nlohmann::json::parse(seen[0].body),
+              nlohmann::json({{"user_id", "ext-42"}, {"username", "erin"}}));
+}
+
+TEST(ExternalAccountCheck, AnswersMapToActiveGoneOrUnavailable) {
+    EXPECT_EQ(check_against(200, R"({"active": true, "extra": 1})").status, AccountStatus::active);
+    EXPECT_EQ(check_against(200, R"({"active": false})").status, AccountStatus::gone);
+    EXPECT_EQ(check_against(404, R"({"error":"no such user"})").status, AccountStatus::gone);
+    EXPECT_EQ(check_against(410, "").status, AccountStatus::gone);
+    // Nothing else may end sessions: a broken or misconfigured service keeps everybody in.
+    for (const auto& [status, body] :
+         std::vector<std::pair<int, std::string>>{{200, ""},
+                                                  {200, "not json"},
+                                                  {200, "[]"},
+                                                  {200, R"({"active": "no"})"},
+                                                  {200, R"({})"},
+                                                  {204, ""},
+                                                  {401, "{}"},
+                                                  {403, "{}"},
+                                                  {400, "{}"},
+                                                  {500, "{}"},
+                                                  {503, "{}"}}) {
+        const auto r = check_against(status, body);
+        EXPECT_EQ(r.status, AccountStatus::unavailable)
+            << status << " " << body << ": " << r.detail;
+    }
+}
+
+TEST(ExternalAccountCheck, UnreachableOrSlowServiceIsUnavailable) {
+    auto c = config_for("http://127.0.0.1:" + std::to_string(closed_port()) + "/auth");
+    c.check_url = c.url + "/status";
+    EXPECT_EQ(ExternalAuthenticator(c).check_account("ext-42", "erin").status,
+              AccountStatus::unavailable);
+
+    HttpTestServer slow(reply(200, R"({"active": false})", 2000ms));
+    auto s = config_for(slow.url("/auth"), 300ms);
+    s.check_url = slow.url("/auth/status");
+    const auto start = Clock::now();
+    EXPECT_EQ(ExternalAuthenticator(s).check_account("ext-42", "erin").status,
+              AccountStatus::unavailable);
+    EXPECT_LT(Clock::now() - start, 1500ms);
+}
+
+TEST(ExternalAccountCheck, WithoutCheckUrlNothingIsAsked) {
+    HttpTestServer server(reply(404, "{}"));
+    const ExternalAuthenticator auth(config_for(server.url("/auth")));
+    EXPECT_FALSE(auth.can_check_accounts());
+    EXPECT_EQ(auth.check_account("ext-42", "erin").status, AccountStatus::not_checkable);
+    EXPECT_TRUE(server.requests().empty());
+}
+
+TEST(ExternalAuthConfig, CheckUrlIsOptionalButMustBeAUrl) {
+    config::ConfigSource src(
+        config::Env{{"IM_REST_AUTH_EXTERNAL_CHECK_URL", "https://auth.example.test/status"}});
+    ExternalAuthConfig c;
+    config::Binder b(src, "IM_REST_");
+    bind(b, c);
+    ASSERT_NO_THROW(b.finish());
+    EXPECT_EQ(c.check_url, "https://auth.example.test/status");
+
+    config::ConfigSource bad(
+        config::Env{{"IM_REST_AUTH_EXTERNAL_CHECK_URL", "ftp://auth.example.test/status"}});
+    ExternalAuthConfig c2;
+    config::Binder b2(bad, "IM_REST_");
+    bind(b2, c2);
+    try {
+        b2.finish();
+        FAIL() << "expected a ConfigError";
+    } catch (const config::ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("auth.external.check_url"), std::string::npos)
+            << e.what();
+    }
+}
+
 }  // namespace
 }  // namespace im::rest

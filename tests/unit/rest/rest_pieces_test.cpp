@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include "http_types.hpp"
+#include "im/server/config.hpp"
 #include "im/server/tokens.hpp"
+#include "rest_config.hpp"
 #include "router.hpp"
 #include "validation.hpp"
 
@@ -164,6 +166,29 @@ TEST(Tokens, CacheCodec) {
     EXPECT_TRUE(revoked);
     EXPECT_FALSE(tokens::decode_cached_session("v|x|1|2|d"));
     EXPECT_FALSE(tokens::decode_cached_session("garbage"));
+}
+
+// Issue 17: the admin listener (item 10) and the account re-check keys (item 9).
+TEST(RestConfig, AdminListenerAndRecheckDefaults) {
+    const auto c = load_rest_config(config::ConfigSource{});
+    EXPECT_EQ(c.admin_host, "127.0.0.1");
+    EXPECT_EQ(c.admin_port, 8090);
+    EXPECT_EQ(c.tokens.directory_recheck_interval, std::chrono::hours(1));
+    EXPECT_EQ(c.directory_recheck_poll, std::chrono::seconds(5));
+    EXPECT_TRUE(c.external.check_url.empty());
+}
+
+TEST(RestConfig, SharedRecheckIntervalAndAdminPortRules) {
+    const auto c = load_rest_config(config::ConfigSource(
+        config::Env{{"IM_AUTH_DIRECTORY_RECHECK_INTERVAL", "0s"}, {"IM_REST_ADMIN_PORT", "0"}}));
+    EXPECT_EQ(c.tokens.directory_recheck_interval, std::chrono::milliseconds(0));
+    EXPECT_EQ(c.admin_port, 0);  // any free port
+    try {
+        load_rest_config(config::ConfigSource(config::Env{{"IM_REST_ADMIN_PORT", "8080"}}));
+        FAIL() << "the admin port equal to http.port was accepted";
+    } catch (const config::ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("admin.port"), std::string::npos) << e.what();
+    }
 }
 
 }  // namespace

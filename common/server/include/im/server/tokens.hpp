@@ -6,6 +6,10 @@
 // token stays revoked: revocation writes MySQL first, then a Redis tombstone that overwrites any
 // cached entry, while validators only fill the cache with SET NX (a tombstone is never undone).
 // Expiry slides: a token used after refresh_after gets a new expiry (one UPDATE, not per request).
+// A refresh of an LDAP or external account also asks for a re-check against its directory (a row
+// in directory_rechecks, done by im-rest) when the account was last confirmed longer than
+// directory_recheck_interval ago, whichever process refreshes (im-rest, or im-transfer for the
+// connectors' token checks).
 // Synchronous: for blocking pool threads.
 
 #include <chrono>
@@ -33,9 +37,14 @@ struct TokenConfig {
     std::chrono::milliseconds ttl{std::chrono::hours(24 * 30)};  // sliding lifetime
     std::chrono::milliseconds refresh_after{std::chrono::hours(1)};
     std::chrono::milliseconds cache_ttl{std::chrono::minutes(5)};
+    // LDAP/external accounts: a refresh asks for a re-check when the last confirmation (a login or
+    // a re-check) is older than this; 0: at every refresh.
+    std::chrono::milliseconds directory_recheck_interval{std::chrono::hours(1)};
 };
 
-void bind(config::Binder& b, TokenConfig& c);  // keys auth.token_ttl, auth.token_refresh_after, auth.token_cache_ttl
+// keys auth.token_ttl, auth.token_refresh_after, auth.token_cache_ttl,
+// auth.directory_recheck_interval
+void bind(config::Binder& b, TokenConfig& c);
 
 struct SessionRow {
     SessionInfo info;
@@ -73,7 +82,7 @@ public:
 
     // Counters for metrics.
     struct Stats {
-        std::uint64_t cache_hits = 0, cache_misses = 0, redis_errors = 0;
+        std::uint64_t cache_hits = 0, cache_misses = 0, redis_errors = 0, recheck_requests = 0;
     };
     const Stats& stats() const { return stats_; }
 
@@ -82,6 +91,7 @@ private:
     void cache_put(std::string_view token_hash, const SessionInfo& s);
     void cache_tombstone(std::string_view token_hash);
     std::optional<SessionInfo> load_from_db(std::string_view token_hash);
+    void request_directory_recheck(std::uint64_t user_id, std::int64_t now);
 
     mysql::MysqlConnection& db_;
     redis::RedisConnection* redis_;
