@@ -159,6 +159,7 @@ void StateLog::open_log() {
         end_ = head.size();
         return;
     }
+    ::unlink((path_ + ".tmp").c_str());  // a rewrite a crash interrupted: state.log is whole
     const std::string data = read_file(fd_, path_);
     const std::string head = state::header();
     if (data.size() < head.size() && head.compare(0, data.size(), data) == 0) {

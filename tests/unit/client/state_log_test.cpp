@@ -254,6 +254,20 @@ TEST(StateLog, AnEmptyFileIsANewLog) {
     EXPECT_EQ(ids(log.take_restored()), std::vector<std::string>{id_of(1)});
 }
 
+// A kill during a rewrite leaves state.log whole and a state.log.tmp behind: it goes at the next
+// open instead of lying there until the next rewrite.
+TEST(StateLog, AnInterruptedRewriteLeavesNothingBehind) {
+    TempDir dir;
+    {
+        StateLog log(dir.path);
+        log.add(msg(1));
+    }
+    write_bytes(dir.log() + ".tmp", std::string(100000, 'z'));
+    StateLog log(dir.path);
+    EXPECT_EQ(ids(log.take_restored()), std::vector<std::string>{id_of(1)});
+    EXPECT_FALSE(fs::exists(dir.log() + ".tmp"));
+}
+
 TEST(StateLog, TheDirectoryIsLockedWhileALogUsesIt) {
     TempDir dir;
     const std::string nested = dir.path + "/a/b";
