@@ -40,6 +40,10 @@ Args parse_args(const std::vector<std::string>& argv) {
             a.version = true;
             continue;
         }
+        if (arg == "--no-persist") {
+            a.persist = false;
+            continue;
+        }
         std::string value;
         bool has_value = false;
         if (const auto eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
@@ -151,6 +155,9 @@ options:
   --connector H:P     a connector to use (repeatable; default: the ones login was given)
   --home DIR          session files (default: $IM_CLI_HOME, else ~/.config/im-cli)
   --timeout SECONDS   send: how long to wait for SENT (default 30)
+  --no-persist        keep unsent messages and cursors in memory only (default: in
+                      <home>/<user>.chat/ and <user>.cmd/, so a crash loses no message and a
+                      restart shows no history again)
 
 exit codes: 0 done, 1 failed (the error is printed), 2 bad command line, 3 not logged in
 )";

@@ -28,6 +28,7 @@ struct Args {
     std::string home;                     // where session files live (empty: IM_CLI_HOME, ...)
     std::optional<unsigned> limit;        // history --limit
     unsigned timeout_s = 30;              // send: how long to wait for SENT
+    bool persist = true;  // keep the outbox and cursors in a state directory (--no-persist: no)
     bool help = false;
     bool version = false;
 };

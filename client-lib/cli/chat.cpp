@@ -73,6 +73,7 @@ class ChatSession {
         : file_(std::move(file)),
           data_(std::move(data)),
           rest_url_(rest_url_of(args, data_.rest_url)),
+          persist_(args.persist),
           client_(client_options(args, file_, data_, "chat")) {
         names_[data_.user_id] = data_.username;
         client_.on_message([this](const imclient::Message& m) { on_message(m); });
@@ -119,6 +120,7 @@ class ChatSession {
     SessionFile file_;
     SessionData data_;
     std::string rest_url_;
+    bool persist_ = true;
     Console console_;  // before client_: the callbacks print through it until client_ is gone
 
     std::mutex mu_;  // everything below
@@ -557,6 +559,22 @@ int ChatSession::run() {
         }
     } catch (const RestError&) {  // names then come one by one
     }
+    // What an earlier im-cli left unsent (also when it was killed): it goes after the login, and
+    // its receipt states print like those of lines typed now.
+    if (const auto& restored = client_.restored_sends(); !restored.empty()) {
+        say(std::to_string(restored.size()) + " message(s) not SENT by an earlier im-cli of " +
+            data_.username + ": they go once connected");
+        std::size_t shown = 0;
+        for (const auto& r : restored) {
+            std::string preview =
+                r.type == imclient::MessageType::file
+                    ? "[file " + r.file.name + "]"
+                    : (r.text.size() > 200 ? r.text.substr(0, 200) + "..." : r.text);
+            if (++shown <= 5) say("  to " + name_of(r.peer_user_id) + ": " + preview);
+            std::lock_guard lock(mu_);
+            unacked_[r.client_msg_id] = {r.peer_user_id, std::move(preview)};
+        }
+    }
     connect(client_, data_, "chat", std::chrono::seconds(30));
     console_.set_prompt("> ");
     say("type /help for the commands, /to NAME to choose whom to talk to");
@@ -590,7 +608,10 @@ int ChatSession::run() {
         resolve_wanted();
     }
     if (client_.pending_sends() > 0) {
-        say(std::to_string(client_.pending_sends()) + " message(s) not SENT: they are abandoned");
+        say(std::to_string(client_.pending_sends()) + " message(s) not SENT: " +
+            (persist_ ? "they stay queued in " + file_.state_dir("chat") +
+                            " and go with the next im-cli --user " + data_.username
+                      : std::string("they are abandoned (--no-persist)")));
     }
     say("bye");
     console_.seal();  // a callback still on its way prints nothing after "bye"
@@ -603,8 +624,17 @@ int ChatSession::run() {
 int run_chat(const Args& args) {
     SessionFile file(cli_home(args.home), args.user);
     SessionData data = file.load();
-    ChatSession session(args, std::move(file), std::move(data));
-    return session.run();
+    std::unique_ptr<ChatSession> session;
+    try {
+        session = std::make_unique<ChatSession>(args, std::move(file), std::move(data));
+    } catch (const imclient::Error& e) {
+        if (e.code() != imclient::ErrorCode::state_locked) throw;
+        // Two chats of one user would share (and corrupt) one state directory, and the second
+        // login of the device would replace the first session anyway.
+        throw CommandFailed("a chat of " + args.user + " is running already (" + e.what() +
+                            "): use that one, or quit it first");
+    }
+    return session->run();
 }
 
 }  // namespace imcli

@@ -19,7 +19,7 @@ imclient::Options client_options(const Args& args, const SessionFile& file, cons
     o.rest_url = rest_url_of(args, s.rest_url);
     o.connectors = args.connectors.empty() ? s.connectors : args.connectors;
     o.device_id = kind == "chat" ? s.chat_device : s.cmd_device;
-    o.cursor_store = std::make_shared<imclient::FileCursorStore>(file.cursor_path(kind));
+    if (args.persist) o.state_dir = file.state_dir(kind);
     o.client_version = "im-cli/0.1";
     return o;
 }

@@ -23,7 +23,7 @@ inline constexpr const char* kDefaultRestUrl = "http://127.0.0.1:8080";
 std::string rest_url_of(const Args& args, const std::string& from_session);
 
 // Client options for one of the two devices of a saved session ("chat" or "cmd"), with its
-// cursor file next to the session file.
+// state directory (unsent messages, cursors) next to the session file unless --no-persist.
 imclient::Options client_options(const Args& args, const SessionFile& file, const SessionData& s,
                                  const std::string& kind);
 

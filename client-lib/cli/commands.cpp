@@ -2,9 +2,12 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <future>
 #include <iostream>
+#include <memory>
 #include <mutex>
+#include <thread>
 
 #include "cli_common.hpp"
 #include "json_lite.hpp"
@@ -54,6 +57,24 @@ std::pair<std::string, JsonValue> password_login(RestApi& rest, const Args& args
     return {std::move(token), std::move(answer)};
 }
 
+// The Client of the one-shot commands' device. Its state directory is locked while another
+// im-cli send of the user runs (scripts may send in parallel): wait for it until the deadline.
+std::unique_ptr<imclient::Client> cmd_client(const Args& args, const SessionFile& file,
+                                             const SessionData& data,
+                                             std::chrono::steady_clock::time_point deadline) {
+    for (;;) {
+        try {
+            return std::make_unique<imclient::Client>(client_options(args, file, data, "cmd"));
+        } catch (const imclient::Error& e) {
+            if (e.code() != imclient::ErrorCode::state_locked ||
+                std::chrono::steady_clock::now() >= deadline) {
+                throw CommandFailed(e.what());
+            }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+}
+
 void print_lines(const std::vector<std::string>& lines) {
     for (const auto& l : lines)
         std::cout << l << "\n";
@@ -91,8 +112,10 @@ int run_login(const Args& args) {
         }
     }
     if (s.user_id == 0) throw CommandFailed("im-rest: malformed login answer (no user id)");
-    // A new login starts the cursors afresh: the new devices have seen nothing yet.
-    file.remove();
+    // The state directories stay: a login again (an expired token, say) keeps the unsent
+    // messages and the cursors of the two devices (imclient clears the cursors and drops the
+    // messages of another user id, should the name now belong to another account).
+    file.remove_old_cursor_files();
     file.save(s);
     std::cout << "logged in as " << s.username << " (user id " << s.user_id
               << "); session saved in " << file.path() << "\nnext: im-cli --user " << s.username
@@ -114,11 +137,14 @@ int run_logout(const Args& args) {
 }
 
 int run_send(const Args& args) {
+    using Clock = std::chrono::steady_clock;
     auto l = load_session(args);
     std::string text;
     for (const auto& w : args.words)
         text += (text.empty() ? "" : " ") + w;
     const auto peer = RestApi(l.rest_url, l.data.cmd_token).user_id_of(args.to);
+    const auto timeout = std::chrono::seconds(args.timeout_s);
+    const auto deadline = Clock::now() + timeout;
 
     std::promise<std::string> outcome;  // "" when SENT, else the reason
     std::mutex mu;
@@ -131,32 +157,45 @@ int run_send(const Args& args) {
         outcome.set_value(std::move(result));
     };
     std::uint64_t seq = 0;
-    imclient::Client client(client_options(args, l.file, l.data, "cmd"));
-    client.on_sent([&](const imclient::SendAck& a) {
+    const auto client = cmd_client(args, l.file, l.data, deadline);
+    const std::size_t earlier = client->pending_sends();  // restored: an earlier send left them
+    client->on_sent([&](const imclient::SendAck& a) {
         {
             std::lock_guard lock(mu);
             if (a.client_msg_id == my_id) seq = a.seq;
         }
         settle(a.client_msg_id, "");
     });
-    client.on_send_failed([&](const imclient::SendFailure& f) {
+    client->on_send_failed([&](const imclient::SendFailure& f) {
         settle(f.client_msg_id, std::string(imclient::to_string(f.code)) + ": " + f.message);
     });
-    connect(client, l.data, "cmd", std::chrono::seconds(args.timeout_s));
+    connect(*client, l.data, "cmd", timeout);
     {
         // Under the lock: on_sent cannot compare against my_id before it is set.
         std::lock_guard lock(mu);
-        my_id = client.send_text(peer, text);
+        my_id = client->send_text(peer, text);
     }
     auto result = outcome.get_future();
-    if (result.wait_for(std::chrono::seconds(args.timeout_s)) != std::future_status::ready) {
-        client.close();
-        throw CommandFailed("not SENT within " + std::to_string(args.timeout_s) +
-                            " s (the message may still be delivered if a resend reaches the "
-                            "server; a retry with im-cli is a new message)");
+    if (result.wait_until(deadline) != std::future_status::ready) {
+        client->close();
+        throw CommandFailed("not SENT within " + std::to_string(args.timeout_s) + " s" +
+                            (args.persist
+                                 ? " (it stays queued in " + l.file.state_dir("cmd") +
+                                       " and goes with the next im-cli --user " + args.user +
+                                       " send: sending it again would make it two messages)"
+                                 : " (the message may still be delivered if a resend reaches the "
+                                   "server; a retry with im-cli is a new message)"));
     }
     const auto reason = result.get();
-    client.close();
+    // Messages an earlier send left queued go too: give them the rest of the time.
+    while (client->pending_sends() > 0 && Clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const std::size_t left = client->pending_sends();
+    client->close();
+    if (earlier > 0) {
+        std::cout << (earlier - std::min(earlier, left)) << " of " << earlier
+                  << " message(s) queued by an earlier im-cli send went too\n";
+    }
     if (!reason.empty()) throw CommandFailed("refused: " + reason);
     std::cout << "sent to " << args.to << " (#" << seq << ")\n";
     return 0;

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -58,8 +59,8 @@ SessionFile::SessionFile(std::string home, std::string username)
       username_(std::move(username)),
       path_(dir_ + "/" + username_ + ".session") {}
 
-std::string SessionFile::cursor_path(const std::string& kind) const {
-    return dir_ + "/" + username_ + "." + kind + ".cursors";
+std::string SessionFile::state_dir(const std::string& kind) const {
+    return dir_ + "/" + username_ + "." + kind;
 }
 
 std::string SessionFile::format(const SessionData& d) {
@@ -166,9 +167,17 @@ void SessionFile::save(const SessionData& data) const {
 
 bool SessionFile::remove() const {
     const bool had = ::unlink(path_.c_str()) == 0;
-    for (const char* kind : {"chat", "cmd"})
-        ::unlink(cursor_path(kind).c_str());
+    for (const char* kind : {"chat", "cmd"}) {
+        std::error_code ec;
+        std::filesystem::remove_all(state_dir(kind), ec);
+    }
+    remove_old_cursor_files();
     return had;
+}
+
+void SessionFile::remove_old_cursor_files() const {
+    for (const char* kind : {"chat", "cmd"})
+        ::unlink((dir_ + "/" + username_ + "." + kind + ".cursors").c_str());
 }
 
 }  // namespace imcli

@@ -34,13 +34,18 @@ class SessionFile {
     SessionFile(std::string home, std::string username);
 
     const std::string& path() const noexcept { return path_; }
-    // Where the Client keeps its cursors, per device kind ("chat", "cmd").
-    std::string cursor_path(const std::string& kind) const;
+    // Where the Client of a device kind ("chat", "cmd") keeps its unsent messages and cursors
+    // (imclient::Options::state_dir): <home>/<user>.<kind>/.
+    std::string state_dir(const std::string& kind) const;
 
     // Throws NotLoggedIn when absent; std::runtime_error when malformed or readable by others.
     SessionData load() const;
     void save(const SessionData& data) const;  // creates the directory (0700); throws on failure
-    bool remove() const;                       // the session and cursor files; false if none
+    // The session file and the state directories (unsent messages included); false if there was
+    // no session file.
+    bool remove() const;
+    // The cursor files of earlier im-cli versions (<user>.<kind>.cursors), no longer used.
+    void remove_old_cursor_files() const;
 
     // Pure: the text form and back (nullopt when a required key is missing or malformed).
     static std::string format(const SessionData& data);

@@ -15,6 +15,8 @@
 #include "engine.hpp"
 #include "file_transfer.hpp"
 #include "random_id.hpp"
+#include "state_cursor_store.hpp"
+#include "state_log.hpp"
 
 namespace imclient {
 
@@ -22,9 +24,18 @@ namespace asio = boost::asio;
 
 namespace {
 
-Options with_defaults(Options o) {
+std::shared_ptr<detail::StateLog> open_state(const std::string& dir) {
+    if (dir.empty()) return nullptr;
+    return std::make_shared<detail::StateLog>(dir);  // throws Error{state_locked, io_error}
+}
+
+Options with_defaults(Options o, const std::shared_ptr<detail::StateLog>& state) {
     if (o.device_id.empty()) o.device_id = detail::random_device_id();
-    if (!o.cursor_store) o.cursor_store = std::make_shared<MemoryCursorStore>();
+    if (!o.cursor_store) {
+        o.cursor_store =
+            state ? std::shared_ptr<CursorStore>(std::make_shared<detail::StateCursorStore>(state))
+                  : std::make_shared<MemoryCursorStore>();
+    }
     if (o.sync_page == 0) o.sync_page = 200;
     if (o.max_outbox == 0) o.max_outbox = 1;
     if (o.max_in_flight == 0) o.max_in_flight = 1;
@@ -39,9 +50,19 @@ Options with_defaults(Options o) {
 
 struct Client::Impl {
     explicit Impl(Options o)
-        : options(with_defaults(std::move(o))),
+        : state(open_state(o.state_dir)),
+          options(with_defaults(std::move(o), state)),
           work(asio::make_work_guard(io)),
-          engine(std::make_unique<detail::Engine>(io, options, queued)) {
+          engine(std::make_unique<detail::Engine>(io, options, queued, state.get())) {
+        if (state) {
+            auto restored = state->take_restored();
+            for (const auto& m : restored) {
+                restored_sends.push_back(
+                    RestoredSend{detail::to_hex(m.client_msg_id), m.peer, m.type, m.text, m.file});
+            }
+            queued = restored.size();
+            engine->restore(std::move(restored));  // the engine's thread does not run yet
+        }
         thread = std::thread([this] { io.run(); });
     }
 
@@ -64,7 +85,20 @@ struct Client::Impl {
         } while (!queued.compare_exchange_weak(n, n + 1));
         m.peer = peer;
         m.client_msg_id = detail::random_client_msg_id();
+        m.owner = engine->session_user();
         std::string id = detail::to_hex(m.client_msg_id);
+        if (!state) {
+            post([e = engine.get(), m = std::move(m)]() mutable { e->send(std::move(m)); });
+            return id;
+        }
+        // In the log before send_*() returns, and in the log in the order the engine gets them.
+        std::lock_guard lock(enqueue_mu);
+        try {
+            state->add(m);
+        } catch (...) {
+            --queued;
+            throw;
+        }
         post([e = engine.get(), m = std::move(m)]() mutable { e->send(std::move(m)); });
         return id;
     }
@@ -109,6 +143,11 @@ struct Client::Impl {
         return h;
     }
 
+    // Declared first: destroyed last, after the engine that writes to it (a last fdatasync, then
+    // the directory's lock is released).
+    std::shared_ptr<detail::StateLog> state;
+    std::vector<RestoredSend> restored_sends;
+    std::mutex enqueue_mu;  // with a state log: add() and post() in one order
     Options options;
     asio::io_context files;  // declared before io: destroyed after the engine and io
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> files_work;
@@ -323,6 +362,9 @@ State Client::state() const {
 }
 std::size_t Client::pending_sends() const {
     return impl_->queued.load();
+}
+const std::vector<RestoredSend>& Client::restored_sends() const {
+    return impl_->restored_sends;
 }
 const std::string& Client::device_id() const {
     return impl_->options.device_id;

@@ -39,7 +39,8 @@ void split_address(const std::string& address, std::string& host, std::string& p
 
 }  // namespace
 
-Engine::Engine(asio::io_context& io, Options options, std::atomic<std::size_t>& queued)
+Engine::Engine(asio::io_context& io, Options options, std::atomic<std::size_t>& queued,
+               StateLog* state)
     : io_(io),
       opts_(std::move(options)),
       queued_(queued),
@@ -50,7 +51,8 @@ Engine::Engine(asio::io_context& io, Options options, std::atomic<std::size_t>& 
       heartbeat_timer_(io),
       tick_timer_(io),
       outbox_(Outbox::Config{opts_.max_in_flight, opts_.request_timeout, opts_.reconnect_min,
-                             std::min<std::chrono::milliseconds>(opts_.reconnect_max, 2000ms)}) {
+                             std::min<std::chrono::milliseconds>(opts_.reconnect_max, 2000ms)}),
+      state_log_(state) {
     if (opts_.tls) {
         tls_ = std::make_unique<ssl::context>(ssl::context::tls_client);
         tls_->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
@@ -228,6 +230,7 @@ void Engine::stop(State state, const std::string& detail, ErrorCode code) {
     parked_.clear();
     sends_on_wire_.clear();
     reset_receive_session();
+    flush_state();
     set_state(state, detail);
     fail_login(code, detail);  // after the state: a woken waiter sees the final state
     for (auto& [id, r] : pending) {
@@ -282,6 +285,18 @@ void Engine::handle_login_result(const Envelope& frame) {
         store_->set_owner(user_id_);
         store_->flush();
     }
+    // Queued messages go only as the user who queued them (a state directory may hold another
+    // user's, restored from an earlier run); those queued before any login are this user's.
+    session_user_ = user_id_.load();
+    if (state_log_) state_log_->login(user_id_);
+    for (const auto& m : outbox_.adopt(user_id_)) {
+        --queued_;
+        forget(m.client_msg_id);
+        report_send_failure(m, ErrorCode::other_user,
+                            "queued by user " + std::to_string(m.owner) + ", not sent as user " +
+                                std::to_string(user_id_));
+    }
+    flush_state();
     session_ =
         LoginInfo{user_id_, r.login_epoch(),          link_->address(),    r.connector_id(),
                   token_,   r.heartbeat_interval_s(), r.max_frame_bytes(), r.server_time_ms()};
@@ -400,6 +415,7 @@ void Engine::on_tick() {
         pump_outbox();
         retry_syncs(now);
     }
+    flush_state();
     if (phase_ != Phase::stopped) arm_tick();
 }
 
@@ -452,6 +468,7 @@ void Engine::on_link_batch_end(Link& link) {
     if (&link != link_.get() || phase_ != Phase::live) return;
     flush_receipts();
     pump_outbox();
+    flush_state();
 }
 
 bool Engine::send_frame(Envelope& frame) {

@@ -27,6 +27,7 @@
 #include "imclient/client.hpp"
 #include "link.hpp"
 #include "outbox.hpp"
+#include "state_log.hpp"
 
 namespace imclient::detail {
 
@@ -42,8 +43,10 @@ struct Callbacks {
 
 class Engine final : public LinkHandler {
   public:
-    // `queued` counts the outbox for the facade's synchronous bound check.
-    Engine(boost::asio::io_context& io, Options options, std::atomic<std::size_t>& queued);
+    // `queued` counts the outbox for the facade's synchronous bound check. `state`: the log of
+    // Options::state_dir (nullptr without one); it must outlive the engine.
+    Engine(boost::asio::io_context& io, Options options, std::atomic<std::size_t>& queued,
+           StateLog* state);
     ~Engine();
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
@@ -54,6 +57,8 @@ class Engine final : public LinkHandler {
     void login_with_token(std::string token, std::uint64_t user_id,
                           std::vector<std::string> connectors, std::promise<LoginInfo> promise);
     void send(OutMessage message);
+    // Before the first login: the messages restored from the state log, in order.
+    void restore(std::vector<OutMessage> messages);
     void mark_read(std::uint64_t conversation_id, std::uint64_t seq);
     void typing(std::uint64_t peer);
     void conversations(std::promise<std::vector<Conversation>> promise);
@@ -63,6 +68,8 @@ class Engine final : public LinkHandler {
 
     State state() const noexcept { return state_.load(); }
     std::uint64_t user_id() const noexcept { return user_id_.load(); }
+    // The user of the last LoginResult (0 before the first): the owner of a message queued now.
+    std::uint64_t session_user() const noexcept { return session_user_.load(); }
     // The current login's bearer token (empty before login()); on the engine's thread only.
     const std::string& token() const noexcept { return token_; }
 
@@ -149,6 +156,8 @@ class Engine final : public LinkHandler {
                        bool retryable, std::uint64_t expected_stream_seq, const std::string& detail,
                        const im::client::SendResult* ok);
     void report_send_failure(const OutMessage& m, ErrorCode code, const std::string& detail);
+    void forget(const std::string& client_msg_id);  // no longer queued: the log learns it...
+    void flush_state();                             // ...here, once per burst
 
     // engine_receive.cpp
     InConversation& in(std::uint64_t conversation_id);
@@ -188,6 +197,7 @@ class Engine final : public LinkHandler {
 
     std::atomic<State> state_{State::idle};
     std::atomic<std::uint64_t> user_id_{0};
+    std::atomic<std::uint64_t> session_user_{0};
     Phase phase_ = Phase::idle;
     std::uint64_t session_generation_ = 0;  // bumped by every login() and close()
 
@@ -215,6 +225,8 @@ class Engine final : public LinkHandler {
     std::deque<Request> parked_;                // app requests waiting for a session
 
     Outbox outbox_;
+    StateLog* state_log_ = nullptr;       // Options::state_dir's, or none
+    std::vector<std::string> forgotten_;  // acknowledged since the last flush_state()
     // Send attempts on the wire without an answer yet (the current ones and superseded ones): the
     // connector counts each until it answers, whatever the outbox thinks of it. By request id, with
     // the time after which it is assumed lost.

@@ -27,8 +27,38 @@ bool is_final(ErrorCode code) {
 }  // namespace
 
 void Engine::send(OutMessage message) {
+    if (message.owner == 0 && session_user_ != 0) {
+        // Queued while the first LoginResult came in: that user's. The log, which got the message
+        // before this, learns it the way a replay adopts messages without an owner.
+        message.owner = session_user_;
+        if (state_log_) state_log_->login(message.owner);
+    } else if (message.owner != 0 && session_user_ != 0 && message.owner != session_user_) {
+        // Queued as another user just before this login replaced that one's.
+        --queued_;
+        forget(message.client_msg_id);
+        flush_state();
+        report_send_failure(message, ErrorCode::other_user,
+                            "queued by user " + std::to_string(message.owner) +
+                                ", not sent as user " + std::to_string(session_user_.load()));
+        return;
+    }
     outbox_.add(std::move(message));
     pump_outbox();
+}
+
+void Engine::restore(std::vector<OutMessage> messages) {
+    for (auto& m : messages)
+        outbox_.add(std::move(m));
+}
+
+void Engine::forget(const std::string& client_msg_id) {
+    if (state_log_) forgotten_.push_back(client_msg_id);
+}
+
+void Engine::flush_state() {
+    if (forgotten_.empty()) return;
+    state_log_->done(forgotten_);  // one pwrite for the whole burst
+    forgotten_.clear();
 }
 
 void Engine::pump_outbox() {
@@ -61,6 +91,7 @@ void Engine::pump_outbox() {
     }, send_budget());
     for (const auto& m : refused) {
         --queued_;
+        forget(m.client_msg_id);
         report_send_failure(m, ErrorCode::message_too_large,
                             "the message exceeds the connector's max_frame_bytes (" +
                                 std::to_string(max_frame_bytes_) + ")");
@@ -87,6 +118,7 @@ void Engine::send_answered(const std::string& client_msg_id, std::uint64_t reque
         auto m = outbox_.finish(client_msg_id);
         if (!m) return;  // a duplicate answer
         --queued_;
+        forget(client_msg_id);
         const std::uint64_t conv =
             ok->conversation_id() != 0 ? ok->conversation_id() : conversation_id(user_id_, m->peer);
         // Our own message holds its seq: it counts toward the delivered watermark.
@@ -99,6 +131,7 @@ void Engine::send_answered(const std::string& client_msg_id, std::uint64_t reque
         auto m = outbox_.finish(client_msg_id);
         if (!m) return;
         --queued_;
+        forget(client_msg_id);
         report_send_failure(*m, code, detail);
         return;
     }
@@ -107,8 +140,9 @@ void Engine::send_answered(const std::string& client_msg_id, std::uint64_t reque
 }
 
 void Engine::report_send_failure(const OutMessage& m, ErrorCode code, const std::string& detail) {
+    const std::uint64_t sender = m.owner != 0 ? m.owner : user_id_.load();
     invoke_app(callbacks.send_failed, SendFailure{to_hex(m.client_msg_id), m.peer,
-                                                  conversation_id(user_id_, m.peer), code, detail});
+                                                  conversation_id(sender, m.peer), code, detail});
 }
 
 }  // namespace imclient::detail

@@ -30,6 +30,23 @@ void Outbox::restart_streams() {
     }
 }
 
+std::vector<OutMessage> Outbox::adopt(std::uint64_t user) {
+    std::vector<OutMessage> others;
+    for (auto& [peer, s] : streams_) {
+        for (auto it = s.queue.begin(); it != s.queue.end();) {
+            if (it->owner == 0) it->owner = user;
+            if (it->owner == user) {
+                ++it;
+                continue;
+            }
+            index_.erase(it->client_msg_id);
+            others.push_back(std::move(*it));
+            it = s.queue.erase(it);
+        }
+    }
+    return others;
+}
+
 std::vector<OutMessage> Outbox::pump(Clock::time_point now, const Transmit& transmit,
                                      std::size_t budget) {
     std::vector<OutMessage> refused;

@@ -28,6 +28,7 @@ using Clock = std::chrono::steady_clock;
 
 struct OutMessage {
     std::string client_msg_id;  // 16 raw bytes
+    std::uint64_t owner = 0;    // the user who queued it; 0: before any login (the next one's)
     std::uint64_t peer = 0;
     MessageType type = MessageType::text;
     std::string text;
@@ -54,6 +55,9 @@ class Outbox {
     void add(OutMessage m);
     // A new login epoch: streams restart at 1; every message is sent again by pump().
     void restart_streams();
+    // `user` logged in: messages without an owner become his; those of another user are removed
+    // and returned (they must not go as `user`).
+    std::vector<OutMessage> adopt(std::uint64_t user);
     // Sends what may go now (not waiting for a backoff, within the in-flight window), in order,
     // at most `budget` Sends in all (the session-wide bound). When the budget cannot cover every
     // stream, it is shared round-robin (starting at another stream each time), so one long backlog

@@ -58,6 +58,10 @@ const char* to_string(ErrorCode code) noexcept {
             return "kicked";
         case ErrorCode::invalid_argument:
             return "invalid_argument";
+        case ErrorCode::state_locked:
+            return "state_locked";
+        case ErrorCode::other_user:
+            return "other_user";
     }
     return "unknown";
 }

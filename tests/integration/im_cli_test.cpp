@@ -228,6 +228,13 @@ class Session {
         exited_ = true;
         return code;
     }
+    // A crash: SIGKILL, no chance to clean up.
+    int kill9() {
+        ::kill(s_.pid, SIGKILL);
+        const int code = wait_exit(s_.pid, 5s);
+        exited_ = true;
+        return code;
+    }
     int quit(std::chrono::milliseconds timeout) {
         type("/quit");
         const int code = wait_exit(s_.pid, timeout);
@@ -565,6 +572,93 @@ TEST_F(ImCli, FileSentWithSlashFileIsDownloadedWithSlashGet) {
     EXPECT_EQ(a.quit(10s), 0);
     EXPECT_EQ(b.quit(10s), 0);
     EXPECT_EQ(c.quit(10s), 0);
+}
+
+}  // namespace
+}  // namespace im::test
+
+namespace im::test {
+namespace {
+
+std::size_t occurrences(const std::string& text, const std::string& needle) {
+    std::size_t n = 0;
+    for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
+        ++n;
+    return n;
+}
+
+// Issue 17 item 8 (docs/CLIENT.md "Persistent state"): im-cli keeps its outbox and cursors in a
+// state directory next to the session file, on by default. A message typed while the cluster
+// cannot commit it (im-transfer killed), then a kill -9 of im-cli: the next im-cli of that user
+// sends it, and bob gets it exactly once. A restart shows no history again. A second chat of the
+// same user refuses to start instead of sharing (and corrupting) the state directory;
+// --no-persist keeps nothing.
+TEST_F(ImCli, PersistentOutboxAndCursors_UnsentMessageSurvivesKill9) {
+    for (const std::string u : {"alice", "bob"}) {
+        ASSERT_EQ(cli({"register", "--user", u, "--password", u + "-secret"}).code, 0);
+        ASSERT_EQ(cli({"login", "--user", u, "--password", u + "-secret"}).code, 0);
+    }
+    ASSERT_EQ(cli({"--user", "alice", "friends", "add", "bob"}).code, 0);
+    ASSERT_EQ(cli({"--user", "bob", "friends", "accept", "alice"}).code, 0);
+
+    const std::string text = "typed while the cluster was down";
+    {
+        Session a("alice", {"--user", "alice"}, env_);
+        ASSERT_TRUE(a.expect("connected to")) << a.transcript();
+        a.type("/to bob");
+        ASSERT_TRUE(a.expect("talking to bob")) << a.transcript();
+        cluster_->stop_transfer(SIGKILL);  // nothing can be committed (SENT) now
+        a.type(text);
+        a.type("/help");  // im-cli reads its input in order: once this prints, the line was queued
+        ASSERT_TRUE(a.expect("commands:")) << a.transcript();
+        std::this_thread::sleep_for(500ms);
+        EXPECT_FALSE(a.saw("[sent]")) << a.transcript();
+        EXPECT_EQ(a.kill9(), 128 + SIGKILL);
+        std::cout << "---- alice's first terminal (killed) ----\n" << a.transcript();
+    }
+    cluster_->start_transfer();
+    ASSERT_TRUE(cluster_->wait_connector_ready(0));
+    ASSERT_TRUE(cluster_->wait_connector_ready(1));
+
+    Session b("bob", {"--user", "bob"}, env_);
+    ASSERT_TRUE(b.expect("connected to")) << b.transcript();
+    {
+        Session a("alice", {"--user", "alice"}, env_);
+        ASSERT_TRUE(a.expect("connected to")) << a.transcript();
+        EXPECT_TRUE(a.saw("1 message(s) not SENT by an earlier im-cli")) << a.transcript();
+        EXPECT_TRUE(a.expect("you -> bob #1: " + text + "  [sent]")) << a.transcript();
+        EXPECT_TRUE(b.expect("alice #1: " + text)) << b.transcript();
+
+        // The state directory is alice's chat's alone while it runs.
+        const auto second = cli({"--user", "alice"});
+        EXPECT_EQ(second.code, 1) << second.output;
+        EXPECT_NE(second.output.find("is in use"), std::string::npos) << second.output;
+        EXPECT_FALSE(a.saw("kicked")) << a.transcript();
+
+        a.type("/to bob");
+        a.type("and one more");
+        EXPECT_TRUE(a.expect("you -> bob #2: and one more  [sent]")) << a.transcript();
+        EXPECT_TRUE(b.expect("alice #2: and one more")) << b.transcript();
+        EXPECT_EQ(a.quit(10s), 0) << a.transcript();
+        std::cout << "---- alice's second terminal ----\n" << a.transcript();
+    }
+    EXPECT_EQ(b.quit(10s), 0) << b.transcript();
+
+    auto r = cli({"--user", "bob", "history", "--with", "alice"});
+    EXPECT_EQ(occurrences(r.output, text), 1u) << "stored exactly once:\n" << r.output;
+
+    // A restart shows nothing of the history again; with --no-persist everything comes again.
+    Session b2("bob", {"--user", "bob"}, env_);
+    ASSERT_TRUE(b2.expect("connected to")) << b2.transcript();
+    b2.type("/help");
+    ASSERT_TRUE(b2.expect("commands:")) << b2.transcript();
+    std::this_thread::sleep_for(1s);
+    EXPECT_FALSE(b2.saw("alice #")) << "history downloaded again:\n" << b2.transcript();
+    EXPECT_EQ(b2.quit(10s), 0) << b2.transcript();
+    Session b3("bob", {"--user", "bob", "--no-persist"}, env_);
+    EXPECT_TRUE(b3.expect("alice #1: " + text)) << b3.transcript();
+    EXPECT_TRUE(b3.expect("alice #2: and one more")) << b3.transcript();
+    EXPECT_EQ(b3.quit(10s), 0) << b3.transcript();
 }
 
 }  // namespace

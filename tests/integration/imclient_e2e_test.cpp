@@ -97,6 +97,26 @@ protected:
         return app;
     }
 
+    // A Client for `u` that keeps its state in `state_dir` (Options::state_dir), not logged in yet.
+    std::unique_ptr<App> make_with_state(const std::vector<int>& order, const std::string& device,
+                                         const std::string& state_dir) {
+        imclient::Options o;
+        o.rest_url = "http://127.0.0.1:" + std::to_string(cluster_->rest().port());
+        for (int i : order) o.connectors.push_back(connector_address(i));
+        o.device_id = device;
+        o.state_dir = state_dir;
+        auto app = std::make_unique<App>();
+        app->client = std::make_unique<imclient::Client>(o);
+        app->ev.attach(*app->client);
+        return app;
+    }
+    std::unique_ptr<App> open_with_state(const TestUser& u, const std::vector<int>& order, const std::string& device,
+                                         const std::string& state_dir) {
+        auto app = make_with_state(order, device, state_dir);
+        app->info = await(app->client->login(u.username, u.password));
+        return app;
+    }
+
     std::unique_ptr<Cluster> cluster_;
     std::string dir_;
 };
@@ -1134,6 +1154,118 @@ TEST_F(ImclientE2e, SendFileAndDownloadWithProgressAndSha256) {
     } catch (const imclient::Error& e) {
         EXPECT_EQ(e.code(), imclient::ErrorCode::io_error) << e.what();
     }
+}
+
+}  // namespace
+}  // namespace im::test
+
+namespace im::test {
+namespace {
+
+// ---- 6. persistent state (Options::state_dir; issue 17 item 8) ------------------------------
+
+// B's app receives 30 messages and exits; started again on the same state directory it downloads
+// none of them again (the cursors survived), and gets exactly the new ones.
+TEST_F(ImclientE2e, PersistentOutboxAndCursors_RestartDownloadsNoHistoryAgain) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    const auto conv = imclient::conversation_id(a.id, b.id);
+    const std::string state = dir_ + "/bob-state";
+    auto pa = open(a, {0, 1}, "laptop");
+    {
+        auto pb = open_with_state(b, {1, 0}, "phone", state);
+        for (int i = 0; i < 30; ++i) (*pa)->send_text(b.id, "m" + std::to_string(i));
+        ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 30; })) << pb->ev.message_count();
+        ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.receipt_unlocked(conv, b.id, ReceiptKind::delivered) >= 30; }));
+        EXPECT_EQ(pb->ev.message_seqs(), range(1, 30));
+    }  // B's app exits
+
+    auto pb = open_with_state(b, {1, 0}, "phone", state);
+    // The login sync is over once the conversation list answered and nothing was behind.
+    ASSERT_EQ(await((*pb)->conversations()).size(), 1u);
+    std::this_thread::sleep_for(1s);
+    EXPECT_EQ(pb->ev.message_count(), 0u) << "the history was downloaded and handed out again";
+
+    for (int i = 30; i < 33; ++i) (*pa)->send_text(b.id, "m" + std::to_string(i));
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 3; }));
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(pb->ev.message_seqs(), range(31, 33));
+}
+
+// A's app queues 10 messages while im-transfer is down and goes away before any is SENT: a new
+// Client on the same state directory restores them (pending_sends, restored_sends) and sends them
+// once each, in order, with their original client_msg_ids. Then it goes away in the middle of a
+// burst (some committed and answered, some committed and not answered, some never sent): the next
+// one sends what is left; nothing is lost or stored twice.
+TEST_F(ImclientE2e, PersistentOutboxAndCursors_UnsentMessagesSurviveTheAppAndGoOnce) {
+    auto& cl = start();
+    const auto a = cl.user("alice");
+    const auto b = cl.user("bob");
+    cl.befriend(a, b);
+    const auto conv = imclient::conversation_id(a.id, b.id);
+    const std::string state = dir_ + "/alice-state";
+    auto pb = open(b, {1, 0}, "phone");
+
+    std::vector<std::string> ids;
+    std::vector<std::string> texts;
+    {
+        auto pa = open_with_state(a, {0, 1}, "laptop", state);
+        cl.stop_transfer(SIGKILL);
+        for (int i = 0; i < 10; ++i) {
+            texts.push_back("queued " + std::to_string(i));
+            ids.push_back((*pa)->send_text(b.id, texts.back()));
+        }
+        std::this_thread::sleep_for(500ms);
+        EXPECT_EQ(pa->ev.ack_count(), 0u) << "nothing can be SENT without a transfer";
+    }  // the app goes away with 10 unacknowledged messages
+    cl.start_transfer();
+    ASSERT_TRUE(cl.wait_connector_ready(0));
+    ASSERT_TRUE(cl.wait_connector_ready(1));
+
+    {
+        auto pa = make_with_state({0, 1}, "laptop", state);
+        EXPECT_EQ((*pa)->pending_sends(), 10u);
+        const auto restored = (*pa)->restored_sends();
+        ASSERT_EQ(restored.size(), 10u);
+        for (std::size_t i = 0; i < restored.size(); ++i) {
+            EXPECT_EQ(restored[i].client_msg_id, ids[i]);
+            EXPECT_EQ(restored[i].peer_user_id, b.id);
+            EXPECT_EQ(restored[i].text, texts[i]);
+        }
+        pa->info = await((*pa)->login(a.username, a.password));
+        ASSERT_TRUE(pa->ev.wait([&] { return pa->ev.acks.size() >= 10; })) << pa->ev.ack_count();
+        pa->ev.locked([&] {
+            for (std::size_t i = 0; i < pa->ev.acks.size(); ++i) {
+                EXPECT_EQ(pa->ev.acks[i].client_msg_id, ids[i]) << i;
+                EXPECT_EQ(pa->ev.acks[i].seq, i + 1) << i;
+            }
+        });
+        // A burst, and the app goes away at once.
+        for (int i = 0; i < 40; ++i) {
+            texts.push_back("burst " + std::to_string(i));
+            ids.push_back((*pa)->send_text(b.id, texts.back()));
+        }
+    }
+    {
+        auto pa = open_with_state(a, {0, 1}, "laptop", state);
+        ASSERT_TRUE(pa->ev.wait([&] { return (*pa)->pending_sends() == 0; }, 30s)) << (*pa)->pending_sends();
+        EXPECT_TRUE(pa->ev.locked([&] { return pa->ev.failures.empty(); }));
+    }
+    ASSERT_TRUE(pb->ev.wait([&] { return pb->ev.messages.size() >= 50; })) << pb->ev.message_count();
+    std::this_thread::sleep_for(500ms);
+    EXPECT_EQ(cl.stored_messages(conv), 50u);
+    EXPECT_EQ(pb->ev.message_seqs(), range(1, 50));
+    pb->ev.locked([&] {
+        for (std::size_t i = 0; i < std::min<std::size_t>(50, pb->ev.messages.size()); ++i) {
+            EXPECT_EQ(pb->ev.messages[i].client_msg_id, ids[i]) << i;
+            EXPECT_EQ(pb->ev.messages[i].text, texts[i]) << i;
+        }
+    });
+    // Everything was acknowledged: nothing is restored any more.
+    auto pa = make_with_state({0, 1}, "laptop", state);
+    EXPECT_EQ((*pa)->pending_sends(), 0u);
 }
 
 }  // namespace

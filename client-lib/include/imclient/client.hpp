@@ -11,7 +11,8 @@
 // a client lifetime and in seq order per conversation; the DELIVERED receipt and the cursor store
 // advance only after on_message returned; a message handed to send_*() is resent with the same
 // client_msg_id until the server answers it for good (on_sent or on_send_failed), across
-// reconnects, in the order it was sent within its conversation.
+// reconnects, in the order it was sent within its conversation; with Options::state_dir also
+// across app restarts and crashes.
 
 #include <chrono>
 #include <cstdint>
@@ -28,9 +29,15 @@ namespace imclient {
 
 struct Options {
     std::string rest_url = "http://127.0.0.1:8080";  // im-rest, for login(); http or https
-    std::vector<std::string> connectors;        // "host:port"; non-empty overrides the login answer
-    std::string device_id;                      // stable per installation; empty: a random one
-    std::shared_ptr<CursorStore> cursor_store;  // default: a MemoryCursorStore
+    std::vector<std::string> connectors;  // "host:port"; non-empty overrides the login answer
+    std::string device_id;                // stable per installation; empty: a random one
+    // Where the client keeps what must survive the app (docs/CLIENT.md "Persistent state"): its
+    // unacknowledged messages and, unless cursor_store is set, its cursors, in one append-only
+    // log. Empty (the default): both live in memory and die with the Client. One directory per
+    // (user, device), used by one Client at a time: the constructor throws Error{state_locked}
+    // while another one (of any process) holds it, Error{io_error} when it cannot be used.
+    std::string state_dir;
+    std::shared_ptr<CursorStore> cursor_store;  // default: state_dir's, else a MemoryCursorStore
     bool tls = false;                           // TLS to the connectors
     std::string tls_ca_file;      // CA bundle (PEM) for connectors and https; empty: system CAs
     std::string tls_server_name;  // SNI and certificate name; empty: the connector's host
@@ -98,7 +105,9 @@ class Client {
 
     // Queue a message (also while offline). Returns its client_msg_id (32 hex chars). Throws
     // Error{outbox_full} when Options::max_outbox messages are unacknowledged, Error
-    // {invalid_argument} for peer 0.
+    // {invalid_argument} for peer 0. With Options::state_dir the message is in the state log
+    // when this returns (it survives a crash of the app from then on); Error{io_error} when it
+    // cannot be written there (it is not queued then).
     std::string send_text(std::uint64_t peer_user_id, std::string text);
     std::string send_file(std::uint64_t peer_user_id, const FileRef& file);
 
@@ -132,13 +141,18 @@ class Client {
     std::future<std::vector<Message>> history(std::uint64_t conversation_id,
                                               std::uint64_t before_seq, std::uint32_t limit);
 
-    // Ends the session (state closed). Pending futures fail with Error{closed}; unacknowledged
-    // messages are abandoned (a later resend with the same client_msg_id would dedupe).
+    // Ends the session (state closed). Pending futures fail with Error{closed}. Unacknowledged
+    // messages stay in Options::state_dir for the next Client on it (without one they are
+    // abandoned; a later resend with the same client_msg_id would dedupe).
     void close();
 
     std::uint64_t user_id() const;
     State state() const;
     std::size_t pending_sends() const;  // unacknowledged messages in the outbox
+    // The messages restored from Options::state_dir when the Client was constructed (queued by an
+    // earlier run and not acknowledged then), in the order they were queued. They go after the
+    // login like any other, and on_sent / on_send_failed report them.
+    const std::vector<RestoredSend>& restored_sends() const;
     const std::string& device_id() const;
 
   private:

@@ -39,6 +39,8 @@ enum class ErrorCode : std::uint32_t {
     invalid_argument = 1006,   // a bad argument to an API call (peer 0, empty token, ...)
     io_error = 1007,           // a local file could not be read or written
     integrity = 1008,          // a file's bytes do not match its sha256
+    state_locked = 1009,       // Options::state_dir is in use by another Client (of any process)
+    other_user = 1010,  // a message restored from state_dir was queued by another user: not sent
 };
 
 const char* to_string(ErrorCode code) noexcept;
@@ -116,6 +118,15 @@ struct SendFailure {
     std::uint64_t conversation_id = 0;
     ErrorCode code = ErrorCode::none;
     std::string message;
+};
+
+// A message of ours restored from Options::state_dir (Client::restored_sends()).
+struct RestoredSend {
+    std::string client_msg_id;  // 32 hex chars, as send_text() returned it then
+    std::uint64_t peer_user_id = 0;
+    MessageType type = MessageType::text;
+    std::string text;
+    FileRef file;  // type == file
 };
 
 struct Conversation {

@@ -1,4 +1,5 @@
-// im-cli's pure pieces: the command line and the session file (format, permissions).
+// im-cli's pure pieces: the command line and the session file (format, permissions, the state
+// directories next to it).
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
@@ -31,6 +32,9 @@ TEST(CliArgs, OptionsGoAnywhereAndTheDefaultCommandIsTheChat) {
     a = parse({"--user", "alice", "send", "--to=bob", "--", "--not-an-option", "--user=bob"});
     EXPECT_EQ(a.words, (std::vector<std::string>{"--not-an-option", "--user=bob"}));
     EXPECT_EQ(a.user, "alice");  // after --: words, not options
+
+    EXPECT_TRUE(parse({"--user", "alice"}).persist);  // a state directory by default
+    EXPECT_FALSE(parse({"--user", "alice", "--no-persist"}).persist);
 }
 
 TEST(CliArgs, BadCommandLinesAreUsageErrors) {
@@ -104,8 +108,15 @@ TEST(CliSessionFile, IsWrittenOwnerOnlyAndRefusedWhenOthersCanReadIt) {
     std::filesystem::copy_file(f.path(), other.path());
     EXPECT_THROW(other.load(), std::runtime_error);
 
+    // The state directories sit next to the session file; logout (remove) deletes them too.
+    EXPECT_EQ(f.state_dir("chat"), dir.string() + "/alice.chat");
+    std::filesystem::create_directories(f.state_dir("chat"));
+    std::ofstream(f.state_dir("chat") + "/state.log") << "x";
+    std::ofstream(dir.string() + "/alice.cmd.cursors") << "imclient-cursors 1\n";  // old versions'
     EXPECT_TRUE(f.remove());
     EXPECT_THROW(f.load(), NotLoggedIn);
+    EXPECT_FALSE(std::filesystem::exists(f.state_dir("chat")));
+    EXPECT_FALSE(std::filesystem::exists(dir.string() + "/alice.cmd.cursors"));
     std::filesystem::remove_all(dir.parent_path());
 }
 
