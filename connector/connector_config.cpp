@@ -51,6 +51,7 @@ ConnectorConfig load_connector_config(const config::ConfigSource& source, std::s
     b.require(!c.tls_enabled || !c.tls_key_file.empty(), "tls.key_file", "required when tls.enabled is true");
     b.require(c.reconnect_min <= c.reconnect_max, "links.reconnect_min", "must not exceed links.reconnect_max");
     b.require(c.link_ping_interval < c.link_timeout, "links.ping_interval", "must be below links.timeout");
+    link_auth::check(b, c.cluster);
     b.finish();
     if (c.id.empty()) {
         char host[256] = {0};
@@ -58,7 +59,6 @@ ConnectorConfig load_connector_config(const config::ConfigSource& source, std::s
         c.id = "connector-" + std::string(host) + "-" + std::to_string(c.port);
     }
     if (c.advertised_address.empty()) c.advertised_address = c.host + ":" + std::to_string(c.port);
-    link_auth::resolve(c.cluster);
     if (description != nullptr) *description = b.describe();
     return c;
 }

@@ -37,8 +37,8 @@ RestConfig load_rest_config(const config::ConfigSource& source, std::string* des
     b.require(c.admin_port == 0 || c.admin_port != c.http.port, "admin.port",
               "must differ from http.port");
     b.require(c.tokens.refresh_after < c.tokens.ttl, "auth.token_refresh_after", "must be below auth.token_ttl");
+    link_auth::check(b, c.cluster);
     b.finish();
-    link_auth::resolve(c.cluster);
     if (description != nullptr) *description = b.describe();
     return c;
 }

@@ -518,7 +518,7 @@ void MessageWriter::Impl::dedupe(std::vector<SendJob>& sends, std::vector<Item>&
     std::unordered_map<DedupeKey, std::size_t, DedupeKeyHash> first;
     std::vector<std::size_t> ask;
     for (auto& it : items) {
-        if (it.state == Item::State::answered) continue;
+        if (it.state == Item::State::answered || it.state == Item::State::bounced) continue;
         const auto& job = sends[it.job];
         DedupeKey key{job.session.user_id(), job.send.client_msg_id()};
         if (auto f = first.find(key); f != first.end()) {

@@ -59,6 +59,7 @@ TransferConfig load_transfer_config(const config::ConfigSource& source, std::str
               "must be at most half of link.max_frame_bytes");
     b.require(c.heartbeat_interval * 2 < c.ownership_lease_ttl, "ownership.lease_ttl",
               "must be more than twice transfer.heartbeat_interval (the lease is renewed at every heartbeat)");
+    link_auth::check(b, c.cluster);
     b.finish();
     if (c.id.empty()) {
         char host[256] = {0};
@@ -67,7 +68,6 @@ TransferConfig load_transfer_config(const config::ConfigSource& source, std::str
     }
     // Port 0: the kernel picks one, and main() advertises the bound port.
     if (c.advertised_address.empty() && c.port != 0) c.advertised_address = c.host + ":" + std::to_string(c.port);
-    link_auth::resolve(c.cluster);
     if (description != nullptr) *description = b.describe();
     return c;
 }

@@ -57,7 +57,7 @@ void bind(config::Binder& b, Config& c) {
 void resolve(Config& c) {
     if (!c.secret_file.empty()) {
         std::ifstream in(c.secret_file, std::ios::binary);
-        if (!in) throw std::runtime_error("cluster.secret_file: cannot read '" + c.secret_file + "'");
+        if (!in) throw std::runtime_error("cannot read '" + c.secret_file + "'");
         std::ostringstream ss;
         ss << in.rdbuf();
         c.secret = ss.str();
@@ -65,10 +65,20 @@ void resolve(Config& c) {
     }
     if (c.secret.size() < kMinSecretBytes) {
         throw std::runtime_error(
-            "cluster.secret (or cluster.secret_file): a shared secret of at least " + std::to_string(kMinSecretBytes) +
-            " bytes is required; the same value on every im-transfer, im-connector and im-rest "
-            "(e.g. IM_CLUSTER_SECRET=$(openssl rand -hex 32))");
+            "a shared secret of at least " + std::to_string(kMinSecretBytes) +
+            " bytes is required (cluster.secret or cluster.secret_file), the same on every im-transfer, "
+            "im-connector and im-rest (e.g. IM_CLUSTER_SECRET=$(openssl rand -hex 32))");
     }
+}
+
+void check(config::Binder& b, Config& c) {
+    std::string problem;
+    try {
+        resolve(c);
+    } catch (const std::exception& e) {
+        problem = e.what();
+    }
+    b.require(problem.empty(), c.secret_file.empty() ? "cluster.secret" : "cluster.secret_file", problem);
 }
 
 HelloProof prove_hello(std::string_view secret, std::string_view connector_id, std::uint64_t connector_epoch,

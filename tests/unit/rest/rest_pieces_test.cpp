@@ -170,7 +170,7 @@ TEST(Tokens, CacheCodec) {
 
 // Issue 17: the admin listener (item 10) and the account re-check keys (item 9).
 TEST(RestConfig, AdminListenerAndRecheckDefaults) {
-    const auto c = load_rest_config(config::ConfigSource{});
+    const auto c = load_rest_config(config::ConfigSource(config::Env{{"IM_CLUSTER_SECRET", "a-test-cluster-secret"}}));
     EXPECT_EQ(c.admin_host, "127.0.0.1");
     EXPECT_EQ(c.admin_port, 8090);
     EXPECT_EQ(c.tokens.directory_recheck_interval, std::chrono::hours(1));
@@ -180,7 +180,8 @@ TEST(RestConfig, AdminListenerAndRecheckDefaults) {
 
 TEST(RestConfig, SharedRecheckIntervalAndAdminPortRules) {
     const auto c = load_rest_config(config::ConfigSource(
-        config::Env{{"IM_AUTH_DIRECTORY_RECHECK_INTERVAL", "0s"}, {"IM_REST_ADMIN_PORT", "0"}}));
+        config::Env{{"IM_AUTH_DIRECTORY_RECHECK_INTERVAL", "0s"}, {"IM_REST_ADMIN_PORT", "0"},
+                    {"IM_CLUSTER_SECRET", "a-test-cluster-secret"}}));
     EXPECT_EQ(c.tokens.directory_recheck_interval, std::chrono::milliseconds(0));
     EXPECT_EQ(c.admin_port, 0);  // any free port
     try {

@@ -27,11 +27,14 @@ struct Config {
     std::string secret_file;  // cluster.secret_file: read at start-up, trailing newline dropped
 };
 
-// Binds cluster.secret and cluster.secret_file; after Binder::finish() call resolve().
+// Binds cluster.secret and cluster.secret_file.
 void bind(config::Binder& b, Config& c);
 // Reads secret_file when set (it wins over secret) and checks the length. Throws
 // std::runtime_error with a clear message when no usable secret is configured.
 void resolve(Config& c);
+// resolve() as a rule of the binder (before Binder::finish()): a missing or short secret is
+// reported with every other configuration problem.
+void check(config::Binder& b, Config& c);
 
 inline constexpr std::size_t kMinSecretBytes = 16;
 inline constexpr std::size_t kNonceBytes = 16;
