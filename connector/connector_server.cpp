@@ -133,14 +133,7 @@ bool ConnectorServer::status_task(std::function<void(RedisBackend&)> task) {
 }
 
 std::uint16_t ConnectorServer::start() {
-    if (config_.tls_enabled) {
-        tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
-        tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                          asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                          asio::ssl::context::no_tlsv1_1);
-        tls_->use_certificate_chain_file(config_.tls_cert_file);
-        tls_->use_private_key_file(config_.tls_key_file, asio::ssl::context::pem);
-    }
+    if (config_.tls_enabled) tls_ = make_client_tls();
     tcp::endpoint ep(asio::ip::make_address(config_.host), config_.port);
     acceptor_.open(ep.protocol());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -162,6 +155,27 @@ std::uint16_t ConnectorServer::start() {
         });
     kicks_->start();
     return acceptor_.local_endpoint().port();
+}
+
+std::shared_ptr<asio::ssl::context> ConnectorServer::make_client_tls() const {
+    auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+    ctx->use_certificate_chain_file(config_.tls_cert_file);
+    ctx->use_private_key_file(config_.tls_key_file, asio::ssl::context::pem);
+    return ctx;
+}
+
+void ConnectorServer::reload_tls() {
+    if (config_.tls_enabled) {
+        try {
+            tls_ = make_client_tls();  // sessions already open hold their own SSL objects
+            spdlog::info("connector: client TLS certificate reloaded");
+        } catch (const std::exception& e) {
+            spdlog::error("connector: client TLS reload failed, the previous certificate stays in use: {}", e.what());
+        }
+    }
+    links_.reload_tls();
 }
 
 void ConnectorServer::accept() {
@@ -198,7 +212,7 @@ void ConnectorServer::accept() {
                 std::move(stream));
             raw->async_handshake(
                 asio::ssl::stream_base::server,
-                [this, holder, timer, opts](const boost::system::error_code& e) {
+                [this, holder, timer, opts, ctx = tls_](const boost::system::error_code& e) {
                     timer->cancel();
                     if (e) {
                         spdlog::debug("connector: TLS handshake failed: {}", e.message());

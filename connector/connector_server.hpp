@@ -40,6 +40,9 @@ public:
     // sessions are gone or shutdown_grace passed.
     void drain(std::function<void()> done);
     void stop();
+    // SIGHUP: read the TLS certificates again, for clients and for the links; sessions and links
+    // already open keep going; a file that does not load keeps the previous ones.
+    void reload_tls();
 
     std::size_t session_count() const { return sessions_.size(); }
     std::size_t ready_links() const { return links_.ready_count(); }
@@ -103,7 +106,8 @@ private:
     Metrics& metrics_;
     std::uint64_t epoch_;
     boost::asio::ip::tcp::acceptor acceptor_;
-    std::unique_ptr<boost::asio::ssl::context> tls_;
+    std::shared_ptr<boost::asio::ssl::context> tls_;
+    std::shared_ptr<boost::asio::ssl::context> make_client_tls() const;
     boost::asio::steady_timer sweep_timer_;
     boost::asio::steady_timer heartbeat_timer_;
     TransferLinks links_;

@@ -1,6 +1,8 @@
 // im-connector: holds client sessions and links them to the transfers. See docs/ARCHITECTURE.md.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+
+#include <functional>
 #include <spdlog/spdlog.h>
 
 #include <iostream>
@@ -26,10 +28,21 @@ int run(const im::connector::ConnectorConfig& cfg) {
     spdlog::info("im-connector {} listening for clients on {}:{}{} (advertised {}), admin on {}:{}", cfg.id, cfg.host,
                  port, cfg.tls_enabled ? " (TLS)" : "", cfg.advertised_address, cfg.admin_host, admin_port);
 
+    // SIGHUP: read the TLS certificates again (clients and links; open ones keep going).
+    boost::asio::signal_set hup(io, SIGHUP);
+    std::function<void()> on_hup = [&] {
+        hup.async_wait([&](const boost::system::error_code& ec, int) {
+            if (ec) return;
+            server.reload_tls();
+            on_hup();
+        });
+    };
+    on_hup();
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
         if (ec) return;
         spdlog::info("im-connector: signal {}, draining", sig);
+        hup.cancel();
         admin.stop();
         server.drain([&] {
             server.stop();

@@ -1,9 +1,11 @@
 #include "transfer_links.hpp"
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/ssl.hpp>
 #include <spdlog/spdlog.h>
 
 #include "connector_config.hpp"
+#include "im/net/link_tls.hpp"
 #include "im/server/clock.hpp"
 #include "im/server/link_auth.hpp"
 #include "im/wire/ids.hpp"
@@ -17,6 +19,10 @@ using tcp = asio::ip::tcp;
 TransferLink::TransferLink(tcp::socket socket, const net::ConnectionOptions& options, TransferLinks& owner,
                            std::string transfer_id, std::uint64_t id)
     : FrameConnection(std::move(socket), options), owner_(owner), transfer_id_(std::move(transfer_id)), id_(id) {}
+
+TransferLink::TransferLink(std::unique_ptr<TlsStream> tls, const net::ConnectionOptions& options, TransferLinks& owner,
+                           std::string transfer_id, std::uint64_t id)
+    : FrameConnection(std::move(tls), options), owner_(owner), transfer_id_(std::move(transfer_id)), id_(id) {}
 
 void TransferLink::begin() { start(); }
 
@@ -40,8 +46,26 @@ TransferLinks::TransferLinks(asio::io_context& io, const ConnectorConfig& config
       map_(kShardCount),
       auth_failures_(metrics.counter("im_connector_link_auth_failures_total",
                                      "Transfer links closed because the HelloAck did not prove the cluster secret.")),
+      tls_failures_(metrics.counter("im_connector_link_tls_failures_total",
+                                    "Link TLS handshakes to transfers that failed (certificate, protocol, timeout).")),
       routed_gauge_(metrics.gauge("im_connector_routed_shards",
-                                  "Shards with a known owner on a ready link (of all shard_count).")) {}
+                                  "Shards with a known owner on a ready link (of all shard_count).")) {
+    if (config.cluster.tls.enabled) {
+        tls_ = net::make_link_tls_context(
+            {config.cluster.tls.ca_file, config.cluster.tls.cert_file, config.cluster.tls.key_file}, false);
+    }
+}
+
+void TransferLinks::reload_tls() {
+    if (!config_.cluster.tls.enabled) return;
+    try {
+        tls_ = net::make_link_tls_context(
+            {config_.cluster.tls.ca_file, config_.cluster.tls.cert_file, config_.cluster.tls.key_file}, false);
+        spdlog::info("link TLS: certificates reloaded; new links use them");
+    } catch (const std::exception& e) {
+        spdlog::error("link TLS: reload failed, the previous certificates stay in use: {}", e.what());
+    }
+}
 
 void TransferLinks::start() { tick(); }
 
@@ -100,31 +124,76 @@ void TransferLinks::connect(Peer& peer) {
         }
     });
     socket->async_connect(tcp::endpoint(addr, port), [this, socket, deadline, id](const boost::system::error_code& e) {
-        deadline->cancel();
         auto it = peers_.find(id);
-        if (it == peers_.end() || stopped_) return;
+        if (it == peers_.end() || stopped_) {
+            deadline->cancel();
+            return;
+        }
         auto& p = it->second;
-        p.connecting = false;
         if (e) {
+            deadline->cancel();
+            p.connecting = false;
             spdlog::warn("transfer {} at {}: connect failed: {}", id, p.endpoint.address, e.message());
             schedule_reconnect(p);
             return;
         }
-        net::ConnectionOptions opts{config_.link_max_frame_bytes, config_.link_max_write_queue_bytes};
-        p.link = std::make_shared<TransferLink>(std::move(*socket), opts, *this, id, next_link_id_++);
-        internal::LinkEnvelope hello;
-        auto* h = hello.mutable_hello();
-        h->set_connector_id(connector_id_);
-        h->set_connector_epoch(connector_epoch_);
-        h->set_advertised_address(config_.advertised_address);
-        const auto proof = link_auth::prove_hello(config_.cluster.secret, connector_id_, connector_epoch_, wall_ms());
-        h->set_auth_nonce(proof.nonce);
-        h->set_auth_time_ms(proof.time_ms);
-        h->set_auth_mac(proof.mac);
-        p.link->hello_nonce = proof.nonce;
-        p.link->send(hello);
-        p.link->begin();
+        if (!tls_) {
+            deadline->cancel();
+            connected(p, nullptr, socket.get());
+            return;
+        }
+        // Mutual TLS, bounded by links.timeout: the transfer must show a certificate of
+        // the cluster CA (and sees ours) before the Hello goes out.
+        auto ctx = tls_;
+        auto stream = std::make_shared<std::unique_ptr<net::FrameConnection::TlsStream>>(
+            std::make_unique<net::FrameConnection::TlsStream>(std::move(*socket), *ctx));
+        auto* raw = stream->get();
+        // The deadline closes the socket it was armed for, now inside the stream.
+        deadline->cancel();
+        auto tls_deadline = std::make_shared<asio::steady_timer>(io_, config_.link_timeout);
+        tls_deadline->async_wait([raw](const boost::system::error_code& t) {
+            if (!t) {
+                boost::system::error_code ignored;
+                raw->lowest_layer().close(ignored);
+            }
+        });
+        raw->async_handshake(asio::ssl::stream_base::client,
+                             [this, stream, ctx, tls_deadline, id](const boost::system::error_code& h) {
+                                 tls_deadline->cancel();
+                                 auto pit = peers_.find(id);
+                                 if (pit == peers_.end() || stopped_) return;
+                                 if (h) {
+                                     pit->second.connecting = false;
+                                     tls_failures_.Increment();
+                                     spdlog::warn("transfer {} at {}: TLS handshake failed: {}", id,
+                                                  pit->second.endpoint.address, h.message());
+                                     schedule_reconnect(pit->second);
+                                     return;
+                                 }
+                                 connected(pit->second, std::move(*stream), nullptr);
+                             });
     });
+}
+
+void TransferLinks::connected(Peer& p, std::unique_ptr<net::FrameConnection::TlsStream> tls, tcp::socket* plain) {
+    p.connecting = false;
+    net::ConnectionOptions opts{config_.link_max_frame_bytes, config_.link_max_write_queue_bytes};
+    if (tls)
+        p.link = std::make_shared<TransferLink>(std::move(tls), opts, *this, p.endpoint.id, next_link_id_++);
+    else
+        p.link = std::make_shared<TransferLink>(std::move(*plain), opts, *this, p.endpoint.id, next_link_id_++);
+    internal::LinkEnvelope hello;
+    auto* h = hello.mutable_hello();
+    h->set_connector_id(connector_id_);
+    h->set_connector_epoch(connector_epoch_);
+    h->set_advertised_address(config_.advertised_address);
+    const auto proof = link_auth::prove_hello(config_.cluster.secret, connector_id_, connector_epoch_, wall_ms());
+    h->set_auth_nonce(proof.nonce);
+    h->set_auth_time_ms(proof.time_ms);
+    h->set_auth_mac(proof.mac);
+    p.link->hello_nonce = proof.nonce;
+    p.link->send(hello);
+    p.link->begin();
 }
 
 void TransferLinks::schedule_reconnect(Peer& peer) {

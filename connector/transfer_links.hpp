@@ -6,6 +6,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <cstdint>
@@ -29,6 +30,8 @@ class TransferLink : public net::FrameConnection {
 public:
     TransferLink(tcp::socket socket, const net::ConnectionOptions& options, TransferLinks& owner, std::string transfer_id,
                  std::uint64_t id);
+    TransferLink(std::unique_ptr<TlsStream> tls, const net::ConnectionOptions& options, TransferLinks& owner,
+                 std::string transfer_id, std::uint64_t id);
     void begin();
     std::uint64_t id() const { return id_; }
     const std::string& transfer_id() const { return transfer_id_; }
@@ -79,6 +82,8 @@ public:
 
     // The live transfers as registered in Redis: connect to new ones; drop those gone for good.
     void update(const std::vector<TransferEndpoint>& transfers);
+    // SIGHUP: read the link TLS files again (links already up keep theirs; a bad file keeps the old).
+    void reload_tls();
     void start();
     void stop();
 
@@ -107,6 +112,8 @@ private:
         std::unique_ptr<boost::asio::steady_timer> timer;
     };
     void connect(Peer& peer);
+    void connected(Peer& peer, std::unique_ptr<net::FrameConnection::TlsStream> tls,
+                   boost::asio::ip::tcp::socket* plain);
     void apply_owned(TransferLink& link, const google::protobuf::RepeatedPtrField<internal::ShardRange>& owned);
     void drop_from_map(TransferLink& link);
     void schedule_reconnect(Peer& peer);
@@ -123,7 +130,9 @@ private:
     std::mt19937 rng_{std::random_device{}()};
     bool stopped_ = false;
     std::vector<ShardSlot> map_;
+    std::shared_ptr<boost::asio::ssl::context> tls_;  // null: plain TCP links
     prometheus::Counter& auth_failures_;
+    prometheus::Counter& tls_failures_;
     prometheus::Gauge& routed_gauge_;
 };
 

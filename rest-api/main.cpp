@@ -83,6 +83,16 @@ int run(const im::rest::RestConfig& cfg) {
         cfg.http.tls_enabled ? "https" : "http", cfg.http.host, port, cfg.auth_mode,
         cfg.http.threads, cfg.mysql.pool_size, cfg.admin_host, admin_port);
 
+    // SIGHUP: the link TLS certificates again (the gateway's next links use them).
+    boost::asio::signal_set hup(io, SIGHUP);
+    std::function<void()> on_hup = [&] {
+        hup.async_wait([&](const boost::system::error_code& ec, int) {
+            if (ec) return;
+            service.reload_link_tls();
+            on_hup();
+        });
+    };
+    on_hup();
     // Graceful stop: no new connections, in-flight requests answered (up to shutdown_grace).
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     boost::asio::steady_timer drain_timer(io);
@@ -101,6 +111,7 @@ int run(const im::rest::RestConfig& cfg) {
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
         if (ec) return;
         spdlog::info("im-rest: signal {}, draining", sig);
+        hup.cancel();
         draining = true;
         probe_timer.cancel();
         server.stop_accepting();

@@ -1,5 +1,7 @@
 #include "rest_service.hpp"
 
+#include "im/net/link_tls.hpp"
+
 #include <cppconn/exception.h>
 #include <spdlog/spdlog.h>
 
@@ -49,6 +51,10 @@ RestService::RestService(const RestConfig& config, Metrics& metrics)
       pool_("rest-pool", config.mysql.pool_size, config.pool_queue),
       overloaded_(metrics.counter("im_rest_overloaded_total",
                                   "Requests refused with 503 because the pool queue was full.")) {
+    if (config.cluster.tls.enabled) {
+        gateway_.set_tls(net::make_link_tls_context(
+            {config.cluster.tls.ca_file, config.cluster.tls.cert_file, config.cluster.tls.key_file}, false));
+    }
     if (config.auth_mode == "ldap") ldap_.emplace(config.ldap);
     if (config.auth_mode == "external") external_.emplace(config.external);
     if ((ldap_ && !ldap_->can_check_accounts()) ||
@@ -70,6 +76,17 @@ RestService::RestService(const RestConfig& config, Metrics& metrics)
 RestService::~RestService() { shutdown(); }
 
 void RestService::shutdown() { pool_.shutdown(); }
+
+void RestService::reload_link_tls() {
+    if (!config_.cluster.tls.enabled) return;
+    try {
+        gateway_.set_tls(net::make_link_tls_context(
+            {config_.cluster.tls.ca_file, config_.cluster.tls.cert_file, config_.cluster.tls.key_file}, false));
+        spdlog::info("link TLS: certificates reloaded");
+    } catch (const std::exception& e) {
+        spdlog::error("link TLS: reload failed, the previous certificates stay in use: {}", e.what());
+    }
+}
 
 void RestService::count_login(const std::string& result) {
     metrics_.counter("im_rest_logins_total", "Login attempts by mode and result.",

@@ -104,6 +104,8 @@ public:
     const LdapAuthenticator* ldap() const { return ldap_ ? &*ldap_ : nullptr; }
     const ExternalAuthenticator* external() const { return external_ ? &*external_ : nullptr; }
     const TransferGateway& gateway() const { return gateway_; }
+    // SIGHUP: the link TLS certificates again (a file that does not load keeps the previous ones).
+    void reload_link_tls();
     Metrics& metrics() { return metrics_; }
     const FileStore& file_store() const { return file_store_; }
     FileMetrics& file_metrics() { return file_metrics_; }

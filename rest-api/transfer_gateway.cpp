@@ -7,7 +7,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
+#include <optional>
 #include <random>
 
 #include "im/proto/internal.pb.h"
@@ -23,10 +25,10 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-// One blocking link with socket-level timeouts on every read and write.
+// One blocking link with socket-level timeouts on every read and write (and the TLS handshake).
 class Link {
 public:
-    Link(const std::string& address, std::chrono::milliseconds timeout) : socket_(io_) {
+    Link(const std::string& address, std::chrono::milliseconds timeout, asio::ssl::context* tls) : socket_(io_) {
         const auto colon = address.rfind(':');
         if (colon == std::string::npos) throw std::runtime_error("bad transfer address");
         tcp::endpoint ep(asio::ip::make_address(address.substr(0, colon)),
@@ -38,26 +40,53 @@ public:
         ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         socket_.connect(ep);  // the kernel's connect timeout applies; transfers are local peers
+        if (tls != nullptr) {
+            tls_.emplace(socket_, *tls);
+            tls_->handshake(asio::ssl::stream_base::client);
+        }
     }
-    void send(const internal::LinkEnvelope& env) { asio::write(socket_, asio::buffer(wire::encode_frame(env))); }
+    void send(const internal::LinkEnvelope& env) {
+        const auto frame = wire::encode_frame(env);
+        if (tls_)
+            asio::write(*tls_, asio::buffer(frame));
+        else
+            asio::write(socket_, asio::buffer(frame));
+    }
     internal::LinkEnvelope receive() {
         char header[wire::kHeaderBytes];
-        asio::read(socket_, asio::buffer(header));
+        read(asio::buffer(header));
         const auto n = wire::read_header(header);
         if (n == 0 || n > (16u << 20)) throw std::runtime_error("bad frame from transfer");
         std::string body(n, '\0');
-        asio::read(socket_, asio::buffer(body));
+        read(asio::buffer(body));
         internal::LinkEnvelope env;
         if (wire::parse_body(body, env) != wire::FrameError::none) throw std::runtime_error("unparsable frame");
         return env;
     }
 
 private:
+    void read(asio::mutable_buffer b) {
+        if (tls_)
+            asio::read(*tls_, b);
+        else
+            asio::read(socket_, b);
+    }
     asio::io_context io_;
     tcp::socket socket_;
+    std::optional<asio::ssl::stream<tcp::socket&>> tls_;
 };
 
 }  // namespace
+
+void TransferGateway::set_tls(std::shared_ptr<asio::ssl::context> ctx) {
+    std::lock_guard lock(mu_);
+    tls_ = std::move(ctx);
+}
+
+std::shared_ptr<asio::ssl::context> TransferGateway::tls_context() const {
+    std::lock_guard lock(mu_);
+    return tls_;
+}
 
 bool TransferGateway::forward(const std::vector<TransferAddress>& transfers, std::uint64_t user,
                               std::uint64_t conversation_id, const client::Envelope& request, std::string& detail) const {
@@ -66,7 +95,8 @@ bool TransferGateway::forward(const std::vector<TransferAddress>& transfers, std
     for (int pass = 0; pass < 2; ++pass) {
         for (const auto& t : transfers) {
             try {
-                Link link(t.address, timeout_);
+                const auto tls = tls_context();
+                Link link(t.address, timeout_, tls.get());
                 internal::LinkEnvelope hello;
                 const std::string gateway_id = "im-rest-gateway";
                 const std::uint64_t epoch = std::random_device{}();

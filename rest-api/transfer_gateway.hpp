@@ -6,8 +6,12 @@
 // instead (the shard moved meanwhile) makes it try the other transfers. Synchronous with
 // timeouts: pool threads only.
 
+#include <boost/asio/ssl/context.hpp>
+
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -30,9 +34,16 @@ public:
     bool forward(const std::vector<TransferAddress>& transfers, std::uint64_t user, std::uint64_t conversation_id,
                  const client::Envelope& request, std::string& detail) const;
 
+    // Mutual TLS to the transfers (cluster.tls): the client context, replaced on SIGHUP (null:
+    // plain TCP). Thread-safe.
+    void set_tls(std::shared_ptr<boost::asio::ssl::context> ctx);
+
 private:
+    std::shared_ptr<boost::asio::ssl::context> tls_context() const;
     std::chrono::milliseconds timeout_;
     std::string secret_;
+    mutable std::mutex mu_;
+    std::shared_ptr<boost::asio::ssl::context> tls_;
 };
 
 }  // namespace im::rest

@@ -85,11 +85,22 @@ int run(const TransferConfig& cfg) {
     spdlog::info("im-transfer {} listening for connectors on {}:{} (advertised {}), admin on {}:{}", cfg.id, cfg.host,
                  port, effective.advertised_address, cfg.admin_host, admin_port);
 
+    // SIGHUP: read the link TLS certificates again (open links keep going).
+    boost::asio::signal_set hup(io, SIGHUP);
+    std::function<void()> on_hup = [&] {
+        hup.async_wait([&](const boost::system::error_code& ec, int) {
+            if (ec) return;
+            server.reload_link_tls();
+            on_hup();
+        });
+    };
+    on_hup();
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     std::thread drainer;
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
         if (ec) return;
         spdlog::info("im-transfer: signal {}, draining: handing the shards over", sig);
+        hup.cancel();
         admin.stop();
         // Hand every shard to the other transfers (the connectors re-route to them), finish what
         // is queued (requests for shards handed over go back to the connectors), then leave.

@@ -1,9 +1,11 @@
 #include "transfer_server.hpp"
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <spdlog/spdlog.h>
 
 #include "im/server/clock.hpp"
+#include "im/net/link_tls.hpp"
 #include "im/server/metrics.hpp"
 #include "im/wire/ids.hpp"
 #include "shard_assignment.hpp"
@@ -18,6 +20,10 @@ using tcp = asio::ip::tcp;
 ConnectorLink::ConnectorLink(tcp::socket socket, const net::ConnectionOptions& options, TransferServer& server,
                              std::uint64_t id)
     : FrameConnection(std::move(socket), options), server_(server), id_(id) {}
+
+ConnectorLink::ConnectorLink(std::unique_ptr<TlsStream> tls, const net::ConnectionOptions& options,
+                             TransferServer& server, std::uint64_t id)
+    : FrameConnection(std::move(tls), options), server_(server), id_(id) {}
 
 void ConnectorLink::on_frame(std::string_view body) { server_.on_link_frame(*this, body); }
 
@@ -53,7 +59,32 @@ TransferServer::TransferServer(asio::io_context& io, const TransferConfig& confi
                                {{"where", "io"}})),
       auth_refused_(metrics.counter("im_transfer_link_auth_refused_total",
                                     "Links closed because their Hello did not prove the cluster secret (or was "
-                                    "not the first frame).")) {}
+                                    "not the first frame).")),
+      tls_handshake_failures_(metrics.counter("im_transfer_link_tls_handshake_failures_total",
+                                              "Link TLS handshakes that failed (no or a foreign certificate, an old "
+                                              "protocol, plain TCP, a timeout).")),
+      tls_reloads_ok_(metrics.counter("im_transfer_link_tls_reloads_total", "Link TLS reloads (SIGHUP).",
+                                      {{"result", "ok"}})),
+      tls_reloads_failed_(metrics.counter("im_transfer_link_tls_reloads_total", "Link TLS reloads (SIGHUP).",
+                                          {{"result", "failed"}})) {
+    if (config.cluster.tls.enabled) {
+        link_tls_ = net::make_link_tls_context(
+            {config.cluster.tls.ca_file, config.cluster.tls.cert_file, config.cluster.tls.key_file}, true);
+    }
+}
+
+void TransferServer::reload_link_tls() {
+    if (!config_.cluster.tls.enabled) return;
+    try {
+        link_tls_ = net::make_link_tls_context(
+            {config_.cluster.tls.ca_file, config_.cluster.tls.cert_file, config_.cluster.tls.key_file}, true);
+        tls_reloads_ok_.Increment();
+        spdlog::info("link TLS: certificates reloaded; new links use them, {} open link(s) keep going", links_.size());
+    } catch (const std::exception& e) {
+        tls_reloads_failed_.Increment();
+        spdlog::error("link TLS: reload failed, the previous certificates stay in use: {}", e.what());
+    }
+}
 
 TransferServer::~TransferServer() { *alive_ = false; }
 
@@ -82,18 +113,50 @@ void TransferServer::close_links() {
 void TransferServer::accept() {
     acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-        if (!ec) {
-            net::ConnectionOptions opts{config_.link_max_frame_bytes, config_.link_max_write_queue_bytes};
-            auto link = std::make_shared<ConnectorLink>(std::move(socket), opts, *this, next_link_id_++);
-            links_.emplace(link->id(), link);
-            links_gauge_.Set(static_cast<double>(links_.size()));
-            spdlog::info("link {} from {} accepted", link->id(), link->peer());
-            link->begin();
-        } else {
+        if (ec) {
             spdlog::warn("transfer: accept failed: {}", ec.message());
+            accept();
+            return;
         }
+        net::ConnectionOptions opts{config_.link_max_frame_bytes, config_.link_max_write_queue_bytes};
+        if (!link_tls_) {
+            adopt(std::make_shared<ConnectorLink>(std::move(socket), opts, *this, next_link_id_++));
+            accept();
+            return;
+        }
+        // Mutual TLS: the handshake (bounded by link.idle_timeout) must show a certificate of the
+        // cluster CA before the link exists; the Hello's proof follows inside the tunnel.
+        auto ctx = link_tls_;  // this link keeps the context it started with across a reload
+        auto stream = std::make_unique<net::FrameConnection::TlsStream>(std::move(socket), *ctx);
+        auto* raw = stream.get();
+        auto timer = std::make_shared<asio::steady_timer>(io_, config_.link_idle_timeout);
+        timer->async_wait([raw_ptr = &raw->lowest_layer()](const boost::system::error_code& e) {
+            if (!e) {
+                boost::system::error_code ignored;
+                raw_ptr->close(ignored);
+            }
+        });
+        auto holder = std::make_shared<std::unique_ptr<net::FrameConnection::TlsStream>>(std::move(stream));
+        raw->async_handshake(asio::ssl::stream_base::server,
+                             [this, holder, timer, ctx, opts, alive = alive_](const boost::system::error_code& e) {
+                                 timer->cancel();
+                                 if (!*alive) return;
+                                 if (e) {
+                                     tls_handshake_failures_.Increment();
+                                     spdlog::warn("link TLS handshake failed: {}", e.message());
+                                     return;
+                                 }
+                                 adopt(std::make_shared<ConnectorLink>(std::move(*holder), opts, *this, next_link_id_++));
+                             });
         accept();
     });
+}
+
+void TransferServer::adopt(std::shared_ptr<ConnectorLink> link) {
+    links_.emplace(link->id(), link);
+    links_gauge_.Set(static_cast<double>(links_.size()));
+    spdlog::info("link {} from {} accepted", link->id(), link->peer());
+    link->begin();
 }
 
 void TransferServer::sweep() {

@@ -5,6 +5,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
@@ -38,6 +39,8 @@ class TransferServer;
 class ConnectorLink : public net::FrameConnection {
 public:
     ConnectorLink(tcp::socket socket, const net::ConnectionOptions& options, TransferServer& server, std::uint64_t id);
+    ConnectorLink(std::unique_ptr<TlsStream> tls, const net::ConnectionOptions& options, TransferServer& server,
+                  std::uint64_t id);
     void begin() { start(); }
     std::uint64_t id() const { return id_; }
 
@@ -77,6 +80,9 @@ public:
     void set_owned(OwnedShards owned);
     // Connector ids with an authenticated link here (any thread).
     std::set<std::string> linked_connectors() const;
+    // SIGHUP: read the link TLS files again; new links use them, open links keep going. A file
+    // that does not load leaves the previous context in use (logged, counted).
+    void reload_link_tls();
     std::size_t session_count() const { return directory_.sessions(); }
 
     // From ConnectorLink.
@@ -85,6 +91,7 @@ public:
 
 private:
     void accept();
+    void adopt(std::shared_ptr<ConnectorLink> link);
     void sweep();
     void handle_request(ConnectorLink& link, internal::ClientRequest& req);
     void respond(std::uint64_t link_id, const internal::SessionRef& session, std::uint64_t request_id,
@@ -112,6 +119,7 @@ private:
     SessionDirectory directory_;
     OwnedShards owned_ = OwnedShards(kShardCount, 0);
     link_auth::HelloVerifier verifier_;
+    std::shared_ptr<boost::asio::ssl::context> link_tls_;  // null: plain TCP links
     mutable std::mutex linked_mu_;
     std::multiset<std::string> linked_;  // connector ids of authenticated links
     std::unordered_map<std::uint64_t, std::int64_t> typing_last_;  // (sender,peer) conversation*2+dir -> ms
@@ -124,6 +132,9 @@ private:
     prometheus::Counter& overloaded_;
     prometheus::Counter& bounced_;
     prometheus::Counter& auth_refused_;
+    prometheus::Counter& tls_handshake_failures_;
+    prometheus::Counter& tls_reloads_ok_;
+    prometheus::Counter& tls_reloads_failed_;
 };
 
 }  // namespace im::transfer

@@ -52,6 +52,10 @@ bool equal_mac(std::string_view a, std::string_view b) {
 void bind(config::Binder& b, Config& c) {
     b.bind("cluster.secret", c.secret, true);
     b.bind("cluster.secret_file", c.secret_file);
+    b.bind("cluster.tls.enabled", c.tls.enabled);
+    b.bind("cluster.tls.ca_file", c.tls.ca_file);
+    b.bind("cluster.tls.cert_file", c.tls.cert_file);
+    b.bind("cluster.tls.key_file", c.tls.key_file);
 }
 
 void resolve(Config& c) {
@@ -79,6 +83,11 @@ void check(config::Binder& b, Config& c) {
         problem = e.what();
     }
     b.require(problem.empty(), c.secret_file.empty() ? "cluster.secret" : "cluster.secret_file", problem);
+    for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"cluster.tls.ca_file", &c.tls.ca_file},
+                                     {"cluster.tls.cert_file", &c.tls.cert_file},
+                                     {"cluster.tls.key_file", &c.tls.key_file}}) {
+        b.require(!c.tls.enabled || !value->empty(), key, "required when cluster.tls.enabled is true");
+    }
 }
 
 HelloProof prove_hello(std::string_view secret, std::string_view connector_id, std::uint64_t connector_epoch,

@@ -39,16 +39,16 @@ TEST(LinkAuth, WrongSecretTamperedFieldsAndStaleTimesAreRefused) {
 TEST(LinkAuth, ASecretIsRequiredAndMayComeFromAFile) {
     Config none;
     EXPECT_THROW(resolve(none), std::runtime_error);
-    Config short_one{"too-short", ""};
+    Config short_one{"too-short", "", {}};
     EXPECT_THROW(resolve(short_one), std::runtime_error);
     const std::string path = ::testing::TempDir() + "/cluster-secret";
     {
         std::ofstream(path) << kSecret << "\n";
     }
-    Config from_file{"ignored-when-a-file-is-given", path};
+    Config from_file{"ignored-when-a-file-is-given", path, {}};
     resolve(from_file);
     EXPECT_EQ(from_file.secret, kSecret) << "the trailing newline is dropped";
-    Config missing{"", path + ".missing"};
+    Config missing{"", path + ".missing", {}};
     EXPECT_THROW(resolve(missing), std::runtime_error);
 }
 

@@ -22,12 +22,23 @@ class Binder;
 
 namespace im::link_auth {
 
+// Mutual TLS on the internal links (cluster.tls.*): every im-* process presents a certificate
+// signed by the cluster CA and accepts only peers whose certificate that CA signed; TLS 1.2+.
+// The files are read at start-up and again on SIGHUP (links already open keep going).
+struct TlsConfig {
+    bool enabled = false;
+    std::string ca_file;    // PEM: the cluster CA (the only trust anchor for links)
+    std::string cert_file;  // PEM chain of this process
+    std::string key_file;   // PEM key of this process
+};
+
 struct Config {
     std::string secret;       // cluster.secret (at least 16 bytes)
     std::string secret_file;  // cluster.secret_file: read at start-up, trailing newline dropped
+    TlsConfig tls;
 };
 
-// Binds cluster.secret and cluster.secret_file.
+// Binds cluster.secret, cluster.secret_file and cluster.tls.*.
 void bind(config::Binder& b, Config& c);
 // Reads secret_file when set (it wins over secret) and checks the length. Throws
 // std::runtime_error with a clear message when no usable secret is configured.
