@@ -1009,7 +1009,11 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             for (const auto& it : items)
                 fresh += it.state == Item::State::pending ? 1 : 0;
             if (fresh > 0 || !row_list.empty()) {
+                if (!receipt_keys.empty() && deps.failpoints.eval("writer.receipt_batch"))
+                    throw std::runtime_error("failpoint writer.receipt_batch");
                 db.transaction([&] { write(sends, items, row_list, push_rows, fence_shards); });
+                if (deps.failpoints.eval("writer.after_commit"))  // committed, but the reply is lost
+                    throw std::runtime_error("failpoint writer.after_commit");
                 clock.lap(stage_commit);
                 batches.Increment();
                 batch_size.Observe(static_cast<double>(fresh));
