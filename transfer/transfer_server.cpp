@@ -240,7 +240,14 @@ void TransferServer::handle_request(ConnectorLink& link, internal::ClientRequest
             break;
         }
         case client::Envelope::kReceipt:
-            if (!writer_.submit(ReceiptJob{session, link_id, env.receipt(), 0})) overloaded_.Increment();
+            if (!writer_.submit(ReceiptJob{session, link_id, env.receipt()})) {
+                // Never dropped silently: the client resends its watermarks.
+                client::Envelope out;
+                out.mutable_error()->set_code(client::OVERLOADED);
+                out.mutable_error()->set_retryable(true);
+                out.mutable_error()->set_message("transfer busy: receipt not stored, resend it");
+                overloaded(std::move(out));
+            }
             break;
         case client::Envelope::kSyncConversations:
             if (!reader_.sync_conversations(session.user_id(), env.sync_conversations(), reply_later)) {

@@ -18,7 +18,8 @@ namespace {
 
 using namespace msg;
 
-// Waits until the transfer's log shows `needle` (a failpoint hit is logged at warn, flushed at once).
+// Waits until the transfer's log shows `needle` (a failpoint hit is logged at warn, flushed at
+// once).
 bool wait_log(Cluster& cl, const std::string& needle, std::chrono::milliseconds timeout = 5s) {
     const auto deadline = Clock::now() + timeout;
     while (Clock::now() < deadline) {
@@ -34,12 +35,14 @@ std::optional<client::ConversationInfo> info_of(RawClient& c, std::uint64_t conv
     return find_conversation(*list, conv);
 }
 
-std::optional<client::ReceiptEvent> wait_receipt_event(RawClient& c, std::uint64_t conv, client::ReceiptKind kind,
-                                                       std::uint64_t up_to, std::chrono::milliseconds timeout = 5s) {
+std::optional<client::ReceiptEvent> wait_receipt_event(RawClient& c, std::uint64_t conv,
+                                                       client::ReceiptKind kind,
+                                                       std::uint64_t up_to,
+                                                       std::chrono::milliseconds timeout = 5s) {
     auto e = c.wait_for(
         [&](const Envelope& f) {
-            return f.has_receipt_event() && f.receipt_event().conversation_id() == conv && f.receipt_event().kind() == kind &&
-                   f.receipt_event().up_to_seq() == up_to;
+            return f.has_receipt_event() && f.receipt_event().conversation_id() == conv &&
+                   f.receipt_event().kind() == kind && f.receipt_event().up_to_seq() == up_to;
         },
         timeout);
     if (!e) return std::nullopt;
@@ -58,9 +61,11 @@ TEST(Issue17, Item1ReadMeansReadASendMovesNoWatermarkOfItsSender) {
 
     // B's question and A's unrelated message cross: A sends without having read B's message.
     auto r1 = send_and_wait(*cb, make_send(*cb, a.id, random_cmid(), "question", 1, 0));
-    ASSERT_TRUE(r1 && r1->code() == client::ERROR_NONE) << (r1 ? r1->ShortDebugString() : "no answer");
+    ASSERT_TRUE(r1 && r1->code() == client::ERROR_NONE)
+        << (r1 ? r1->ShortDebugString() : "no answer");
     auto r2 = send_and_wait(*ca, make_send(*ca, b.id, random_cmid(), "crossing", 1, 0));
-    ASSERT_TRUE(r2 && r2->code() == client::ERROR_NONE) << (r2 ? r2->ShortDebugString() : "no answer");
+    ASSERT_TRUE(r2 && r2->code() == client::ERROR_NONE)
+        << (r2 ? r2->ShortDebugString() : "no answer");
     EXPECT_EQ(r2->seq(), 2u);
 
     auto ia = info_of(*ca, conv);
@@ -119,7 +124,8 @@ TEST(Issue17, Item1ReadMeansReadASendMovesNoWatermarkOfItsSender) {
 
 // ------------------------------------------------------------------------------------ item 5
 TEST(Issue17, Item5ALostCommitReplyIsPushedLiveWhenItsResendDedupes) {
-    Cluster cl(ClusterOptions{2, {}, {"testing.failpoints=writer.after_commit=error_once"}, {}, "i17-lost"});
+    Cluster cl(ClusterOptions{
+        2, {}, {"testing.failpoints=writer.after_commit=error_once"}, {}, "i17-lost"});
     auto a = cl.user("lca");
     auto b = cl.user("lcb");
     cl.befriend(a, b);
@@ -134,7 +140,8 @@ TEST(Issue17, Item5ALostCommitReplyIsPushedLiveWhenItsResendDedupes) {
     ASSERT_TRUE(first.has_value()) << log_hint(cl);
     EXPECT_EQ(first->code(), client::UNAVAILABLE) << first->ShortDebugString();
     EXPECT_TRUE(first->retryable());
-    ASSERT_EQ(rows_with_cmid(cl, a.id, cmid), 1u) << "the failpoint fires after COMMIT: the message is stored";
+    ASSERT_EQ(rows_with_cmid(cl, a.id, cmid), 1u)
+        << "the failpoint fires after COMMIT: the message is stored";
 
     // The resend dedupes from storage: SENT with the original.
     auto again = send_and_wait(*ca, make_send(*ca, b.id, cmid, "lost reply", 1, 0));
@@ -144,34 +151,41 @@ TEST(Issue17, Item5ALostCommitReplyIsPushedLiveWhenItsResendDedupes) {
     const auto t0 = Clock::now();
 
     // The recipient and the sender's other device get it live, without asking for it.
-    auto is_it = [conv](const Envelope& e) { return is_deliver_of(e, conv) && e.deliver().seq() == 1; };
+    auto is_it = [conv](const Envelope& e) {
+        return is_deliver_of(e, conv) && e.deliver().seq() == 1;
+    };
     auto db = cb->wait_for(is_it, 5s);
-    EXPECT_TRUE(db.has_value()) << "B (online) never got the message: nothing pushed, no SyncHint; " << log_hint(cl);
+    const double pushed_after = seconds_since(t0);
+    EXPECT_TRUE(db.has_value()) << "B (online) never got the message: nothing pushed, no SyncHint; "
+                                << log_hint(cl);
     if (db) {
         EXPECT_EQ(db->deliver().msg_id(), again->msg_id());
         EXPECT_EQ(db->deliver().text(), "lost reply");
         EXPECT_EQ(db->deliver().sender_device_id(), "dev1");
         EXPECT_EQ(db->deliver().client_msg_id(), cmid);
     }
-    EXPECT_TRUE(ca2->wait_for(is_it, 5s).has_value()) << "A's other device never got its own message";
-    EXPECT_FALSE(ca->wait_for(is_it, 300ms).has_value()) << "the resending session has its SendResult";
+    EXPECT_TRUE(ca2->wait_for(is_it, 5s).has_value())
+        << "A's other device never got its own message";
+    EXPECT_FALSE(ca->wait_for(is_it, 300ms).has_value())
+        << "the resending session has its SendResult";
     EXPECT_EQ(rows_with_cmid(cl, a.id, cmid), 1u);
     EXPECT_EQ(cl.stored_messages(conv), 1u);
     EXPECT_GE(metric(cl.transfer_admin_port(), "im_transfer_batch_failures_total"), 1.0);
-    std::printf("[ stats    ] pushed %.3fs after the resend's SENT\n", seconds_since(t0));
+    EXPECT_EQ(metric(cl.transfer_admin_port(), "im_transfer_messages_redelivered_total"), 1.0);
+    std::printf("[ stats    ] pushed to B %.3fs after the resend's SENT\n", pushed_after);
 }
 
 // ------------------------------------------------------------------------------------ item 6
 TEST(Issue17, Item6ReceiptsAreNeverDroppedSilently) {
     // One lane with room for two queued requests; its first batch is held 3 s in its transaction;
     // the first three batches that carry receipts fail.
-    Cluster cl(ClusterOptions{
-        2,
-        {},
-        {"writer.threads=1", "writer.max_queue=2",
-         "testing.failpoints=writer.before_insert=pause_once(3000),writer.receipt_batch=error_times(3)"},
-        {},
-        "i17-rcpt"});
+    Cluster cl(ClusterOptions{2,
+                              {},
+                              {"writer.threads=1", "writer.max_queue=2",
+                               "testing.failpoints=writer.before_insert=pause_once(3000),writer."
+                               "receipt_batch=error_times(3)"},
+                              {},
+                              "i17-rcpt"});
     auto a = cl.user("rca");
     auto b = cl.user("rcb");
     cl.befriend(a, b);
@@ -194,7 +208,8 @@ TEST(Issue17, Item6ReceiptsAreNeverDroppedSilently) {
     cb->send(rc);
     const auto rid = rc.request_id();
     auto answer = cb->wait_for([rid](const Envelope& e) { return e.request_id() == rid; }, 5s);
-    EXPECT_TRUE(answer.has_value()) << "a receipt the transfer could not queue was dropped without a word";
+    EXPECT_TRUE(answer.has_value())
+        << "a receipt the transfer could not queue was dropped without a word";
     if (answer) {
         EXPECT_TRUE(answer->has_error()) << answer->ShortDebugString();
         EXPECT_EQ(answer->error().code(), client::OVERLOADED) << answer->ShortDebugString();
@@ -205,14 +220,18 @@ TEST(Issue17, Item6ReceiptsAreNeverDroppedSilently) {
     ASSERT_TRUE(out.wait_all_answered(Clock::now() + 15s)) << out.summary();
     ASSERT_TRUE(out.all_sent()) << out.summary();
     Inbox inbox(conv);
-    ASSERT_TRUE(inbox.wait_live(*cb, [&] { return inbox.complete(3); }, Clock::now() + 10s)) << inbox.gaps(3);
+    ASSERT_TRUE(inbox.wait_live(
+        *cb, [&] { return inbox.complete(3); }, Clock::now() + 10s))
+        << inbox.gaps(3);
 
     // 3. B's READ up to 3 meets three failing batches: it is kept and stored by the fourth.
-    const auto failures_before = metric(cl.transfer_admin_port(), "im_transfer_batch_failures_total");
+    const auto failures_before =
+        metric(cl.transfer_admin_port(), "im_transfer_batch_failures_total");
     send_receipt(*cb, conv, client::READ, 3);
     auto ev = wait_receipt_event(*ca, conv, client::READ, 3, 10s);
     EXPECT_TRUE(ev.has_value()) << "B's READ was dropped after failed batches; " << log_hint(cl);
-    EXPECT_GE(metric(cl.transfer_admin_port(), "im_transfer_batch_failures_total") - failures_before, 3.0)
+    EXPECT_GE(
+        metric(cl.transfer_admin_port(), "im_transfer_batch_failures_total") - failures_before, 3.0)
         << "the receipt batches did not fail as armed";
     auto ib = info_of(*cb, conv);
     ASSERT_TRUE(ib.has_value());
@@ -225,7 +244,12 @@ TEST(Issue17, Item6ReceiptsAreNeverDroppedSilently) {
 // ------------------------------------------------------------------------------------ item 7
 TEST(Issue17, Item7ListSyncSkipsNoRowWhenTwoLanesCommitOutOfVersionOrder) {
     // Two writer lanes; the first batch that reaches its commit is held there for 2 s.
-    Cluster cl(ClusterOptions{2, {}, {"writer.threads=2", "testing.failpoints=writer.before_commit=pause_once(2000)"}, {}, "i17-lanes"});
+    Cluster cl(ClusterOptions{
+        2,
+        {},
+        {"writer.threads=2", "testing.failpoints=writer.before_commit=pause_once(2000)"},
+        {},
+        "i17-lanes"});
     auto u = cl.user("lnu");
     auto x = cl.user("lnx");
     // A conversation goes to lane shard % lanes (transfer/message_writer.cpp): Y's conversation
@@ -252,35 +276,45 @@ TEST(Issue17, Item7ListSyncSkipsNoRowWhenTwoLanesCommitOutOfVersionOrder) {
     // Y's message on the other lane, then U syncs its list while X's batch is still open.
     const auto t0 = Clock::now();
     auto ry = send_and_wait(*cy, make_send(*cy, u.id, random_cmid(), "from y", 1, 0));
-    ASSERT_TRUE(ry && ry->code() == client::ERROR_NONE) << (ry ? ry->ShortDebugString() : "no answer");
+    ASSERT_TRUE(ry && ry->code() == client::ERROR_NONE)
+        << (ry ? ry->ShortDebugString() : "no answer");
     const double y_after = seconds_since(t0);
     auto l1 = sync_conversations(*cu, 0);
     ASSERT_TRUE(l1.has_value());
-    auto rx = cx->wait_for([&](const Envelope& e) { return e.request_id() == sx.request_id() && e.has_send_result(); });
-    ASSERT_TRUE(rx && rx->send_result().code() == client::ERROR_NONE) << (rx ? rx->ShortDebugString() : "no answer");
+    auto rx = cx->wait_for([&](const Envelope& e) {
+        return e.request_id() == sx.request_id() && e.has_send_result();
+    });
+    ASSERT_TRUE(rx && rx->send_result().code() == client::ERROR_NONE)
+        << (rx ? rx->ShortDebugString() : "no answer");
     // U continues from its cursor, as every client does.
     auto l2 = sync_conversations(*cu, l1->next_cursor());
     ASSERT_TRUE(l2.has_value());
 
     std::map<std::uint64_t, client::ConversationInfo> seen;
     for (const auto* l : {&*l1, &*l2}) {
-        for (const auto& c : l->conversations()) seen[c.conversation_id()] = c;
+        for (const auto& c : l->conversations())
+            seen[c.conversation_id()] = c;
     }
     auto full = sync_conversations(*cu, 0);
     ASSERT_TRUE(full.has_value());
     std::string versions;
     for (const auto& c : full->conversations()) {
-        versions += " conv " + std::to_string(c.conversation_id()) + " last_seq " + std::to_string(c.last_seq());
+        versions += " conv " + std::to_string(c.conversation_id()) + " last_seq " +
+                    std::to_string(c.last_seq());
     }
     EXPECT_EQ(seen.count(uy), 1u) << "Y's conversation is missing";
-    ASSERT_EQ(seen.count(ux), 1u) << "U's list sync skipped X's conversation: its row committed with a version below the "
-                                  << "cursor U already had (" << l1->next_cursor() << "); first sync had "
-                                  << l1->conversations_size() << " rows, the second " << l2->conversations_size()
-                                  << "; a full sync shows" << versions;
+    ASSERT_EQ(seen.count(ux), 1u)
+        << "U's list sync skipped X's conversation: its row committed with a version below the "
+        << "cursor U already had (" << l1->next_cursor() << "); first sync had "
+        << l1->conversations_size() << " rows, the second " << l2->conversations_size()
+        << "; a full sync shows" << versions;
     EXPECT_EQ(seen[ux].last_seq(), 1u);
     EXPECT_EQ(seen[uy].last_seq(), 1u);
-    std::printf("[ stats    ] Y's SENT after %.3fs; cursor after the first sync %lu, after the second %lu\n", y_after,
-                static_cast<unsigned long>(l1->next_cursor()), static_cast<unsigned long>(l2->next_cursor()));
+    std::printf(
+        "[ stats    ] Y's SENT after %.3fs; cursor after the first sync %lu, after the second "
+        "%lu\n",
+        y_after, static_cast<unsigned long>(l1->next_cursor()),
+        static_cast<unsigned long>(l2->next_cursor()));
 }
 
 }  // namespace

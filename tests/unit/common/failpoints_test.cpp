@@ -13,7 +13,8 @@ TEST(Failpoints, ErrorTimesFailsExactlyNTimesThenNeverAgain) {
     fp.configure({"a=error_times(3)", "b=error_once"});
     EXPECT_TRUE(fp.any());
     int failures = 0;
-    for (int i = 0; i < 10; ++i) failures += fp.eval("a") ? 1 : 0;
+    for (int i = 0; i < 10; ++i)
+        failures += fp.eval("a") ? 1 : 0;
     EXPECT_EQ(failures, 3);
     EXPECT_TRUE(fp.eval("b"));
     EXPECT_FALSE(fp.eval("b"));
