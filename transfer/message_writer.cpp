@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <chrono>
 #include <map>
 #include <optional>
@@ -228,6 +229,7 @@ struct MessageWriter::Impl {
           stage_prepare(stage("prepare")),
           stage_fence(stage("fence")),
           stage_messages(stage("insert_messages")),
+          stage_versions(stage("sync_versions")),
           stage_watermarks(stage("upsert_user_conversations")),
           stage_push(stage("push_outbox")),
           stage_commit(stage("commit")),
@@ -240,8 +242,8 @@ struct MessageWriter::Impl {
         return deps.metrics.counter(
             "im_transfer_writer_stage_seconds_total",
             "Writer time per batch stage: prepare (stream checks, dedupe, policy, seqs), fence, "
-            "insert_messages, upsert_user_conversations, push_outbox, "
-            "commit, answer.",
+            "insert_messages, sync_versions (with the file references), "
+            "upsert_user_conversations, push_outbox, commit, answer.",
             {{"stage", name}});
     }
 
@@ -293,6 +295,7 @@ struct MessageWriter::Impl {
     prometheus::Counter& stage_prepare;
     prometheus::Counter& stage_fence;
     prometheus::Counter& stage_messages;
+    prometheus::Counter& stage_versions;
     prometheus::Counter& stage_watermarks;
     prometheus::Counter& stage_push;
     prometheus::Counter& stage_commit;
@@ -765,8 +768,10 @@ void MessageWriter::Impl::fence(const std::vector<std::uint32_t>& shards) {
 // per user, bumped in the batch transaction. The counter rows stay locked until COMMIT, so the
 // batches that touch a user commit in the order of that user's versions, whichever lane or
 // transfer process writes them: a list sync can never pass a version that commits later. The
-// rows are locked in user id order (one sorted statement, chunks in order): no deadlock between
-// batches. Two statements per batch, whatever its size.
+// rows are locked in user id order (sorted statements, in order): no deadlock between batches.
+// Two statements per batch of up to 512 users, padded to a power of two (a few prepared
+// statements, at most twice the rows): the upsert repeats the last user with an increment of 0
+// (a no-op), the lookup repeats the last key.
 void MessageWriter::Impl::sync_versions(const std::vector<WatermarkRow>& rows,
                                         std::vector<std::uint64_t>& versions) {
     // user -> its rows in this batch, then the next version to hand out
@@ -774,22 +779,19 @@ void MessageWriter::Impl::sync_versions(const std::vector<WatermarkRow>& rows,
     for (const auto& w : rows)
         ++per_user[w.user];
     std::vector<std::pair<std::uint64_t, std::uint64_t>> users(per_user.begin(), per_user.end());
-    std::size_t pos = 0;
-    for (std::size_t n : sql_batch::insert_chunks(users.size())) {
-        auto& st = db.prepare(sql_batch::values_statement(
-            "INSERT INTO user_sync_versions (user_id, version) VALUES ", 2, n,
-            " ON DUPLICATE KEY UPDATE version = version + VALUES(version)"));
-        unsigned p = 1;
-        for (std::size_t r = 0; r < n; ++r) {
-            st.setUInt64(p++, users[pos + r].first);
-            st.setUInt64(p++, users[pos + r].second);
-        }
-        st.executeUpdate();
-        pos += n;
-    }
     for (std::size_t off = 0; off < users.size();) {
         const std::size_t n = std::min<std::size_t>(users.size() - off, 512);
-        const std::size_t padded = sql_batch::lookup_size(n);
+        const std::size_t padded = std::bit_ceil(n);
+        auto& up = db.prepare(sql_batch::values_statement(
+            "INSERT INTO user_sync_versions (user_id, version) VALUES ", 2, padded,
+            " ON DUPLICATE KEY UPDATE version = version + VALUES(version)"));
+        unsigned p = 1;
+        for (std::size_t i = 0; i < padded; ++i) {
+            const auto& [user, count] = users[off + std::min(i, n - 1)];
+            up.setUInt64(p++, user);
+            up.setUInt64(p++, i < n ? count : 0);
+        }
+        up.executeUpdate();
         auto& st = db.prepare("SELECT user_id, version FROM user_sync_versions WHERE user_id IN (" +
                               sql_batch::placeholders(padded) + ")");
         for (std::size_t i = 0; i < padded; ++i)
@@ -898,6 +900,7 @@ void MessageWriter::Impl::write(
 
     std::vector<std::uint64_t> versions;
     sync_versions(rows, versions);
+    clock.lap(stage_versions);
     pos = 0;
     for (std::size_t rows_n : sql_batch::insert_chunks(rows.size())) {
         // unread = the peer's messages after my_read_seq. It grows by the peer's messages of this
