@@ -55,6 +55,7 @@ struct ReceiptJob {
     internal::SessionRef session;
     std::uint64_t link_id = 0;
     client::Receipt receipt;
+    std::uint64_t request_id = 0;  // the client's, kept when the receipt is bounced to a new owner
 };
 
 struct SendOutcome {

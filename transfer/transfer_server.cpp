@@ -240,7 +240,7 @@ void TransferServer::handle_request(ConnectorLink& link, internal::ClientRequest
             break;
         }
         case client::Envelope::kReceipt:
-            if (!writer_.submit(ReceiptJob{session, link_id, env.receipt()})) {
+            if (!writer_.submit(ReceiptJob{session, link_id, env.receipt(), request_id})) {
                 // Never dropped silently: the client resends its watermarks.
                 client::Envelope out;
                 out.mutable_error()->set_code(client::OVERLOADED);
@@ -352,6 +352,7 @@ void TransferServer::deliver_result(BatchResult& result) {
     for (auto& job : result.bounced_receipts) {
         internal::ClientRequest req;
         *req.mutable_session() = job.session;
+        req.mutable_request()->set_request_id(job.request_id);  // a refusal there can answer it
         *req.mutable_request()->mutable_receipt() = std::move(job.receipt);
         bounce(job.link_id, std::move(req));
     }
