@@ -4,8 +4,11 @@
 //  1. READ means read: a send moves no watermark of its sender; unread counts the peer's messages.
 //  5. A message committed whose COMMIT reply was lost is pushed live when its resend dedupes.
 //  6. Receipts are never dropped silently: kept through failed batches, refused aloud when full.
-//  7. The conversation list sync never skips a row when two writer lanes commit out of order.
+//  7. The conversation list sync never skips a row when two writer lanes (or two transfers)
+//     commit one user's rows out of version order.
 #include <gtest/gtest.h>
+
+#include <cppconn/resultset.h>
 
 #include <cstdio>
 #include <map>
@@ -315,6 +318,90 @@ TEST(Issue17, Item7ListSyncSkipsNoRowWhenTwoLanesCommitOutOfVersionOrder) {
         "%lu\n",
         y_after, static_cast<unsigned long>(l1->next_cursor()),
         static_cast<unsigned long>(l2->next_cursor()));
+}
+
+// The same race across processes: one user's conversations owned by two transfers.
+TEST(Issue17, Item7ListSyncSkipsNoRowWhenTwoTransfersCommitOutOfVersionOrder) {
+    // Two transfers; the first batch that reaches its commit on each is held there for 2 s.
+    ClusterOptions o;
+    o.name = "i17-xfers";
+    o.transfers = 2;
+    o.transfer_sets = {"testing.failpoints=writer.before_commit=pause_once(2000)"};
+    Cluster cl(o);
+    ASSERT_TRUE(cl.wait_shards_settled())
+        << "shards: " << cl.owned_shards(0) << " + " << cl.owned_shards(1);
+    auto owner = [&](std::uint64_t conv) {
+        auto& st = cl.db().db().prepare("SELECT transfer_id FROM shard_owner WHERE shard = ?");
+        st.setUInt(1, shard_of(conv));
+        std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+        return rs->next() ? rs->getString(1).asStdString() : std::string();
+    };
+    auto index_of = [&](const std::string& id) {
+        return id == cl.transfer_id(0) ? 0 : id == cl.transfer_id(1) ? 1 : -1;
+    };
+    auto u = cl.user("xpu");
+    auto x = cl.user("xpx");
+    const auto ux = conversation_id(u.id, x.id);
+    std::optional<TestUser> y;
+    for (int i = 0; i < 32 && !y; ++i) {
+        auto c = cl.user("xpy" + std::to_string(i));
+        if (owner(conversation_id(u.id, c.id)) != owner(ux)) y = c;
+    }
+    ASSERT_TRUE(y.has_value()) << "no user found whose conversation with U has the other owner";
+    const auto uy = conversation_id(u.id, y->id);
+    const int tx = index_of(owner(ux)), ty = index_of(owner(uy));
+    ASSERT_TRUE(tx >= 0 && ty >= 0 && tx != ty) << owner(ux) << " / " << owner(uy);
+    cl.befriend(u, x);
+    cl.befriend(u, *y);
+    auto cu = cl.connect(0, u.token, "dev1");
+    auto cx = cl.connect(1, x.token, "dev1");
+    auto cy = cl.connect(1, y->token, "dev1");
+
+    // Y's transfer spends its held commit on a first message, before the race.
+    auto warm = send_and_wait(*cy, make_send(*cy, u.id, random_cmid(), "warm-up", 1, 0));
+    ASSERT_TRUE(warm && warm->code() == client::ERROR_NONE)
+        << (warm ? warm->ShortDebugString() : "no answer");
+    // X's message: its transfer writes U's row (and its version), then holds its transaction open.
+    auto sx = make_send(*cx, u.id, random_cmid(), "from x", 1, 0);
+    cx->send(sx);
+    const auto deadline = Clock::now() + 5s;
+    bool held = false;
+    while (!held && Clock::now() < deadline) {
+        held = cl.transfer(tx).log_contents().find("failpoint hit: writer.before_commit") !=
+               std::string::npos;
+        if (!held) std::this_thread::sleep_for(5ms);
+    }
+    ASSERT_TRUE(held) << "X's transfer never held its commit; " << log_hint(cl);
+    // Y's second message on the other transfer, then U syncs while X's batch is still open.
+    const auto t0 = Clock::now();
+    auto ry = send_and_wait(*cy, make_send(*cy, u.id, random_cmid(), "from y", 2, 1));
+    ASSERT_TRUE(ry && ry->code() == client::ERROR_NONE)
+        << (ry ? ry->ShortDebugString() : "no answer");
+    const double y_after = seconds_since(t0);
+    auto l1 = sync_conversations(*cu, 0);
+    ASSERT_TRUE(l1.has_value());
+    auto rx = cx->wait_for([&](const Envelope& e) {
+        return e.request_id() == sx.request_id() && e.has_send_result();
+    });
+    ASSERT_TRUE(rx && rx->send_result().code() == client::ERROR_NONE)
+        << (rx ? rx->ShortDebugString() : "no answer");
+    auto l2 = sync_conversations(*cu, l1->next_cursor());
+    ASSERT_TRUE(l2.has_value());
+
+    std::map<std::uint64_t, client::ConversationInfo> seen;
+    for (const auto* l : {&*l1, &*l2}) {
+        for (const auto& c : l->conversations())
+            seen[c.conversation_id()] = c;
+    }
+    EXPECT_EQ(seen[uy].last_seq(), 2u) << "Y's conversation is missing or stale";
+    ASSERT_EQ(seen.count(ux), 1u)
+        << "U's list sync skipped X's conversation: its row committed on transfer " << tx
+        << " with a version below the cursor U already had (" << l1->next_cursor()
+        << "); first sync had " << l1->conversations_size() << " rows, the second "
+        << l2->conversations_size();
+    EXPECT_EQ(seen[ux].last_seq(), 1u);
+    std::printf("[ stats    ] Y's SENT after %.3fs; X on transfer %d, Y on transfer %d\n", y_after,
+                tx, ty);
 }
 
 }  // namespace
