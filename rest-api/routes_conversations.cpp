@@ -43,7 +43,7 @@ HttpResponse list_conversations(RequestContext& ctx) {
     const auto limit = std::clamp<std::uint64_t>(query_u64(ctx, "limit", 100), 1, 500);
     auto& st = ctx.be.db.prepare(
         "SELECT uc.conversation_id, uc.peer_id, uc.last_seq, uc.my_delivered_seq, uc.my_read_seq, "
-        "uc.peer_delivered_seq, uc.peer_read_seq, uc.version, uc.updated_ms, u.username, u.display_name "
+        "uc.peer_delivered_seq, uc.peer_read_seq, uc.version, uc.updated_ms, u.username, u.display_name, uc.unread "
         "FROM user_conversations uc LEFT JOIN users u ON u.id = uc.peer_id "
         "WHERE uc.user_id = ? AND uc.version > ? ORDER BY uc.version LIMIT ?");
     st.setUInt64(1, ctx.me());
@@ -65,7 +65,7 @@ HttpResponse list_conversations(RequestContext& ctx) {
                                   {"username", rs->getString(10).asStdString()},
                                   {"display_name", rs->getString(11).asStdString()}}},
                         {"last_seq", last},
-                        {"unread", last > my_read ? last - my_read : 0},
+                        {"unread", rs->getUInt64(12)},  // the peer's messages after my_read_seq
                         {"my_delivered_seq", rs->getUInt64(4)},
                         {"my_read_seq", my_read},
                         {"peer_delivered_seq", rs->getUInt64(6)},

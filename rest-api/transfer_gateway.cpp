@@ -130,6 +130,11 @@ bool TransferGateway::forward(const std::vector<TransferAddress>& transfers, std
                 for (int i = 0; i < 16 && !bounced; ++i) {  // frames before the Pong (e.g. pushes) are skipped
                     auto f = link.receive();
                     if (f.has_pong()) return true;
+                    if (f.has_client_response() && f.client_response().response().has_error()) {
+                        // The owner refused the request (e.g. a full writer lane): not queued.
+                        detail = t.id + " refused it: " + f.client_response().response().error().message();
+                        return false;
+                    }
                     bounced = f.has_bounce();
                 }
                 detail = bounced ? t.id + " no longer owns the conversation" : "no pong from " + t.id;

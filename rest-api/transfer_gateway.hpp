@@ -3,7 +3,8 @@
 // watermarks): it opens a short link to the owner, like a connector would (Hello with the cluster
 // secret's proof, HelloAck with the owned shard ranges and the transfer's proof), hands over the
 // request, and waits for a Pong behind it, which means the transfer has queued it. A Bounce
-// instead (the shard moved meanwhile) makes it try the other transfers. Synchronous with
+// instead (the shard moved meanwhile) makes it try the other transfers; an Error answer means the
+// owner refused it (a full writer lane). Synchronous with
 // timeouts: pool threads only.
 
 #include <boost/asio/ssl/context.hpp>
@@ -30,7 +31,8 @@ public:
         : timeout_(timeout), secret_(std::move(cluster_secret)) {}
 
     // Sends a client request on behalf of `user` to the transfer (among `transfers`) that owns
-    // `conversation_id`. False when none could be reached or none owns it (answer 503).
+    // `conversation_id`. False when none could be reached, none owns it or the owner refused the
+    // request (answer 503).
     bool forward(const std::vector<TransferAddress>& transfers, std::uint64_t user, std::uint64_t conversation_id,
                  const client::Envelope& request, std::string& detail) const;
 

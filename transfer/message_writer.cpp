@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <chrono>
 #include <map>
 #include <optional>
@@ -19,6 +20,7 @@
 #include "im/server/metrics.hpp"
 #include "im/server/mysql.hpp"
 #include "im/wire/ids.hpp"
+#include "pending_receipts.hpp"
 #include "policy_cache.hpp"
 #include "sql_batch.hpp"
 #include "transfer_config.hpp"
@@ -148,6 +150,8 @@ struct Item {
     Stored stored;           // original_found, or assigned for pending
     ErrorCode code = client::ERROR_NONE;
     std::string message;
+    // original_found in MySQL: its Deliver, pushed again (it may never have been pushed).
+    std::shared_ptr<const std::string> redeliver;
 };
 
 // Seconds spent per stage of a batch (im_transfer_writer_stage_seconds_total{stage}): where the
@@ -167,6 +171,7 @@ class StageClock {
 struct WatermarkRow {  // one user_conversations upsert
     std::uint64_t user = 0, conv = 0, peer = 0;
     std::uint64_t last_seq = 0, my_delivered = 0, my_read = 0, peer_delivered = 0, peer_read = 0;
+    std::uint64_t received = 0;  // the peer's messages stored by this batch (unread grows by them)
 };
 
 }  // namespace
@@ -179,6 +184,7 @@ struct MessageWriter::Impl {
           streams(1 << 20),
           last_seq(1 << 20),
           recent(1 << 18),
+          unpushed(1 << 16),
           batches(deps.metrics.counter("im_transfer_batches_total", "Committed writer batches.")),
           batch_failures(deps.metrics.counter("im_transfer_batch_failures_total",
                                               "Writer batches that failed to commit.")),
@@ -198,6 +204,20 @@ struct MessageWriter::Impl {
                                              "Requests sent back to the connector because this "
                                              "transfer does not own their shard (any more).",
                                              {{"where", "writer"}})),
+          receipts_refused(deps.metrics.counter(
+              "im_transfer_receipts_refused_total",
+              "Receipts refused because the writer lane was full (answered OVERLOADED).")),
+          receipts_retried(
+              deps.metrics.counter("im_transfer_receipts_retried_total",
+                                   "Receipts of failed batches kept for the next batch.")),
+          receipts_dropped(deps.metrics.counter(
+              "im_transfer_receipts_dropped_total",
+              "Receipts not stored at shutdown because the last batch failed (clients resend "
+              "their watermarks after reconnecting).")),
+          redelivered_total(deps.metrics.counter(
+              "im_transfer_messages_redelivered_total",
+              "Resends found in MySQL whose first try failed after its COMMIT (a lost reply): "
+              "pushed at the resend.")),
           batch_size(deps.metrics.histogram("im_transfer_batch_messages",
                                             "Messages per committed batch.",
                                             {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})),
@@ -209,6 +229,7 @@ struct MessageWriter::Impl {
           stage_prepare(stage("prepare")),
           stage_fence(stage("fence")),
           stage_messages(stage("insert_messages")),
+          stage_versions(stage("sync_versions")),
           stage_watermarks(stage("upsert_user_conversations")),
           stage_push(stage("push_outbox")),
           stage_commit(stage("commit")),
@@ -221,8 +242,8 @@ struct MessageWriter::Impl {
         return deps.metrics.counter(
             "im_transfer_writer_stage_seconds_total",
             "Writer time per batch stage: prepare (stream checks, dedupe, policy, seqs), fence, "
-            "insert_messages, upsert_user_conversations, push_outbox, "
-            "commit, answer.",
+            "insert_messages, sync_versions (with the file references), "
+            "upsert_user_conversations, push_outbox, commit, answer.",
             {{"stage", name}});
     }
 
@@ -234,7 +255,7 @@ struct MessageWriter::Impl {
     mutable std::mutex mu;
     std::condition_variable cv;
     std::deque<SendJob> send_queue;
-    std::deque<ReceiptJob> receipt_queue;
+    PendingReceipts receipt_queue;
     std::vector<std::pair<std::uint64_t, std::uint64_t>> forget_queue;
     std::vector<std::pair<std::uint32_t, std::uint64_t>> reset_queue;  // (shard, gen)
     bool stopping = false;
@@ -244,6 +265,10 @@ struct MessageWriter::Impl {
     TwoGenCache<StreamKey, StreamState, StreamKeyHash> streams;
     TwoGenCache<std::uint64_t, std::uint64_t> last_seq;  // conversation -> last committed seq
     RecentSends recent;
+    // Messages of failed batches: the failure may have come after COMMIT (a lost reply), so they
+    // may be stored and never pushed. A resend that finds one in MySQL pushes it. (After a
+    // restart nothing is known: the connectors' SyncHint{0} on the lost link covers that case.)
+    TwoGenCache<DedupeKey, bool, DedupeKeyHash> unpushed;
     std::unordered_map<std::uint64_t, std::unordered_set<std::uint64_t>>
         streams_by_session;  // login_epoch -> convs
     // The shard_owner gen each shard's cached state belongs to (0: none cached yet). The fence
@@ -260,12 +285,17 @@ struct MessageWriter::Impl {
     prometheus::Counter& receipts_total;
     prometheus::Counter& fence_failures;
     prometheus::Counter& bounced_total;
+    prometheus::Counter& receipts_refused;
+    prometheus::Counter& receipts_retried;
+    prometheus::Counter& receipts_dropped;
+    prometheus::Counter& redelivered_total;
     prometheus::Histogram& batch_size;
     prometheus::Histogram& commit_seconds;
     prometheus::Gauge& queue_gauge;
     prometheus::Counter& stage_prepare;
     prometheus::Counter& stage_fence;
     prometheus::Counter& stage_messages;
+    prometheus::Counter& stage_versions;
     prometheus::Counter& stage_watermarks;
     prometheus::Counter& stage_push;
     prometheus::Counter& stage_commit;
@@ -279,6 +309,7 @@ struct MessageWriter::Impl {
     void apply_policy(std::vector<SendJob>& sends, std::vector<Item>& items);
     void check_files(std::vector<SendJob>& sends, std::vector<Item>& items);
     void load_last_seq(const std::vector<std::uint64_t>& convs);
+    void sync_versions(const std::vector<WatermarkRow>& rows, std::vector<std::uint64_t>& versions);
     void write(std::vector<SendJob>& sends, std::vector<Item>& items,
                const std::vector<WatermarkRow>& rows,
                const std::vector<std::pair<std::uint64_t, std::uint64_t>>& push_rows,
@@ -355,9 +386,12 @@ bool MessageWriter::submit(ReceiptJob job) {
         valid_conversation_id(job.receipt.conversation_id()) ? job.receipt.conversation_id() : 0);
     {
         std::lock_guard lock(l.mu);
-        if (l.stopping || l.send_queue.size() + l.receipt_queue.size() >= l.deps.config.max_queue)
+        const bool room =
+            !l.stopping && l.send_queue.size() + l.receipt_queue.size() < l.deps.config.max_queue;
+        if (!l.receipt_queue.add(std::move(job), room)) {
+            l.receipts_refused.Increment();
             return false;
-        l.receipt_queue.push_back(std::move(job));
+        }
     }
     l.cv.notify_one();
     return true;
@@ -426,12 +460,7 @@ void MessageWriter::Impl::run() {
                 sends.push_back(std::move(send_queue.front()));
                 send_queue.pop_front();
             }
-            const std::size_t r =
-                std::min<std::size_t>(receipt_queue.size(), deps.config.max_batch);
-            for (std::size_t i = 0; i < r; ++i) {
-                receipts.push_back(std::move(receipt_queue.front()));
-                receipt_queue.pop_front();
-            }
+            receipts = receipt_queue.take(deps.config.max_batch);
             forgets.swap(forget_queue);
             queue_gauge.Set(static_cast<double>(send_queue.size() + receipt_queue.size()));
         }
@@ -538,8 +567,8 @@ void MessageWriter::Impl::dedupe(std::vector<SendJob>& sends, std::vector<Item>&
         const std::size_t n = std::min<std::size_t>(ask.size() - off, 512);
         const std::size_t padded = sql_batch::lookup_size(n);
         auto& st = db.prepare(
-            "SELECT sender_id, client_msg_id, msg_id, conversation_id, seq, created_ms FROM "
-            "messages WHERE " +
+            "SELECT sender_id, client_msg_id, msg_id, conversation_id, seq, created_ms, "
+            "sender_device, type, body FROM messages WHERE " +
             sql_batch::or_terms("sender_id = ? AND client_msg_id = ?", padded));
         for (std::size_t i = 0; i < padded; ++i) {
             const auto& job = sends[ask[off + std::min(i, n - 1)]];
@@ -552,8 +581,29 @@ void MessageWriter::Impl::dedupe(std::vector<SendJob>& sends, std::vector<Item>&
             Stored found{rs->getUInt64(3), rs->getUInt64(4), rs->getUInt64(5), rs->getInt64(6)};
             recent.put(key, found);
             if (auto f = first.find(key); f != first.end()) {
-                items[f->second].state = Item::State::original_found;
-                items[f->second].stored = found;
+                auto& it = items[f->second];
+                it.state = Item::State::original_found;
+                it.stored = found;
+                if (unpushed.find(key) == nullptr) continue;
+                // Stored by a batch that failed after its COMMIT (the reply was lost): never
+                // pushed, so push it now (clients dedupe on (conversation, seq) anyway).
+                unpushed.erase(key);
+                client::Envelope env;
+                auto* d = env.mutable_deliver();
+                d->set_conversation_id(found.conv);
+                d->set_seq(found.seq);
+                d->set_msg_id(found.msg_id);
+                d->set_sender_user_id(key.sender);
+                d->set_sender_device_id(rs->getString(7).asStdString());
+                const auto type = static_cast<client::MessageType>(rs->getUInt(8));
+                d->set_type(type);
+                if (type == client::FILE)
+                    d->mutable_file()->ParseFromString(rs->getString(9).asStdString());
+                else
+                    d->set_text(rs->getString(9).asStdString());
+                d->set_created_ms(found.created_ms);
+                d->set_client_msg_id(rs->getString(2).asStdString());
+                it.redeliver = std::make_shared<const std::string>(env.SerializeAsString());
             }
         }
         off += n;
@@ -714,6 +764,54 @@ void MessageWriter::Impl::fence(const std::vector<std::uint32_t>& shards) {
     if (!stale.empty()) throw FenceStale(std::move(stale));
 }
 
+// Sync versions (the cursor of SyncConversations and GET /v1/conversations) come from one counter
+// per user, bumped in the batch transaction. The counter rows stay locked until COMMIT, so the
+// batches that touch a user commit in the order of that user's versions, whichever lane or
+// transfer process writes them: a list sync can never pass a version that commits later. The
+// rows are locked in user id order (sorted statements, in order): no deadlock between batches.
+// Two statements per batch of up to 512 users, padded to a power of two (a few prepared
+// statements, at most twice the rows): the upsert repeats the last user with an increment of 0
+// (a no-op), the lookup repeats the last key.
+void MessageWriter::Impl::sync_versions(const std::vector<WatermarkRow>& rows,
+                                        std::vector<std::uint64_t>& versions) {
+    // user -> its rows in this batch, then the next version to hand out
+    std::map<std::uint64_t, std::uint64_t> per_user;
+    for (const auto& w : rows)
+        ++per_user[w.user];
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> users(per_user.begin(), per_user.end());
+    for (std::size_t off = 0; off < users.size();) {
+        const std::size_t n = std::min<std::size_t>(users.size() - off, 512);
+        const std::size_t padded = std::bit_ceil(n);
+        auto& up = db.prepare(sql_batch::values_statement(
+            "INSERT INTO user_sync_versions (user_id, version) VALUES ", 2, padded,
+            " ON DUPLICATE KEY UPDATE version = version + VALUES(version)"));
+        unsigned p = 1;
+        for (std::size_t i = 0; i < padded; ++i) {
+            const auto& [user, count] = users[off + std::min(i, n - 1)];
+            up.setUInt64(p++, user);
+            up.setUInt64(p++, i < n ? count : 0);
+        }
+        up.executeUpdate();
+        auto& st = db.prepare("SELECT user_id, version FROM user_sync_versions WHERE user_id IN (" +
+                              sql_batch::placeholders(padded) + ")");
+        for (std::size_t i = 0; i < padded; ++i)
+            st.setUInt64(static_cast<unsigned>(i + 1), users[off + std::min(i, n - 1)].first);
+        std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+        std::size_t found = 0;
+        while (rs->next()) {
+            auto& c = per_user[rs->getUInt64(1)];
+            c = rs->getUInt64(2) - c + 1;  // the first of this batch's versions of the user
+            ++found;
+        }
+        if (found != n) throw std::runtime_error("sync version counters missing after upsert");
+        off += n;
+    }
+    versions.clear();
+    versions.reserve(rows.size());
+    for (const auto& w : rows)
+        versions.push_back(per_user[w.user]++);
+}
+
 void MessageWriter::Impl::write(
     std::vector<SendJob>& sends, std::vector<Item>& items, const std::vector<WatermarkRow>& rows,
     const std::vector<std::pair<std::uint64_t, std::uint64_t>>& push_rows,
@@ -800,18 +898,29 @@ void MessageWriter::Impl::write(
         pos += rows_n;
     }
 
+    std::vector<std::uint64_t> versions;
+    sync_versions(rows, versions);
+    clock.lap(stage_versions);
     pos = 0;
     for (std::size_t rows_n : sql_batch::insert_chunks(rows.size())) {
+        // unread = the peer's messages after my_read_seq. It grows by the peer's messages of this
+        // batch; when a READ receipt sets my_read_seq (assignments run left to right, so the IF
+        // sees the new value) it is counted again from the messages after it, this batch's
+        // included (inserted above). A send moves no watermark of its sender (READ means read).
         auto& st = db.prepare(sql_batch::values_statement(
             "INSERT INTO user_conversations (user_id, conversation_id, peer_id, last_seq, "
             "my_delivered_seq, my_read_seq, "
-            "peer_delivered_seq, peer_read_seq, version, updated_ms) VALUES ",
-            10, rows_n,
+            "peer_delivered_seq, peer_read_seq, unread, version, updated_ms) VALUES ",
+            11, rows_n,
             " ON DUPLICATE KEY UPDATE last_seq = GREATEST(last_seq, VALUES(last_seq)), "
             "my_delivered_seq = GREATEST(my_delivered_seq, VALUES(my_delivered_seq)), "
             "my_read_seq = GREATEST(my_read_seq, VALUES(my_read_seq)), "
             "peer_delivered_seq = GREATEST(peer_delivered_seq, VALUES(peer_delivered_seq)), "
             "peer_read_seq = GREATEST(peer_read_seq, VALUES(peer_read_seq)), "
+            "unread = IF(VALUES(my_read_seq) > 0 AND my_read_seq = VALUES(my_read_seq), "
+            "(SELECT COUNT(*) FROM messages m WHERE m.conversation_id = "
+            "user_conversations.conversation_id AND m.seq > user_conversations.my_read_seq AND "
+            "m.sender_id = user_conversations.peer_id), unread + VALUES(unread)), "
             "version = VALUES(version), updated_ms = VALUES(updated_ms)"));
         unsigned p = 1;
         for (std::size_t r = 0; r < rows_n; ++r) {
@@ -824,7 +933,8 @@ void MessageWriter::Impl::write(
             st.setUInt64(p++, w.my_read);
             st.setUInt64(p++, w.peer_delivered);
             st.setUInt64(p++, w.peer_read);
-            st.setUInt64(p++, deps.ids.next());  // a version per row: the sync cursor orders rows
+            st.setUInt64(p++, w.received);
+            st.setUInt64(p++, versions[pos + r]);  // the user's sync cursor orders rows
             st.setInt64(p++, now);
         }
         st.executeUpdate();
@@ -942,8 +1052,9 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             for (const auto& [conv, seq] : before)
                 touched.push_back(conv);
 
-            // Watermark rows: a send moves the sender's own watermarks (and the recipient's view of
-            // them); a receipt moves the user's and the peer's view.
+            // Watermark rows: a send moves the conversation's last seq and the recipient's unread
+            // count, never a watermark (READ means read: only a Receipt moves one); a receipt
+            // moves the user's and the peer's view.
             std::unordered_map<std::uint64_t, WatermarkRow> rows;  // key conv * 2 + (user is high)
             auto row = [&](std::uint64_t conv, std::uint64_t user) -> WatermarkRow& {
                 auto& w = rows[conv * 2 + (conversation_high(conv) == user ? 1 : 0)];
@@ -960,12 +1071,9 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                 const auto seq = it.stored.seq;
                 auto& s = row(it.conv, sender);
                 s.last_seq = std::max(s.last_seq, seq);
-                s.my_delivered = std::max(s.my_delivered, seq);
-                s.my_read = std::max(s.my_read, seq);
                 auto& p = row(it.conv, it.peer);
                 p.last_seq = std::max(p.last_seq, seq);
-                p.peer_delivered = std::max(p.peer_delivered, seq);
-                p.peer_read = std::max(p.peer_read, seq);
+                ++p.received;
                 if (!deps.online.online(it.peer) &&
                     push_seen.insert(it.conv * 2 + (it.peer == conversation_high(it.conv)))
                         .second) {
@@ -975,7 +1083,12 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             result.receipts.clear();
             for (const auto& [conv, user] : receipt_keys) {
                 const auto& aggs = receipt_by_user_conv[{conv, user}];
-                const std::uint64_t known = last_seq.find(conv) ? *last_seq.find(conv) : 0;
+                // Never beyond what was committed before this batch: nobody can have seen the
+                // messages of this batch yet (and a new row never starts with a watermark).
+                const auto b = before.find(conv);
+                const std::uint64_t known = b != before.end()
+                                                ? b->second
+                                                : (last_seq.find(conv) ? *last_seq.find(conv) : 0);
                 for (int k = 0; k < 2; ++k) {
                     if (!aggs[static_cast<std::size_t>(k)]) continue;
                     const auto up_to = std::min(aggs[static_cast<std::size_t>(k)]->up_to,
@@ -1009,7 +1122,12 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             for (const auto& it : items)
                 fresh += it.state == Item::State::pending ? 1 : 0;
             if (fresh > 0 || !row_list.empty()) {
+                if (!receipt_keys.empty() && deps.failpoints.eval("writer.receipt_batch"))
+                    throw std::runtime_error("failpoint writer.receipt_batch");
                 db.transaction([&] { write(sends, items, row_list, push_rows, fence_shards); });
+                // Committed, but the batch fails as if the COMMIT's reply had been lost.
+                if (deps.failpoints.eval("writer.after_commit"))
+                    throw std::runtime_error("failpoint writer.after_commit");
                 clock.lap(stage_commit);
                 batches.Increment();
                 batch_size.Observe(static_cast<double>(fresh));
@@ -1056,11 +1174,16 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             spdlog::error("writer: batch of {} messages and {} receipts failed: {}", sends.size(),
                           receipts.size(), e.what());
         }
-        // Failure: nothing of this batch is stored. Forget the streams of every message that was
-        // accepted so a later number cannot overtake it, answer them retryably, retry receipts
-        // once.
+        // Failure: nothing of this batch is stored (or its COMMIT's reply was lost). Forget the
+        // streams of every message that was accepted so a later number cannot overtake it, and
+        // answer them retryably; keep the receipts.
         batch_failures.Increment();
         for (auto& it : items) {
+            if (it.state == Item::State::pending) {
+                unpushed.put(
+                    DedupeKey{sends[it.job].session.user_id(), sends[it.job].send.client_msg_id()},
+                    true);
+            }
             if (it.state == Item::State::pending || it.state == Item::State::duplicate) {
                 streams.erase(it.key);
                 it.state = Item::State::answered;
@@ -1069,15 +1192,23 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             }
         }
         result.receipts.clear();
-        std::vector<ReceiptJob> retry;
+        // Receipts are kept, never dropped: they go back to the front of the lane's pending
+        // receipts (merged with newer ones of the same key) for the next batch; those of shards
+        // owned elsewhere now are bounced below. Only at shutdown are they given up, counted:
+        // the connector's SyncHint when its link drops makes every client resend its watermarks.
+        std::vector<ReceiptJob> keep;
         for (std::size_t i = 0; i < receipts.size(); ++i) {
-            auto& r = receipts[i];
-            if (!receipt_bounced[i] && r.attempts++ == 0) retry.push_back(std::move(r));
+            if (!receipt_bounced[i]) keep.push_back(std::move(receipts[i]));
         }
-        if (!retry.empty()) {
+        if (!keep.empty()) {
             std::lock_guard lock(mu);
-            for (auto& r : retry)
-                receipt_queue.push_back(std::move(r));
+            if (stopping) {
+                receipts_dropped.Increment(static_cast<double>(keep.size()));
+                spdlog::warn("writer: {} receipts not stored at shutdown", keep.size());
+            } else {
+                receipts_retried.Increment(static_cast<double>(keep.size()));
+                receipt_queue.put_back(std::move(keep));
+            }
         }
         std::this_thread::sleep_for(
             std::chrono::milliseconds(50));  // do not spin against a dead database
@@ -1115,7 +1246,9 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             r.set_seq(src->stored.seq);
             r.set_created_ms(src->stored.created_ms);
             if (it.state == Item::State::pending) {
-                recent.put(DedupeKey{job.session.user_id(), job.send.client_msg_id()}, it.stored);
+                const DedupeKey key{job.session.user_id(), job.send.client_msg_id()};
+                recent.put(key, it.stored);
+                if (unpushed.size() != 0) unpushed.erase(key);  // stored (and pushed) now
                 client::Envelope env;
                 auto* d = env.mutable_deliver();
                 d->set_conversation_id(it.conv);
@@ -1133,6 +1266,10 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                 out.deliver = std::make_shared<const std::string>(env.SerializeAsString());
             } else {
                 dup_total.Increment();
+                if (it.state == Item::State::original_found && it.redeliver) {
+                    out.deliver = it.redeliver;
+                    redelivered_total.Increment();
+                }
             }
         }
         result.sends.push_back(std::move(out));

@@ -12,7 +12,8 @@
 // transaction: shard-epoch fence, multi-row INSERT of messages, conversation and watermark
 // upserts (GREATEST), the push outbox for recipients without a live session. Only after COMMIT
 // are results handed back (SENT, Deliver, ReceiptEvent). A failed batch answers a retryable error
-// and forgets the affected streams and counters (they are re-read), so nothing can overtake.
+// and forgets the affected streams and counters (they are re-read), so nothing can overtake; its
+// receipts wait for the next batch.
 
 #include <atomic>
 #include <condition_variable>
@@ -54,7 +55,7 @@ struct ReceiptJob {
     internal::SessionRef session;
     std::uint64_t link_id = 0;
     client::Receipt receipt;
-    int attempts = 0;
+    std::uint64_t request_id = 0;  // the client's, kept when the receipt is bounced to a new owner
 };
 
 struct SendOutcome {
@@ -63,7 +64,8 @@ struct SendOutcome {
     std::uint64_t request_id = 0;
     client::SendResult result;
     std::uint64_t peer = 0;
-    // Serialized client::Envelope{deliver} when the message was stored by this batch.
+    // Serialized client::Envelope{deliver} to push: the message was stored by this batch, or a
+    // resend found it in MySQL after its first try failed past COMMIT (a lost reply: never pushed).
     std::shared_ptr<const std::string> deliver;
 };
 
@@ -125,6 +127,9 @@ public:
 
     // Thread-safe; false when the queue is full (answer OVERLOADED).
     bool submit(SendJob job);
+    // Thread-safe. A receipt coalesces with the waiting one of its (conversation, user, kind) and
+    // is kept until stored, also across failed batches; false only for a new key when the lane
+    // is full (answer the client: it resends its watermarks).
     bool submit(ReceiptJob job);
     // The session ended: its send streams can be dropped.
     void forget_session(std::uint64_t user, std::uint64_t login_epoch);

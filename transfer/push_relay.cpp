@@ -27,7 +27,7 @@ constexpr int kDepthCountLimit = 100000;
 
 const std::string kSelectDue =
     "SELECT p.user_id, p.conversation_id, p.from_user_id, p.up_to_seq, p.updated_ms, "
-    "COALESCE(uc.my_read_seq, 0) FROM push_pending p "
+    "COALESCE(uc.unread, p.up_to_seq) FROM push_pending p "
     "LEFT JOIN user_conversations uc ON uc.user_id = p.user_id AND uc.conversation_id = "
     "p.conversation_id "
     "WHERE p.updated_ms <= ? OR (p.first_ms > 0 AND p.first_ms <= ?) ORDER BY p.updated_ms LIMIT ?";
@@ -65,7 +65,7 @@ events::PushEvent make_push_event(const PendingPush& row) {
     e.set_conversation_id(row.conversation_id);
     e.set_from_user_id(row.from_user_id);
     e.set_up_to_seq(row.up_to_seq);
-    e.set_unread(row.up_to_seq > row.read_seq ? row.up_to_seq - row.read_seq : 0);
+    e.set_unread(row.unread);
     e.set_created_ms(row.updated_ms);
     return e;
 }
@@ -276,7 +276,7 @@ std::vector<PendingPush> PushRelay::select_due(std::int64_t quiet_cutoff_ms, std
         p.from_user_id = rs->getUInt64(3);
         p.up_to_seq = rs->getUInt64(4);
         p.updated_ms = rs->getInt64(5);
-        p.read_seq = rs->getUInt64(6);
+        p.unread = rs->getUInt64(6);
         rows.push_back(p);
     }
     return rows;

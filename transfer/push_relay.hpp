@@ -60,20 +60,21 @@ struct PushRelayConfig {
 void bind(config::Binder& b,
           PushRelayConfig& c);  // keys push.coalesce_delay, push.batch, push.poll_interval
 
-// One push_pending row, with the recipient's read watermark in that conversation.
+// One push_pending row, with the recipient's unread count in that conversation.
 struct PendingPush {
     std::uint64_t user_id = 0;
     std::uint64_t conversation_id = 0;
     std::uint64_t from_user_id = 0;
     std::uint64_t up_to_seq = 0;
     std::int64_t updated_ms = 0;
-    std::uint64_t read_seq = 0;  // user_conversations.my_read_seq (0 without a row)
+    std::uint64_t unread = 0;  // user_conversations.unread (up_to_seq without a row)
 };
 
 // "<user>:<conversation>:<up_to_seq>"
 std::string push_event_id(std::uint64_t user_id, std::uint64_t conversation_id,
                           std::uint64_t up_to_seq);
-// unread = up_to_seq - read_seq (0 when the user already read that far), created_ms = updated_ms.
+// unread = the recipient's unread count (the peer's messages after its read watermark when the
+// row was read), created_ms = updated_ms.
 events::PushEvent make_push_event(const PendingPush& row);
 
 class PushRelay {

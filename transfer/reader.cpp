@@ -88,7 +88,7 @@ bool Reader::sync_conversations(std::uint64_t user, const client::SyncConversati
             const std::uint32_t limit = req.limit() == 0 ? 500 : std::min<std::uint32_t>(req.limit(), 1000);
             auto& st = be.db.prepare(
                 "SELECT conversation_id, peer_id, last_seq, my_delivered_seq, my_read_seq, peer_delivered_seq, "
-                "peer_read_seq, version, updated_ms FROM user_conversations WHERE user_id = ? AND version > ? "
+                "peer_read_seq, version, updated_ms, unread FROM user_conversations WHERE user_id = ? AND version > ? "
                 "ORDER BY version LIMIT ?");
             st.setUInt64(1, user);
             st.setUInt64(2, req.cursor());
@@ -110,7 +110,7 @@ bool Reader::sync_conversations(std::uint64_t user, const client::SyncConversati
                 c->set_my_read_seq(rs->getUInt64(5));
                 c->set_peer_delivered_seq(rs->getUInt64(6));
                 c->set_peer_read_seq(rs->getUInt64(7));
-                c->set_unread(c->last_seq() > c->my_read_seq() ? c->last_seq() - c->my_read_seq() : 0);
+                c->set_unread(rs->getUInt64(10));  // the peer's messages after my_read_seq (stored)
                 c->set_updated_ms(rs->getInt64(9));
                 list->set_next_cursor(rs->getUInt64(8));
             }

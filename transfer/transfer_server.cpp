@@ -303,7 +303,14 @@ void TransferServer::handle_request(ConnectorLink& link, internal::ClientRequest
             break;
         }
         case client::Envelope::kReceipt:
-            if (!writer_.submit(ReceiptJob{session, link_id, env.receipt(), 0})) overloaded_.Increment();
+            if (!writer_.submit(ReceiptJob{session, link_id, env.receipt(), request_id})) {
+                // Never dropped silently: the client resends its watermarks.
+                client::Envelope out;
+                out.mutable_error()->set_code(client::OVERLOADED);
+                out.mutable_error()->set_retryable(true);
+                out.mutable_error()->set_message("transfer busy: receipt not stored, resend it");
+                overloaded(std::move(out));
+            }
             break;
         case client::Envelope::kSyncConversations:
             if (!reader_.sync_conversations(session.user_id(), env.sync_conversations(), reply_later)) {
@@ -408,6 +415,7 @@ void TransferServer::deliver_result(BatchResult& result) {
     for (auto& job : result.bounced_receipts) {
         internal::ClientRequest req;
         *req.mutable_session() = job.session;
+        req.mutable_request()->set_request_id(job.request_id);  // a refusal there can answer it
         *req.mutable_request()->mutable_receipt() = std::move(job.receipt);
         bounce(job.link_id, std::move(req));
     }

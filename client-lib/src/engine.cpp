@@ -363,6 +363,13 @@ void Engine::handle_error(const Envelope& frame) {
     }
     if (auto id = outbox_.message_of_request(rid)) {
         send_answered(*id, rid, code, e.retryable(), 0, detail, nullptr);
+        return;
+    }
+    // Neither a request nor a send: a receipt the server could not take (a full writer lane).
+    // Watermarks are idempotent: resend them all with a conversation sync a little later.
+    if (e.retryable() && phase_ == Phase::live && !watermarks_due_) {
+        watermarks_due_ = true;
+        if (!list_retry_at_) list_retry_at_ = Clock::now() + retry_delay(1);
     }
 }
 

@@ -29,6 +29,10 @@ void Failpoints::configure(const std::vector<std::string>& specs) {
             a = Action{Action::error, 0, false};
         } else if (act == "error_once") {
             a = Action{Action::error, 0, true};
+        } else if (act.rfind("error_times(", 0) == 0) {
+            a = Action{Action::error, 0, false};
+            a.times = arg("error_times");
+            if (a.times < 1) throw std::invalid_argument("failpoint '" + spec + "': error_times needs N >= 1");
         } else if (act == "off") {
             continue;
         } else {
@@ -48,6 +52,7 @@ bool Failpoints::eval(const std::string& name) {
         auto it = actions_.find(name);
         if (it == actions_.end() || it->second.spent) return false;
         if (it->second.once) it->second.spent = true;
+        if (it->second.times > 0 && --it->second.times == 0) it->second.spent = true;
         a = it->second;
     }
     spdlog::warn("failpoint hit: {}", name);

@@ -196,7 +196,7 @@ TEST_F(ImclientE2e, TwoClientsChatBothWaysAcrossConnectors) {
     EXPECT_EQ(cb.last_seq, 5u);
     EXPECT_EQ(cb.unread, 5u);
     EXPECT_EQ(cb.my_read_seq, 0u);
-    EXPECT_EQ(wait_unread(*pa, 0).unread, 0u) << "sending moves the sender's own read watermark";
+    EXPECT_EQ(wait_unread(*pa, 0).unread, 0u) << "the sender's own messages never count as unread";
 
     (*pb)->mark_read(conv, 3);
     ASSERT_TRUE(pa->ev.wait([&] {

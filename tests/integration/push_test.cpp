@@ -209,17 +209,20 @@ class PushTest : public ::testing::Test {
         st.executeUpdate();
     }
 
-    void set_read(std::uint64_t user, std::uint64_t conv, std::uint64_t peer,
-                  std::uint64_t read_seq) {
+    // The recipient's row as the message writer keeps it: read up to read_seq of last_seq, with
+    // `unread` of the peer's messages after it.
+    void set_read(std::uint64_t user, std::uint64_t conv, std::uint64_t peer, std::uint64_t last_seq,
+                  std::uint64_t read_seq, std::uint64_t unread) {
         auto& st = db_->db().prepare(
             "INSERT INTO user_conversations (user_id, conversation_id, peer_id, last_seq, "
-            "my_read_seq, version, "
-            "updated_ms) VALUES (?, ?, ?, ?, ?, 1, 0)");
+            "my_read_seq, unread, version, "
+            "updated_ms) VALUES (?, ?, ?, ?, ?, ?, 1, 0)");
         st.setUInt64(1, user);
         st.setUInt64(2, conv);
         st.setUInt64(3, peer);
-        st.setUInt64(4, read_seq);
+        st.setUInt64(4, last_seq);
         st.setUInt64(5, read_seq);
+        st.setUInt64(6, unread);
         st.executeUpdate();
     }
 
@@ -366,19 +369,17 @@ TEST_F(PushTest, UnacknowledgedMessageIsRedeliveredToTheNextConsumer) {
 // ----------------------------------------------------------------------------
 
 TEST(PushEventRow, EventIdUnreadAndTime) {
-    transfer::PendingPush row{7, (7ULL << 32) | 8, 8, 12, 1764295029396, 9};
+    transfer::PendingPush row{7, (7ULL << 32) | 8, 8, 12, 1764295029396, 3};
     const auto e = transfer::make_push_event(row);
     EXPECT_EQ(e.event_id(), "7:" + std::to_string((7ULL << 32) | 8) + ":12");
     EXPECT_EQ(e.unread(), 3u);
     EXPECT_EQ(e.created_ms(), 1764295029396);
-    row.read_seq = 15;  // read beyond the pushed seq (a later message read on another device)
-    EXPECT_EQ(transfer::make_push_event(row).unread(), 0u);
 }
 
 TEST_F(PushTest, RelayPublishesARowAndDeletesItOnceConfirmed) {
     const std::uint64_t conv = (7ULL << 32) | 8;
     const auto updated = wall_ms() - 5000;
-    set_read(7, conv, 8, 2);
+    set_read(7, conv, 8, 5, 2, 2);  // 3, 4 and 5 after the read watermark; 4 was 7's own
     upsert(7, conv, 8, 5, updated);
     upsert(9, (8ULL << 32) | 9, 8, 4,
            updated + 1);  // no user_conversations row: unread = up_to_seq
@@ -393,7 +394,7 @@ TEST_F(PushTest, RelayPublishesARowAndDeletesItOnceConfirmed) {
     EXPECT_EQ(events[0].conversation_id(), conv);
     EXPECT_EQ(events[0].from_user_id(), 8u);
     EXPECT_EQ(events[0].up_to_seq(), 5u);
-    EXPECT_EQ(events[0].unread(), 3u);
+    EXPECT_EQ(events[0].unread(), 2u) << "the stored count: the peer's messages only";
     EXPECT_EQ(events[0].created_ms(), updated);
     EXPECT_EQ(events[1].user_id(), 9u);
     EXPECT_EQ(events[1].unread(), 4u);

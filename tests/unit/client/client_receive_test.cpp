@@ -289,6 +289,33 @@ TEST(ClientReceive, ReceiptEventsAndMarkRead) {
     EXPECT_EQ(store->read(kConv), 4u);
 }
 
+TEST(ClientReceive, AReceiptRefusedRetryablyIsSentAgain) {
+    // The owner transfer refuses a receipt it cannot queue with a retryable Error carrying the
+    // receipt's request id (docs/PROTOCOL.md "Receipts are watermarks").
+    FakeConnector fc;
+    std::atomic<int> refused{0};
+    fc.set_script([&](FakeConnector& f, int conn, const Envelope& e) {
+        if (e.body_case() != Envelope::kReceipt || refused.fetch_add(1) != 0) return false;
+        Envelope err;
+        err.set_request_id(e.request_id());
+        err.mutable_error()->set_code(im::client::OVERLOADED);
+        err.mutable_error()->set_retryable(true);
+        f.send(err, conn);
+        return true;
+    });
+    Recorder rec;  // outlives the client: callbacks may run until it is gone
+    imclient::Client client(test_options(fc));
+    rec.attach(client);
+    ASSERT_TRUE(login(client, fc));
+    client.mark_read(kConv, 4);
+    ASSERT_TRUE(fc.wait_for([&] { return receipts(fc, im::client::READ).size() >= 2; }))
+        << "the refused READ was never sent again";
+    for (const auto& r : receipts(fc, im::client::READ)) {
+        EXPECT_EQ(r.frame.receipt().conversation_id(), kConv);
+        EXPECT_EQ(r.frame.receipt().up_to_seq(), 4u);
+    }
+}
+
 TEST(ClientReceive, FileCursorStoreSurvivesANewClient) {
     const auto dir = std::filesystem::temp_directory_path() /
                      ("imclient-test-" + std::to_string(::getpid()) + "-" +

@@ -6,6 +6,7 @@
 //   name=pause_once(MS)  sleep the first time only
 //   name=error           make the operation fail every time
 //   name=error_once      fail the first time only
+//   name=error_times(N)  fail the first N times, then never again
 // Known names are listed in docs/OPERATIONS.md.
 
 #include <atomic>
@@ -31,6 +32,7 @@ private:
         std::int64_t ms = 0;
         bool once = false;
         bool spent = false;
+        std::int64_t times = 0;  // error_times(N): hits left before the action is spent
     };
     std::atomic<bool> enabled_{false};
     std::mutex mu_;
