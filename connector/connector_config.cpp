@@ -13,6 +13,7 @@ ConnectorConfig load_connector_config(const config::ConfigSource& source, std::s
     b.bind("connector.id", c.id);
     b.bind("connector.host", c.host);
     b.bind("connector.port", c.port, 0, 65535);
+    b.bind("connector.port_slots", c.port_slots, 1, 1024);
     b.bind("connector.advertised_address", c.advertised_address);
     b.bind("admin.host", c.admin_host);
     b.bind("admin.port", c.admin_port, 0, 65535);
@@ -49,18 +50,34 @@ ConnectorConfig load_connector_config(const config::ConfigSource& source, std::s
     b.bind_duration("shutdown_grace", c.shutdown_grace, milliseconds(0), std::chrono::minutes(10));
     b.require(!c.tls_enabled || !c.tls_cert_file.empty(), "tls.cert_file", "required when tls.enabled is true");
     b.require(!c.tls_enabled || !c.tls_key_file.empty(), "tls.key_file", "required when tls.enabled is true");
+    b.require(c.port_slots == 1 || (c.port != 0 && c.admin_port != 0), "connector.port_slots",
+              "above 1 needs fixed connector.port and admin.port (slot i listens on both + i)");
+    b.require(c.port + c.port_slots - 1 <= 65535 && c.admin_port + c.port_slots - 1 <= 65535,
+              "connector.port_slots", "the slots run past port 65535");
+    b.require(c.advertised_address.empty() || c.advertised_address.rfind(':') != std::string::npos,
+              "connector.advertised_address", "must be host:port (port 0: the port really listened on)");
     b.require(c.reconnect_min <= c.reconnect_max, "links.reconnect_min", "must not exceed links.reconnect_max");
     b.require(c.link_ping_interval < c.link_timeout, "links.ping_interval", "must be below links.timeout");
     link_auth::check(b, c.cluster);
     b.finish();
+    if (description != nullptr) *description = b.describe();
+    return c;
+}
+
+void settle_listen_ports(ConnectorConfig& c, std::uint16_t port, std::uint16_t admin_port) {
+    c.port = port;
+    c.admin_port = admin_port;
     if (c.id.empty()) {
         char host[256] = {0};
         gethostname(host, sizeof host - 1);
-        c.id = "connector-" + std::string(host) + "-" + std::to_string(c.port);
+        c.id = "connector-" + std::string(host) + "-" + std::to_string(port);
     }
-    if (c.advertised_address.empty()) c.advertised_address = c.host + ":" + std::to_string(c.port);
-    if (description != nullptr) *description = b.describe();
-    return c;
+    if (c.advertised_address.empty()) {
+        c.advertised_address = c.host + ":" + std::to_string(port);
+    } else if (const auto colon = c.advertised_address.rfind(':');
+               colon != std::string::npos && c.advertised_address.substr(colon + 1) == "0") {
+        c.advertised_address = c.advertised_address.substr(0, colon + 1) + std::to_string(port);
+    }
 }
 
 }  // namespace im::connector

@@ -18,8 +18,13 @@ namespace im::connector {
 struct ConnectorConfig {
     std::string id;                        // unique per replica; default "connector-<host>-<port>"
     std::string host = "127.0.0.1";        // client listener
-    std::uint16_t port = 9000;
-    std::string advertised_address;        // what clients dial (login answer); default host:port
+    std::uint16_t port = 9000;             // 0: the kernel picks one
+    // Several replicas on one host network: the first free slot i < port_slots listens on
+    // port + i and admin_port + i (im/server/listen_slots.hpp).
+    std::uint32_t port_slots = 1;
+    // What clients dial (login answer); default host:port. A port of 0 ("10.0.0.5:0") stands for
+    // the port this replica really listens on.
+    std::string advertised_address;
     std::string admin_host = "127.0.0.1";  // /metrics /healthz /readyz
     std::uint16_t admin_port = 9090;
     std::uint32_t max_sessions = 100000;
@@ -56,5 +61,9 @@ struct ConnectorConfig {
 };
 
 ConnectorConfig load_connector_config(const config::ConfigSource& source, std::string* description = nullptr);
+
+// Once the listeners are bound: records the ports really in use (a slot, or what the kernel gave
+// for port 0) and derives the defaults that name them (id, advertised address).
+void settle_listen_ports(ConnectorConfig& c, std::uint16_t port, std::uint16_t admin_port);
 
 }  // namespace im::connector

@@ -132,13 +132,17 @@ bool ConnectorServer::status_task(std::function<void(RedisBackend&)> task) {
     });
 }
 
-std::uint16_t ConnectorServer::start() {
+std::uint16_t ConnectorServer::start(tcp::acceptor listening) {
     if (config_.tls_enabled) tls_ = make_client_tls();
-    tcp::endpoint ep(asio::ip::make_address(config_.host), config_.port);
-    acceptor_.open(ep.protocol());
-    acceptor_.set_option(asio::socket_base::reuse_address(true));
-    acceptor_.bind(ep);
-    acceptor_.listen(asio::socket_base::max_listen_connections);
+    if (!listening.is_open()) {
+        tcp::endpoint ep(asio::ip::make_address(config_.host), config_.port);
+        listening = tcp::acceptor(io_);
+        listening.open(ep.protocol());
+        listening.set_option(asio::socket_base::reuse_address(true));
+        listening.bind(ep);
+        listening.listen(asio::socket_base::max_listen_connections);
+    }
+    acceptor_ = std::move(listening);
     accept();
     sweep();
     links_.start();

@@ -35,7 +35,10 @@ public:
     ConnectorServer(boost::asio::io_context& io, const ConnectorConfig& config, Metrics& metrics);
     ~ConnectorServer();
 
-    std::uint16_t start();  // binds; returns the client port
+    // Binds config.host:port, or takes a listener bound by the caller (im/server/listen_slots.hpp);
+    // returns the client port.
+    std::uint16_t start(boost::asio::ip::tcp::acceptor listening);
+    std::uint16_t start() { return start(boost::asio::ip::tcp::acceptor(io_)); }
     // SIGTERM: stop accepting, Kick{RECONNECT} every session, deregister; calls done when the
     // sessions are gone or shutdown_grace passed.
     void drain(std::function<void()> done);

@@ -10,23 +10,29 @@
 #include "connector_config.hpp"
 #include "connector_server.hpp"
 #include "im/server/admin_server.hpp"
+#include "im/server/listen_slots.hpp"
 #include "im/server/metrics.hpp"
 #include "im/server/process.hpp"
 
 namespace {
 
-int run(const im::connector::ConnectorConfig& cfg) {
+int run(im::connector::ConnectorConfig cfg) {
     boost::asio::io_context io(1);
     im::Metrics metrics;
+    // Both ports first: the replica's id and advertised address name the ports it really got.
+    auto listeners = im::bind_listen_slot(io, cfg.host, cfg.port, cfg.admin_host, cfg.admin_port, cfg.port_slots);
+    im::connector::settle_listen_ports(cfg, listeners.service.local_endpoint().port(),
+                                       listeners.admin.local_endpoint().port());
     im::connector::ConnectorServer server(io, cfg, metrics);
-    const auto port = server.start();
+    const auto port = server.start(std::move(listeners.service));
     im::AdminServer admin(io, metrics, [&server] {
         const bool ready = server.ready_links() > 0;
         return im::AdminServer::Readiness{ready, ready ? "" : "no transfer link"};
     });
-    const auto admin_port = admin.start(cfg.admin_host, cfg.admin_port);
-    spdlog::info("im-connector {} listening for clients on {}:{}{} (advertised {}), admin on {}:{}", cfg.id, cfg.host,
-                 port, cfg.tls_enabled ? " (TLS)" : "", cfg.advertised_address, cfg.admin_host, admin_port);
+    const auto admin_port = admin.start(std::move(listeners.admin));
+    spdlog::info("im-connector {} listening for clients on {}:{}{} (advertised {}), admin on {}:{} (port slot {} of {})",
+                 cfg.id, cfg.host, port, cfg.tls_enabled ? " (TLS)" : "", cfg.advertised_address, cfg.admin_host,
+                 admin_port, listeners.slot, cfg.port_slots);
 
     // SIGHUP: read the TLS certificates again (clients and links; open ones keep going).
     boost::asio::signal_set hup(io, SIGHUP);

@@ -109,13 +109,17 @@ bool FileStore::place(const std::string& temp_path, const std::string& sha) cons
     make_dir(sub);
     const std::string target = sub + "/" + sha;
     struct stat st {};
-    if (::stat(target.c_str(), &st) == 0) {
+    struct stat incoming {};
+    const bool existed = ::stat(target.c_str(), &st) == 0;
+    // The same content is there already, unless that blob was damaged (another size): then the
+    // new copy replaces it, which heals the files that answered 410 file_gone.
+    if (existed && (::stat(temp_path.c_str(), &incoming) != 0 || incoming.st_size == st.st_size)) {
         ::unlink(temp_path.c_str());
         return false;
     }
     if (::rename(temp_path.c_str(), target.c_str()) != 0) throw sys_error("rename to " + target);
     fsync_dir(sub);
-    return true;
+    return !existed;
 }
 
 FileMetrics::FileMetrics(Metrics& m)
@@ -129,6 +133,12 @@ FileMetrics::FileMetrics(Metrics& m)
                                {{"result", "failed"}})),
       downloads(m.counter("im_rest_file_downloads_total", "File downloads started (200 or 206).")),
       swept(m.counter("im_rest_files_swept_total", "Unreferenced files removed by the sweeper.")),
+      lost_missing(m.counter("im_rest_file_blobs_lost_total",
+                             "Downloads answered 410: the file's blob is not in files.dir.",
+                             {{"reason", "missing"}})),
+      lost_size_mismatch(m.counter("im_rest_file_blobs_lost_total",
+                                   "Downloads answered 410: the file's blob is not in files.dir.",
+                                   {{"reason", "size_mismatch"}})),
       in_flight_gauge(m.gauge("im_rest_file_uploads_in_flight", "Uploads streaming now.")) {}
 
 BlobLock::BlobLock(mysql::MysqlConnection& db, const std::string& sha)

@@ -55,7 +55,8 @@ class FileStore {
     // A new temporary file (O_EXCL, 0600) and its path; -1 on failure (errno set).
     int create_temp(std::string& path) const;
     // Moves a complete, fsync'd temporary file to its blob path. Returns true when it created the
-    // blob, false when the same content was stored already (the temporary file is then deleted).
+    // blob, false when the same content was stored already (the temporary file is then deleted)
+    // or when it replaced a damaged blob of another size (still referenced by other rows).
     // Throws std::system_error on failure.
     bool place(const std::string& temp_path, const std::string& sha256_hex) const;
 
@@ -71,6 +72,10 @@ struct FileMetrics {
     prometheus::Counter& uploads_failed;
     prometheus::Counter& downloads;
     prometheus::Counter& swept;
+    // A row whose blob is gone from files.dir (e.g. a container re-created without a volume on it)
+    // or has another size: its downloads answer 410 file_gone.
+    prometheus::Counter& lost_missing;
+    prometheus::Counter& lost_size_mismatch;
     prometheus::Gauge& in_flight_gauge;
     std::atomic<std::uint32_t> in_flight{0};  // uploads streaming now (files.max_uploads)
 };

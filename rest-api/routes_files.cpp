@@ -211,17 +211,30 @@ HttpResponse download_file(RequestContext& ctx) {
         mime = rs->getString(4).asStdString();
     }
     const auto path = ctx.svc.file_store().blob_path(sha);
+    // A row whose content is lost (files.dir not on a volume when a container was re-created, a
+    // database restored without its files) is the client's "gone", not a server fault: 410, counted.
+    const auto gone = [&](prometheus::Counter& counter, const std::string& why) {
+        counter.Increment();
+        spdlog::error("files: file {} is lost: blob {} {} (is files.dir on persistent storage?)", id,
+                      path, why);
+        return ApiError(410, "file_gone", "the content of this file is no longer stored");
+    };
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
+        if (errno == ENOENT) throw gone(ctx.svc.file_metrics().lost_missing, "does not exist");
         spdlog::error("files: file {} has no readable blob {}: {}", id, path, std::strerror(errno));
         throw ApiError(500, "internal", "internal error");
     }
     auto body = std::make_shared<FileBody>(fd, 0, size);
     struct stat info {};
-    if (::fstat(fd, &info) != 0 || static_cast<std::uint64_t>(info.st_size) != size) {
-        spdlog::error("files: blob {} of file {} does not have the recorded size {}", path, id,
-                      size);
+    if (::fstat(fd, &info) != 0) {
+        spdlog::error("files: fstat of blob {} failed: {}", path, std::strerror(errno));
         throw ApiError(500, "internal", "internal error");
+    }
+    if (static_cast<std::uint64_t>(info.st_size) != size) {
+        throw gone(ctx.svc.file_metrics().lost_size_mismatch,
+                   "has " + std::to_string(info.st_size) + " bytes, not the recorded " +
+                       std::to_string(size));
     }
     HttpResponse res;
     res.content_type = mime;

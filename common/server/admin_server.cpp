@@ -120,10 +120,16 @@ AdminServer::~AdminServer() { stop(); }
 
 std::uint16_t AdminServer::start(const std::string& host, std::uint16_t port) {
     tcp::endpoint ep(asio::ip::make_address(host), port);
-    state_->acceptor.open(ep.protocol());
-    state_->acceptor.set_option(asio::socket_base::reuse_address(true));
-    state_->acceptor.bind(ep);
-    state_->acceptor.listen();
+    tcp::acceptor acceptor(state_->acceptor.get_executor());
+    acceptor.open(ep.protocol());
+    acceptor.set_option(asio::socket_base::reuse_address(true));
+    acceptor.bind(ep);
+    acceptor.listen();
+    return start(std::move(acceptor));
+}
+
+std::uint16_t AdminServer::start(tcp::acceptor listening) {
+    state_->acceptor = std::move(listening);
     asio::co_spawn(state_->acceptor.get_executor(), state_->accept_loop(), asio::detached);
     return state_->acceptor.local_endpoint().port();
 }

@@ -15,6 +15,8 @@
     compose_check.py ldap                 the openldap image's entry point, with the compose file's
                                           environment, seeds and serves the demo directory; im-rest's
                                           LDAP settings match it
+    compose_check.py files                im-rest's files.dir is on a named volume, shared by every
+                                          service that runs im-rest (issue 17, item 2)
 
 `run` changes only what must differ outside Docker, listed in LOCAL_MAP below: the servers' host
 names and ports, each process's listen ports (the replicas share one network here), the
@@ -102,7 +104,7 @@ def env_of(service):
 def check_config():
     cfg = compose_config()
     services = cfg.get("services", {})
-    want = SERVERS | set(IM_SERVICES) | {"connector-lb"}
+    want = SERVERS | set(IM_SERVICES) | {"connector-lb", "cli"}
     if set(services) != want:
         fail(f"services {sorted(services)}, expected {sorted(want)}")
     else:
@@ -163,6 +165,16 @@ def check_config():
         if bad:
             fail(f"{name}: environment variables outside IM_*: {bad}")
     ok("im-* services: command is the bare binary; every variable is IM_*")
+
+    # im-cli from the same image, only on demand (`docker compose run --rm cli ...`).
+    cli = services.get("cli", {})
+    if cli.get("image") != services.get("rest", {}).get("image"):
+        fail(f"cli uses image {cli.get('image')!r}, not the im image {services.get('rest', {}).get('image')!r}")
+    if "tools" not in (cli.get("profiles") or []):
+        fail("cli is not in the 'tools' profile (`docker compose up` would start it)")
+    if (cli.get("entrypoint") or [None])[0] != "im-cli":
+        fail(f"cli entrypoint {cli.get('entrypoint')}, expected im-cli ...")
+    ok("cli: im-cli from the im image, profile tools (docker compose run --rm cli ...)")
 
     # .env.example sets every variable the compose file uses, and nothing else.
     text = COMPOSE.read_text()
@@ -244,7 +256,7 @@ def check_dockerfile(bin_dir):
         if instr == "RUN":
             runs.setdefault(stage, []).append(args)
     build_runs = " && ".join(runs.get("build", []))
-    runtime_runs = " && ".join(runs.get("runtime", []))
+    runtime_runs = " && ".join(runs.get("rootfs", []))
     # What CI runs: .ci/run -> scripts/test -> scripts/install-deps.sh and scripts/build.sh.
     ci = (ROOT / ".ci/run").read_text()
     test = (ROOT / "scripts/test").read_text()
@@ -260,12 +272,17 @@ def check_dockerfile(bin_dir):
     if re.search(r"\b(cmake|ninja|make|g\+\+)\b", build_runs):
         fail("the build stage calls a compiler/build tool directly: use scripts/build.sh like CI")
     if not re.search(r"install-deps\.sh --runtime(\s|$)", runtime_runs):
-        fail("the runtime stage does not install with scripts/install-deps.sh --runtime")
+        fail("the rootfs stage does not install with scripts/install-deps.sh --runtime")
     if re.search(r"\bapt-get install\b", build_runs + runtime_runs):
         fail("the im image installs packages outside scripts/install-deps.sh")
     froms = [a for _, i, a in steps if i == "FROM"]
-    if froms != ["debian:bookworm AS build", "debian:bookworm-slim AS runtime"]:
-        fail(f"stages {froms}: expected a debian:bookworm build stage and a bookworm-slim runtime stage")
+    if froms != ["debian:bookworm AS build", "debian:bookworm-slim AS rootfs", "scratch AS runtime"]:
+        fail(f"stages {froms}: expected a debian:bookworm build stage, a bookworm-slim rootfs stage and "
+             "the runtime from scratch")
+    # The runtime is one layer: the rootfs stage copied whole (what it deleted costs nothing).
+    runtime_copies = [a for s, i, a in steps if s == "runtime" and i in ("COPY", "ADD", "RUN")]
+    if runtime_copies != ["--from=rootfs / /"]:
+        fail(f"the runtime stage must be exactly `COPY --from=rootfs / /` (one layer), has {runtime_copies}")
     users = [a for s, i, a in steps if i == "USER" and s == "runtime"]
     if not users or users[-1] in ("root", "0"):
         fail("the runtime stage does not switch to a non-root USER")
@@ -277,15 +294,16 @@ def check_dockerfile(bin_dir):
                 if not (ROOT / src).exists():
                     fail(f"COPY {src}: no such file in the repository")
     for _, instr, args in dockerfile_steps(DOCKER / "openldap/Dockerfile"):
-        if instr == "COPY":
+        if instr == "COPY" and not args.startswith("--from"):
             for src in args.split()[:-1]:
                 if not (ROOT / src).exists():
                     fail(f"openldap COPY {src}: no such file in the repository")
     copied = re.findall(r"build/bin/(im-[a-z]+)", build_runs)
-    for prog in IM_SERVICES.values():
+    for prog in list(IM_SERVICES.values()) + ["im-cli"]:
         if prog not in copied:
             fail(f"{prog} is not copied into the image")
-    ok(f"Dockerfile: build stage runs {runs.get('build', [])[:2]}; runtime stage {runs.get('runtime', [])[:1]}")
+    ok(f"Dockerfile: build stage runs {runs.get('build', [])[:2]}; rootfs stage {runs.get('rootfs', [])[:1]}; "
+       "runtime: that file system as one layer")
 
     # The runtime stage: its packages (plus what debian:bookworm-slim has: the Essential and
     # Required packages, and apt) must provide every shared library the binaries load.
@@ -307,7 +325,7 @@ def check_dockerfile(bin_dir):
                                                             text=True).stdout:
             ok(f"library check skipped: {binary} is a sanitizer build (the image is built Release)")
             return
-    for prog in IM_SERVICES.values():
+    for prog in list(IM_SERVICES.values()) + ["im-cli"]:
         binary = Path(bin_dir) / prog
         if not binary.exists():
             fail(f"{binary} is not built")
@@ -654,13 +672,53 @@ def check_ldap():
                 p.wait()
 
 
+# ------------------------------------------------------------------------------------------ files
+def check_files():
+    """Issue 17, item 2: uploaded files live as blobs in im-rest's files.dir and as rows in MariaDB.
+    Without a volume on files.dir the blobs vanish when the container is re-created (an image
+    upgrade, `docker compose up` after a settings change) while their rows stay."""
+    cfg = compose_config()
+    services = cfg["services"]
+    named = set((cfg.get("volumes") or {}).keys())
+    workdir = "/"
+    for stage, instr, args in dockerfile_steps(DOCKER / "Dockerfile"):
+        if stage == "runtime" and instr == "WORKDIR":
+            workdir = args
+    rest_like = [n for n, svc in services.items() if svc.get("command") == ["im-rest"]]
+    if not rest_like:
+        fail("no service runs im-rest")
+    for name in rest_like:
+        env = env_of(services[name])
+        files_dir = env.get("IM_REST_FILES_DIR", "data/files")  # im-rest's default, relative
+        if not files_dir.startswith("/"):
+            files_dir = str(Path(workdir) / files_dir)
+        mounts = []
+        for m in services[name].get("volumes") or []:
+            if isinstance(m, dict):
+                mounts.append((m.get("source"), m.get("target"), m.get("type", "volume")))
+            else:
+                parts = str(m).split(":")
+                mounts.append((parts[0], parts[1] if len(parts) > 1 else parts[0], "volume"))
+        covering = [(src, tgt) for src, tgt, kind in mounts
+                    if kind == "volume" and src in named and (files_dir == tgt or files_dir.startswith(tgt.rstrip("/") + "/"))]
+        if not covering:
+            fail(f"{name}: files.dir {files_dir} is on no named volume (mounts: {mounts}): uploaded files "
+                 "vanish when the container is re-created while their rows stay in MariaDB")
+        else:
+            ok(f"{name}: files.dir {files_dir} is on the named volume {covering[0][0]} ({covering[0][1]})")
+    # The mount point exists in the image, owned by the process's user (a new volume copies it).
+    text = (DOCKER / "Dockerfile").read_text()
+    if not re.search(r"install -d -o im -g im [^\n]*/var/lib/im/files", text):
+        fail("the Dockerfile does not create /var/lib/im/files owned by im (the volume would be root's)")
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__)
         sys.exit(2)
     what, args = sys.argv[1], sys.argv[2:]
     checks = {"config": check_config, "haproxy": check_haproxy, "dockerfile": check_dockerfile,
-              "env": check_env, "run": check_run, "ldap": check_ldap}
+              "env": check_env, "run": check_run, "ldap": check_ldap, "files": check_files}
     if what not in checks:
         print(__doc__)
         sys.exit(2)

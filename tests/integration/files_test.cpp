@@ -295,6 +295,47 @@ TEST_F(Files, SentFileIsReadableByParticipantsOnlyWithRanges) {
     EXPECT_EQ(download(cl.http(), c.token, id).status, 404);
 }
 
+// Issue 17, item 2 ("compose loses uploaded files"): a blob gone from files.dir while its row
+// stays (a container re-created without a volume on files.dir, a restored database without its
+// files) is a clear 410 Gone, counted by a metric, never a 500; a truncated blob too. Uploading the
+// same content again brings the file back (content-addressed blobs).
+TEST_F(Files, LostBlobIsGone410WithAMetricNeverA500) {
+    auto& cl = *cluster_;
+    auto a = cl.user("lost_alice");
+    const auto gone_count = [&](const std::string& reason) {
+        const auto text = cl.http().get("/metrics").body;
+        const std::string series = "im_rest_file_blobs_lost_total{reason=\"" + reason + "\"} ";
+        const auto at = text.find(series);
+        return at == std::string::npos ? -1.0 : std::stod(text.substr(at + series.size()));
+    };
+    for (const std::string reason : {"missing", "size_mismatch"}) {
+        SCOPED_TRACE(reason);
+        const auto data = "the content of a file whose blob gets " + reason;
+        auto up = upload(cl.http(), a.token, "lost.txt", data);
+        ASSERT_EQ(up.status, 201) << up.body;
+        const auto id = up.json()["id"].get<std::uint64_t>();
+        const auto sha = sha256_hex(data);
+        const auto blob = files_dir() / "objects" / sha.substr(0, 2) / sha;
+        ASSERT_TRUE(fs::exists(blob));
+        if (reason == "missing") {
+            fs::remove(blob);
+        } else {
+            fs::resize_file(blob, 3);
+        }
+        const auto before = gone_count(reason);
+        auto down = download(cl.http(), a.token, id);
+        EXPECT_EQ(down.status, 410) << down.body;
+        EXPECT_NE(down.body.find("\"file_gone\""), std::string::npos) << down.body;
+        EXPECT_EQ(gone_count(reason), std::max(before, 0.0) + 1) << "im_rest_file_blobs_lost_total";
+        // The same content uploaded again restores the blob (also over a damaged one): the old id
+        // downloads again.
+        ASSERT_EQ(upload(cl.http(), a.token, "again.txt", data).status, 201);
+        auto back = download(cl.http(), a.token, id);
+        EXPECT_EQ(back.status, 200);
+        EXPECT_EQ(back.body, data);
+    }
+}
+
 TEST_F(Files, OversizedUploadIsRefusedWithoutFillingTheDisk) {
     ClusterOptions o;
     o.connectors = 1;

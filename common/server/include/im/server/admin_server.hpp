@@ -30,6 +30,8 @@ public:
 
     // Binds and starts accepting; returns the bound port (useful with port 0). Throws on bind errors.
     std::uint16_t start(const std::string& host, std::uint16_t port);
+    // Starts accepting on a listener bound elsewhere (im/server/listen_slots.hpp); returns its port.
+    std::uint16_t start(boost::asio::ip::tcp::acceptor listening);
     void stop();
 
 private:
