@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "im/server/config.hpp"
+#include "im/server/listen_slots.hpp"
 
 namespace im::connector {
 
@@ -67,17 +68,7 @@ ConnectorConfig load_connector_config(const config::ConfigSource& source, std::s
 void settle_listen_ports(ConnectorConfig& c, std::uint16_t port, std::uint16_t admin_port) {
     c.port = port;
     c.admin_port = admin_port;
-    if (c.id.empty()) {
-        char host[256] = {0};
-        gethostname(host, sizeof host - 1);
-        c.id = "connector-" + std::string(host) + "-" + std::to_string(port);
-    }
-    if (c.advertised_address.empty()) {
-        c.advertised_address = c.host + ":" + std::to_string(port);
-    } else if (const auto colon = c.advertised_address.rfind(':');
-               colon != std::string::npos && c.advertised_address.substr(colon + 1) == "0") {
-        c.advertised_address = c.advertised_address.substr(0, colon + 1) + std::to_string(port);
-    }
+    settle_identity("connector", c.host, port, c.id, c.advertised_address);
 }
 
 }  // namespace im::connector

@@ -10,6 +10,7 @@
 #include "im/server/clock.hpp"
 #include "im/server/failpoints.hpp"
 #include "im/server/id_generator.hpp"
+#include "im/server/listen_slots.hpp"
 #include "im/server/metrics.hpp"
 #include "im/server/migrations.hpp"
 #include "im/server/process.hpp"
@@ -29,9 +30,14 @@ namespace {
 using namespace im;
 using namespace im::transfer;
 
-int run(const TransferConfig& cfg) {
+int run(TransferConfig cfg) {
     Failpoints failpoints;
     failpoints.configure(cfg.failpoints);
+    boost::asio::io_context io(1);
+    // Both ports first: the id and the advertised address name the ports really bound (port 0, or
+    // a port slot of several replicas sharing one host network).
+    auto listeners = bind_listen_slot(io, cfg.host, cfg.port, cfg.admin_host, cfg.admin_port, cfg.port_slots);
+    settle_listen_ports(cfg, listeners.service.local_endpoint().port(), listeners.admin.local_endpoint().port());
 
     const std::uint64_t epoch = new_incarnation_epoch();
     WorkerLease lease;
@@ -42,7 +48,6 @@ int run(const TransferConfig& cfg) {
     });
     spdlog::info("im-transfer {}: worker id {} leased, incarnation {}", cfg.id, lease.worker_id, epoch);
 
-    boost::asio::io_context io(1);
     Metrics metrics;
     IdGenerator ids(lease.worker_id);
     std::atomic<std::int64_t> id_valid_until{0};
@@ -65,11 +70,9 @@ int run(const TransferConfig& cfg) {
             if (auto pair = user_status::UserStatus::parse_social_change(payload)) policy.invalidate(pair->first, pair->second);
         });
     social.start();
-    const auto port = server.start();
-    TransferConfig effective = cfg;  // port 0: advertise the port the kernel picked
-    if (effective.advertised_address.empty()) effective.advertised_address = cfg.host + ":" + std::to_string(port);
+    const auto port = server.start(std::move(listeners.service));
 
-    OwnershipManager ownership(effective, epoch, lease, ids, id_valid_until, writer, metrics,
+    OwnershipManager ownership(cfg, epoch, lease, ids, id_valid_until, writer, metrics,
                                OwnershipManager::Hooks{
                                    [&](const OwnedShards& owned) {
                                        boost::asio::post(io, [&server, owned] { server.set_owned(owned); });
@@ -81,9 +84,10 @@ int run(const TransferConfig& cfg) {
         const bool db = ownership.mysql_ok();
         return AdminServer::Readiness{db, db ? "" : "mysql unreachable"};
     });
-    const auto admin_port = admin.start(cfg.admin_host, cfg.admin_port);
-    spdlog::info("im-transfer {} listening for connectors on {}:{} (advertised {}), admin on {}:{}", cfg.id, cfg.host,
-                 port, effective.advertised_address, cfg.admin_host, admin_port);
+    const auto admin_port = admin.start(std::move(listeners.admin));
+    spdlog::info("im-transfer {} listening for connectors on {}:{} (advertised {}), admin on {}:{} (port slot {} of {})",
+                 cfg.id, cfg.host, port, cfg.advertised_address, cfg.admin_host, admin_port, listeners.slot,
+                 cfg.port_slots);
 
     // SIGHUP: read the link TLS certificates again (open links keep going).
     boost::asio::signal_set hup(io, SIGHUP);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "im/server/config.hpp"
+#include "im/server/listen_slots.hpp"
 
 namespace im::transfer {
 
@@ -12,6 +13,7 @@ TransferConfig load_transfer_config(const config::ConfigSource& source, std::str
     b.bind("transfer.id", c.id);
     b.bind("transfer.host", c.host);
     b.bind("transfer.port", c.port, 0, 65535);
+    b.bind("transfer.port_slots", c.port_slots, 1, 1024);
     b.bind("transfer.advertised_address", c.advertised_address);
     b.bind("admin.host", c.admin_host);
     b.bind("admin.port", c.admin_port, 0, 65535);
@@ -57,19 +59,24 @@ TransferConfig load_transfer_config(const config::ConfigSource& source, std::str
                     std::chrono::minutes(10));
     b.require(c.client_max_frame_bytes <= c.link_max_frame_bytes / 2, "client.max_frame_bytes",
               "must be at most half of link.max_frame_bytes");
+    b.require(c.port_slots == 1 || (c.port != 0 && c.admin_port != 0), "transfer.port_slots",
+              "more than one slot needs transfer.port and admin.port (not 0)");
+    b.require(c.port + c.port_slots - 1 <= 65535 && c.admin_port + c.port_slots - 1 <= 65535, "transfer.port_slots",
+              "the slots run past port 65535");
+    b.require(c.advertised_address.empty() || c.advertised_address.rfind(':') != std::string::npos,
+              "transfer.advertised_address", "must be host:port (port 0: the port really listened on)");
     b.require(c.heartbeat_interval * 2 < c.ownership_lease_ttl, "ownership.lease_ttl",
               "must be more than twice transfer.heartbeat_interval (the lease is renewed at every heartbeat)");
     link_auth::check(b, c.cluster);
     b.finish();
-    if (c.id.empty()) {
-        char host[256] = {0};
-        gethostname(host, sizeof host - 1);
-        c.id = "transfer-" + std::string(host) + "-" + std::to_string(c.port);
-    }
-    // Port 0: the kernel picks one, and main() advertises the bound port.
-    if (c.advertised_address.empty() && c.port != 0) c.advertised_address = c.host + ":" + std::to_string(c.port);
     if (description != nullptr) *description = b.describe();
     return c;
+}
+
+void settle_listen_ports(TransferConfig& c, std::uint16_t port, std::uint16_t admin_port) {
+    c.port = port;
+    c.admin_port = admin_port;
+    settle_identity("transfer", c.host, port, c.id, c.advertised_address);
 }
 
 }  // namespace im::transfer

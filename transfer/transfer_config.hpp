@@ -24,6 +24,9 @@ struct TransferConfig {
     std::string id;                  // unique per replica; default "transfer-<host>-<port>"
     std::string host = "127.0.0.1";  // link listener (connectors connect here)
     std::uint16_t port = 9100;
+    // Replicas on one host network with one configuration: slot i is (port + i, admin.port + i);
+    // a replica takes the first free one (see im/server/listen_slots.hpp).
+    std::uint32_t port_slots = 1;
     std::string advertised_address;        // what connectors dial; default host:port
     std::string admin_host = "127.0.0.1";  // /metrics /healthz /readyz
     std::uint16_t admin_port = 9190;
@@ -67,5 +70,8 @@ struct TransferConfig {
 
 TransferConfig load_transfer_config(const config::ConfigSource& source,
                                     std::string* description = nullptr);
+// Once the listeners are bound: the real ports, and the defaults that name them (the id
+// transfer-<host>-<port>, the advertised address host:port; an advertised HOST:0 gets the port).
+void settle_listen_ports(TransferConfig& c, std::uint16_t port, std::uint16_t admin_port);
 
 }  // namespace im::transfer

@@ -88,12 +88,16 @@ void TransferServer::reload_link_tls() {
 
 TransferServer::~TransferServer() { *alive_ = false; }
 
-std::uint16_t TransferServer::start() {
-    tcp::endpoint ep(asio::ip::make_address(config_.host), config_.port);
-    acceptor_.open(ep.protocol());
-    acceptor_.set_option(asio::socket_base::reuse_address(true));
-    acceptor_.bind(ep);
-    acceptor_.listen(asio::socket_base::max_listen_connections);
+std::uint16_t TransferServer::start(tcp::acceptor listening) {
+    if (!listening.is_open()) {
+        tcp::endpoint ep(asio::ip::make_address(config_.host), config_.port);
+        listening = tcp::acceptor(io_);
+        listening.open(ep.protocol());
+        listening.set_option(asio::socket_base::reuse_address(true));
+        listening.bind(ep);
+        listening.listen(asio::socket_base::max_listen_connections);
+    }
+    acceptor_ = std::move(listening);
     accept();
     sweep();
     return acceptor_.local_endpoint().port();

@@ -68,7 +68,8 @@ public:
                    MessageWriter& writer, Reader& reader, OnlineUsers& online, Metrics& metrics);
     ~TransferServer();
 
-    std::uint16_t start();  // bind + accept; returns the port
+    // Accepts on `listening` (bound and listening; closed: binds host:port itself); returns the port.
+    std::uint16_t start(boost::asio::ip::tcp::acceptor listening);
     void stop_accepting();
     void close_links();
     // Called by the writer thread: hands the result to the I/O thread.

@@ -1,5 +1,7 @@
 #include "im/server/listen_slots.hpp"
 
+#include <unistd.h>
+
 #include <stdexcept>
 
 namespace im {
@@ -53,6 +55,21 @@ SlotListeners bind_listen_slot(asio::io_context& io, const std::string& host, st
                                               std::to_string(port + slots - 1) + " / admin " +
                                               where(admin_host, admin_port) + ".." +
                                               std::to_string(admin_port + slots - 1));
+}
+
+void settle_identity(const std::string& kind, const std::string& host, std::uint16_t port, std::string& id,
+                     std::string& advertised) {
+    if (id.empty()) {
+        char name[256] = {0};
+        gethostname(name, sizeof name - 1);
+        id = kind + "-" + std::string(name) + "-" + std::to_string(port);
+    }
+    if (advertised.empty()) {
+        advertised = host + ":" + std::to_string(port);
+    } else if (const auto colon = advertised.rfind(':');
+               colon != std::string::npos && advertised.substr(colon + 1) == "0") {
+        advertised = advertised.substr(0, colon + 1) + std::to_string(port);
+    }
 }
 
 }  // namespace im

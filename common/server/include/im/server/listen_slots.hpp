@@ -26,6 +26,11 @@ SlotListeners bind_listen_slot(boost::asio::io_context& io, const std::string& h
                                std::uint16_t port, const std::string& admin_host,
                                std::uint16_t admin_port, std::uint32_t slots);
 
+// Once a replica knows the port it really listens on: `id` defaults to "<kind>-<hostname>-<port>",
+// `advertised` to "host:port", and an advertised "HOST:0" gets the real port.
+void settle_identity(const std::string& kind, const std::string& host, std::uint16_t port, std::string& id,
+                     std::string& advertised);
+
 // A listening acceptor on host:port, or an error (EADDRINUSE when the port is taken).
 boost::asio::ip::tcp::acceptor listen_on(boost::asio::io_context& io, const std::string& host,
                                          std::uint16_t port, boost::system::error_code& ec);
