@@ -1,5 +1,7 @@
 #include "im/server/config.hpp"
 
+#include <sys/stat.h>
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -115,6 +117,7 @@ void ConfigSource::load_yaml_file(const std::string& path) {
         throw ConfigError(path + ": " + e.what());
     }
     flatten(root, "", path, file_);
+    files_.insert(path);
 }
 
 void ConfigSource::load_yaml_string(const std::string& text, const std::string& origin) {
@@ -237,6 +240,12 @@ void Binder::bind(const std::string& key, std::string& field, bool secret) {
     if (auto v = raw(key)) {
         if (v->is_list) error(key, *v, "expected a single value, got a list");
         else field = v->items.front();
+        struct stat st {};
+        if (secret && !field.empty() && source_.is_file(v->origin) && ::stat(v->origin.c_str(), &st) == 0 &&
+            (st.st_mode & S_IROTH) != 0) {
+            error(key, *v, "a secret in a file every user can read: chmod o-r " + v->origin +
+                               " (or pass it in the environment)");
+        }
     }
     record(key, field, secret);
 }

@@ -5,6 +5,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -60,6 +62,10 @@ void bind(config::Binder& b, Config& c) {
 
 void resolve(Config& c) {
     if (!c.secret_file.empty()) {
+        struct stat st {};
+        if (::stat(c.secret_file.c_str(), &st) == 0 && (st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
+            throw std::runtime_error("'" + c.secret_file + "' is readable or writable by every user: chmod o-rw it");
+        }
         std::ifstream in(c.secret_file, std::ios::binary);
         if (!in) throw std::runtime_error("cannot read '" + c.secret_file + "'");
         std::ostringstream ss;

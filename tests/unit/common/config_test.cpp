@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <fstream>
 
 namespace im::config {
@@ -259,6 +261,51 @@ TEST(ConfigParsers, Booleans) {
     for (const char* t : {"true", "YES", "on", "1"}) EXPECT_EQ(parse_bool(t), true) << t;
     for (const char* f : {"false", "No", "off", "0"}) EXPECT_EQ(parse_bool(f), false) << f;
     EXPECT_FALSE(parse_bool("maybe").has_value());
+}
+
+}  // namespace
+}  // namespace im::config
+
+namespace im::config {
+namespace {
+
+// Issue 14: a secret in a config file every user of the machine can read is refused.
+TEST(ConfigSecrets, ASecretInAWorldReadableFileIsRefused) {
+    const std::string path = ::testing::TempDir() + "/im-config-secret.yaml";
+    {
+        std::ofstream(path) << "mysql:\n  password: hunter2-not-for-everyone\nhttp:\n  host: 127.0.0.1\n";
+    }
+    ::chmod(path.c_str(), 0644);
+    ConfigSource readable;
+    readable.load_yaml_file(path);
+    Sample s;
+    Binder b(readable, "IM_TEST_");
+    bind_sample(b, s);
+    try {
+        b.finish();
+        FAIL() << "a password in a world-readable file was accepted";
+    } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("mysql.password"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("chmod o-r"), std::string::npos) << e.what();
+        EXPECT_EQ(std::string(e.what()).find("hunter2"), std::string::npos) << "the error must not show the secret";
+    }
+    ::chmod(path.c_str(), 0640);
+    ConfigSource private_file;
+    private_file.load_yaml_file(path);
+    Binder ok(private_file, "IM_TEST_");
+    Sample s2;
+    bind_sample(ok, s2);
+    EXPECT_NO_THROW(ok.finish());
+    EXPECT_EQ(s2.password, "hunter2-not-for-everyone");
+    // A file without secrets may be world-readable.
+    std::ofstream(path) << "http:\n  host: 127.0.0.1\n";
+    ::chmod(path.c_str(), 0644);
+    ConfigSource plain;
+    plain.load_yaml_file(path);
+    Binder fine(plain, "IM_TEST_");
+    Sample s3;
+    bind_sample(fine, s3);
+    EXPECT_NO_THROW(fine.finish());
 }
 
 }  // namespace

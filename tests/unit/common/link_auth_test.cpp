@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <sys/stat.h>
+
 #include <fstream>
 
 #include "im/server/link_auth.hpp"
@@ -45,6 +47,10 @@ TEST(LinkAuth, ASecretIsRequiredAndMayComeFromAFile) {
     {
         std::ofstream(path) << kSecret << "\n";
     }
+    ::chmod(path.c_str(), 0644);
+    Config readable{"", path, {}};
+    EXPECT_THROW(resolve(readable), std::runtime_error) << "a secret file every user can read is refused";
+    ::chmod(path.c_str(), 0600);
     Config from_file{"ignored-when-a-file-is-given", path, {}};
     resolve(from_file);
     EXPECT_EQ(from_file.secret, kSecret) << "the trailing newline is dropped";

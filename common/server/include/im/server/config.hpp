@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -48,11 +49,14 @@ public:
     std::optional<RawValue> lookup(const std::string& key,
                                    const std::vector<std::string>& env_names) const;
     const std::map<std::string, RawValue>& file_values() const { return file_; }
+    // True when `origin` names a YAML file loaded by load_yaml_file (not the environment or --set).
+    bool is_file(const std::string& origin) const { return files_.count(origin) != 0; }
     const std::map<std::string, RawValue>& overrides() const { return overrides_; }
 
 private:
     Env env_;
     std::map<std::string, RawValue> file_;
+    std::set<std::string> files_;
     std::map<std::string, RawValue> overrides_;
 };
 
@@ -68,6 +72,8 @@ public:
 
     using Check = std::function<std::optional<std::string>(const std::string& value_text)>;
 
+    // A secret (secret = true) is masked in describe(), and refused when it comes from a YAML file
+    // that every user of the machine can read (chmod o-r it, or pass it by environment).
     void bind(const std::string& key, std::string& field, bool secret = false);
     void bind(const std::string& key, bool& field);
     void bind(const std::string& key, std::int64_t& field, std::int64_t min, std::int64_t max);
