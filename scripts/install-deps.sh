@@ -29,7 +29,7 @@ COMPOSE_PKGS=(docker-compose python3-yaml haproxy)
 RUNTIME_PKGS=(
   libprotobuf32 libhiredis0.14 libmysqlcppconn7v5 librabbitmq4 libldap-2.5-0
   libspdlog1.10 libfmt9 libyaml-cpp0.7 libsodium23 libssl3 libprometheus-cpp-core1.0
-  libprometheus-cpp-pull1.0 ca-certificates curl
+  libprometheus-cpp-pull1.0 ca-certificates curl openssl
 )
 
 case "${1:-}" in

@@ -104,7 +104,7 @@ def env_of(service):
 def check_config():
     cfg = compose_config()
     services = cfg.get("services", {})
-    want = SERVERS | set(IM_SERVICES) | {"connector-lb", "cli"}
+    want = SERVERS | set(IM_SERVICES) | {"connector-lb", "cli", "pki"}
     if set(services) != want:
         fail(f"services {sorted(services)}, expected {sorted(want)}")
     else:
@@ -114,6 +114,10 @@ def check_config():
     for name, svc in services.items():
         for dep, cond in (svc.get("depends_on") or {}).items():
             c = cond.get("condition") if isinstance(cond, dict) else None
+            if dep == "pki":  # the one-shot that makes the link certificates: waited for to finish
+                if c != "service_completed_successfully":
+                    fail(f"{name}: depends_on pki has condition {c!r}, expected service_completed_successfully")
+                continue
             if c != "service_healthy":
                 fail(f"{name}: depends_on {dep} has condition {c!r}, expected service_healthy")
             dep_svc = services.get(dep, {})
@@ -126,6 +130,25 @@ def check_config():
         if not d <= deps.get(n, set()):
             fail(f"{n} must wait for {sorted(d)}, waits for {sorted(deps.get(n, set()))}")
     ok("depends_on: every dependency waits for service_healthy; rest -> transfer -> connector -> lb")
+
+    # Mutual TLS on the internal links, on in compose: every im-* service presents the member
+    # certificate that the one-shot pki service makes, from a volume it mounts read-only; the CA's
+    # key stays in a volume only pki mounts.
+    pki = services.get("pki", {})
+    if (pki.get("entrypoint") or [None])[0] != "im-cluster-pki":
+        fail(f"pki: entrypoint {pki.get('entrypoint')}, expected im-cluster-pki")
+    for name in IM_SERVICES:
+        env = env_of(services.get(name, {}))
+        if env.get("IM_CLUSTER_TLS_ENABLED") != "true":
+            fail(f"{name}: IM_CLUSTER_TLS_ENABLED is {env.get('IM_CLUSTER_TLS_ENABLED')!r}, expected 'true'")
+        if "pki" not in (services.get(name, {}).get("depends_on") or {}):
+            fail(f"{name} does not wait for pki")
+        vols = [str(v) for v in services.get(name, {}).get("volumes") or []]
+        if not any(v.startswith("cluster-pki:") and v.endswith(":ro") for v in vols):
+            fail(f"{name}: the cluster-pki volume is not mounted read-only ({vols})")
+        if any(v.startswith("cluster-pki-ca:") for v in vols):
+            fail(f"{name} mounts the CA's key (cluster-pki-ca)")
+    ok("links: mutual TLS on (pki makes the certificates; im-* mount them read-only; the CA key stays with pki)")
 
     # The im-* services and the openldap image bring their own HEALTHCHECK (in their Dockerfiles).
     for f, what in ((DOCKER / "Dockerfile", "im-healthcheck"), (DOCKER / "openldap/Dockerfile", "health")):
@@ -526,6 +549,16 @@ def check_run(bin_dir):
         "IM_REST_AUTH_LDAP_SERVICE_PASSWORD": "reader_pass",
     }
     added = {"IM_REDIS_KEY_PREFIX": f"imcompose{tag}:"}
+    # The link certificates, made by the image's own tool, as the compose file's pki service does.
+    pki_dir = Path(run_dir) / f"compose-pki-{tag}"
+    r = subprocess.run(["sh", str(DOCKER / "im-cluster-pki"), str(pki_dir / "pki"), str(pki_dir / "ca")],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        fail(f"docker/im-cluster-pki failed: {r.stderr.strip()}")
+        finish()
+    servers.update({"IM_CLUSTER_TLS_CA_FILE": str(pki_dir / "pki/ca.pem"),
+                    "IM_CLUSTER_TLS_CERT_FILE": str(pki_dir / "pki/member.pem"),
+                    "IM_CLUSTER_TLS_KEY_FILE": str(pki_dir / "pki/member.key")})
     rest_port = free_port()
     plan = [
         ("rest", "rest", {"IM_REST_HTTP_PORT": str(rest_port), "IM_REST_ADMIN_PORT": str(free_port())}),
