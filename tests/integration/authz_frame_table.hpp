@@ -92,17 +92,6 @@ inline Envelope sync_messages(std::uint64_t conv, std::uint64_t after, std::uint
     return e;
 }
 
-// Pushes (messages, typing, receipts, presence) that reached c after frame number `mark`.
-inline void expect_no_push_since(const RawClient& c, std::size_t mark, const std::string& what) {
-    const auto frames = c.all_frames();
-    for (std::size_t i = mark; i < frames.size(); ++i) {
-        const auto& f = frames[i];
-        EXPECT_FALSE(f.has_deliver() || f.has_typing_event() || f.has_receipt_event() ||
-                     f.has_presence())
-            << what << ": " << describe(f);
-    }
-}
-
 // A session of ken's besides his watcher (for what the blocker himself sends).
 inline std::unique_ptr<RawClient> ken_session(World& w) {
     static int n = 0;
@@ -387,6 +376,15 @@ inline std::vector<FrameEntry> frame_table() {
          {Col::blocked, check([](World& w) {
               dropped_case(w, receipt(conversation_id(w.bob.id, w.ken.id), client::READ, 5),
                            "bob's READ in his empty chat with ken");
+              // With history: neither one of a blocked pair hears the other's receipts.
+              auto b = blocked_pair(w);
+              for (const bool reader_is_x : {true, false}) {
+                  auto& s = reader_is_x ? *b.xs : *b.ys;
+                  read_stays_with_reader(
+                      w, b, reader_is_x,
+                      [&](std::uint64_t up_to) { s.send(receipt(b.conv, client::READ, up_to)); },
+                      reader_is_x ? "the blocked user's Receipt" : "the blocker's Receipt");
+              }
           })},
          {Col::server_only, na("a client frame")}},
         false,

@@ -562,6 +562,20 @@ inline std::vector<RestEntry> rest_table() {
          {Col::blocked, check([read_no_effect](World& w) {
               read_no_effect(w, conversation_id(w.bob.id, w.ken.id),
                              "bob marks his empty chat with ken read");
+              // With history: neither one of a blocked pair hears the other's receipts.
+              auto b = blocked_pair(w);
+              for (const bool reader_is_x : {true, false}) {
+                  const auto& token = reader_is_x ? b.x.token : b.y.token;
+                  read_stays_with_reader(
+                      w, b, reader_is_x,
+                      [&](std::uint64_t up_to) {
+                          auto r = w.http.post(path_of("/v1/conversations/", b.conv, "/read"),
+                                               {{"up_to_seq", up_to}}, token);
+                          EXPECT_EQ(r.status, 204) << r.body;
+                      },
+                      reader_is_x ? "the blocked user's POST .../read"
+                                  : "the blocker's POST .../read");
+              }
           })}},
         true,
         [](World& w, const Req&, const HttpResult&) {

@@ -386,6 +386,91 @@ inline void expect_no_secret(const RawClient& c, const std::string& what) {
     }
 }
 
+// Pushes (messages, typing, receipts, presence) that reached c after frame number `mark`.
+inline void expect_no_push_since(const RawClient& c, std::size_t mark, const std::string& what) {
+    const auto frames = c.all_frames();
+    for (std::size_t i = mark; i < frames.size(); ++i) {
+        const auto& f = frames[i];
+        EXPECT_FALSE(f.has_deliver() || f.has_typing_event() || f.has_receipt_event() ||
+                     f.has_presence())
+            << what << ": " << describe(f);
+    }
+}
+
+// Two ex-friends with history: x wrote to y and y to x, then y blocked x. Each has a session on
+// connector 0 (device dev1) and a second logged-in device on connector 1 that listens.
+struct BlockedPair {
+    TestUser x, y;
+    std::uint64_t conv = 0;
+    std::unique_ptr<RawClient> xs, ys, xw, yw;
+};
+
+inline BlockedPair blocked_pair(World& w) {
+    BlockedPair b;
+    b.x = w.fresh("x");
+    b.y = w.fresh("y");
+    w.cl.befriend(b.x, b.y);
+    b.conv = conversation_id(b.x.id, b.y.id);
+    b.xw = w.cl.connect(1, w.cl.login_token(b.x, "xw"), "xw");
+    b.yw = w.cl.connect(1, w.cl.login_token(b.y, "yw"), "yw");
+    b.xs = w.cl.connect(0, b.x.token, "dev1");
+    b.ys = w.cl.connect(0, b.y.token, "dev1");
+    World::expect_sent(w.send_text(*b.xs, b.y.id, "CONTROL x to y"), "x -> y");
+    World::expect_sent(w.send_text(*b.ys, b.x.id, "CONTROL y to x"), "y -> x");
+    for (auto* c : {b.xw.get(), b.yw.get()}) {
+        for (int i = 0; i < 2; ++i) {
+            if (!c->wait_body(Envelope::kDeliver, 5s))
+                throw std::runtime_error("history not heard");
+        }
+    }
+    World::expect_status(w.http.post("/v1/blocks", {{"user_id", b.x.id}}, b.y.token), 201,
+                         "y blocks x");
+    w.settle();
+    return b;
+}
+
+// A user's row of a conversation: "last_seq my_delivered my_read peer_delivered peer_read".
+inline std::string watermarks(World& w, std::uint64_t user, std::uint64_t conv) {
+    auto& st = w.cl.db().db().prepare(
+        "SELECT CONCAT_WS(' ', last_seq, my_delivered_seq, my_read_seq, peer_delivered_seq, "
+        "peer_read_seq) FROM user_conversations WHERE user_id = ? AND conversation_id = ?");
+    st.setUInt64(1, user);
+    st.setUInt64(2, conv);
+    std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+    return rs->next() ? rs->getString(1).asStdString() : "no row";
+}
+
+// After a block, a READ watermark moves for its sender only: `reader` (one of the pair) marks
+// the conversation read with `mark_read`; their own other device hears it (the receipt was
+// applied), the other one of the pair hears nothing on any device and their row does not move.
+inline void read_stays_with_reader(World& w, BlockedPair& b, bool reader_is_x,
+                                   const std::function<void(std::uint64_t up_to)>& mark_read,
+                                   const std::string& what) {
+    const auto& reader = reader_is_x ? b.x : b.y;
+    const auto& other = reader_is_x ? b.y : b.x;
+    auto& reader_watch = reader_is_x ? *b.xw : *b.yw;
+    std::vector<RawClient*> other_sessions = {reader_is_x ? b.ys.get() : b.xs.get(),
+                                              reader_is_x ? b.yw.get() : b.xw.get()};
+    std::vector<std::size_t> marks;
+    for (auto* c : other_sessions)
+        marks.push_back(c->all_frames().size());
+    const auto other_row = watermarks(w, other.id, b.conv);
+    mark_read(w.last_seq(b.conv));
+    const auto id = reader.id;
+    EXPECT_TRUE(reader_watch.wait_for(
+        [id](const Envelope& e) {
+            return e.has_receipt_event() && e.receipt_event().user_id() == id;
+        },
+        5s))
+        << what << ": the reader's own other device did not hear the receipt (control)";
+    std::this_thread::sleep_for(kQuiet);
+    for (std::size_t i = 0; i < other_sessions.size(); ++i) {
+        expect_no_push_since(*other_sessions[i], marks[i], what + ": the other one heard");
+    }
+    EXPECT_EQ(watermarks(w, other.id, b.conv), other_row)
+        << what << ": the other one's view of the watermark moved";
+}
+
 // ---------------------------------------------------------------------------- the tables
 // The columns of the sweep's tables. The four token columns are generated for every
 // authenticated entry from its rightful request (the request that succeeds with the owner's
