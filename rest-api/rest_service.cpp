@@ -67,10 +67,7 @@ RestService::RestService(const RestConfig& config, Metrics& metrics)
                   : "set auth.external.check_url");
     }
     for (std::uint32_t i = 0; i < config.mysql.pool_size; ++i) backends_.push_back(std::make_unique<Backend>(config));
-    add_account_routes(router_);
-    add_social_routes(router_);
-    add_conversation_routes(router_);
-    add_file_routes(router_);
+    add_api_routes(router_);
 }
 
 RestService::~RestService() { shutdown(); }
@@ -116,11 +113,11 @@ void RestService::probe_readiness() {
 void RestService::handle(HttpRequest req, HttpServer::Respond respond) {
     // Answered on the I/O thread: liveness never waits for the pool. The metrics are not public:
     // they are on the admin listener (admin.host/admin.port), and 404 here.
-    if (req.path == "/healthz" && req.method == "GET") {
+    if (req.path == kHealthzPath && req.method == "GET") {
         return respond(HttpResponse::json(200, {{"status", "ok"}}));
     }
     auto match = router_.match(req.method, req.path);
-    if (req.path == "/readyz" && req.method == "GET") {
+    if (req.path == kReadyzPath && req.method == "GET") {
         match.target = nullptr;  // handled below on the pool
     } else if (match.target == nullptr) {
         if (match.method_mismatch) {
@@ -177,7 +174,7 @@ HttpResponse RestService::ready_check(Backend& be) {
 UploadRoute RestService::upload_route() {
     UploadRoute r;
     r.matches = [](const std::string& method, const std::string& path) {
-        return method == "POST" && (path == "/v1/files" || path == "/v1/files/");
+        return method == "POST" && (path == kUploadPath || path == std::string(kUploadPath) + "/");
     };
     r.begin = [this](HttpRequest head, std::function<void(UploadStart)> done) {
         begin_upload(std::move(head), std::move(done));
@@ -195,7 +192,7 @@ void RestService::begin_upload(HttpRequest head, std::function<void(UploadStart)
                 st.sink = start_upload(ctx);
                 return HttpResponse{};
             },
-            "/v1/files", head, {}, /*record=*/false);
+            kUploadPath, head, {}, /*record=*/false);
         if (!st.sink) {
             file_metrics_.uploads_failed.Increment();
             metrics_

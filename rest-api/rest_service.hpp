@@ -21,6 +21,7 @@
 #include "passwords.hpp"
 #include "rate_limiter.hpp"
 #include "rest_config.hpp"
+#include "route_table.hpp"
 #include "router.hpp"
 #include "transfer_gateway.hpp"
 
@@ -73,6 +74,8 @@ void add_account_routes(Router<RouteSpec>& r);
 void add_social_routes(Router<RouteSpec>& r);
 void add_conversation_routes(Router<RouteSpec>& r);
 void add_file_routes(Router<RouteSpec>& r);
+// All four: what RestService registers, and what registered_routes() (route_table.hpp) lists.
+void add_api_routes(Router<RouteSpec>& r);
 
 // POST /v1/files once authenticated (routes_files.cpp): validates the head and opens the
 // temporary file the body streams into. Throws ApiError.

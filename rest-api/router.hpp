@@ -27,6 +27,12 @@ public:
         std::string pattern;  // for metrics labels (bounded cardinality)
     };
 
+    // Every registered route, in registration order: f(method, pattern, target).
+    template <class F>
+    void for_each(F&& f) const {
+        for (const auto& r : routes_) f(r.method, r.pattern, r.target);
+    }
+
     Match match(const std::string& method, const std::string& path) const {
         Match best;
         int best_score = -1;

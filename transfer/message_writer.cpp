@@ -1031,6 +1031,16 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             dedupe(sends, items, query_all);
             apply_policy(sends, items);
             check_files(sends, items);
+            // A block hides each of the pair from the other, both ways: a receipt between them
+            // moves its sender's own watermark only (their other devices need it), never the
+            // peer's view of it, and is pushed to no session of the peer.
+            std::unordered_map<std::uint64_t, PairPolicy> receipt_policy;
+            if (!receipt_keys.empty()) {
+                std::vector<std::pair<std::uint64_t, std::uint64_t>> pairs;
+                for (const auto& [conv, user] : receipt_keys)
+                    pairs.emplace_back(user, conversation_peer(conv, user));
+                deps.policy.resolve(db, pairs, receipt_policy);
+            }
 
             // Seqs: the conversation's next numbers, in arrival order.
             std::vector<std::uint64_t> convs;
@@ -1094,22 +1104,25 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                     const auto up_to = std::min(aggs[static_cast<std::size_t>(k)]->up_to,
                                                 known);  // never beyond what exists
                     if (up_to == 0) continue;
+                    const bool blocked = receipt_policy[conv].blocked;
                     auto& mine = row(conv, user);
-                    auto& theirs = row(conv, conversation_peer(conv, user));
                     if (k == 0) {
                         mine.my_delivered = std::max(mine.my_delivered, up_to);
-                        theirs.peer_delivered = std::max(theirs.peer_delivered, up_to);
                     } else {
                         mine.my_read = std::max(mine.my_read, up_to);
                         mine.my_delivered =
                             std::max(mine.my_delivered, up_to);  // read implies delivered
-                        theirs.peer_read = std::max(theirs.peer_read, up_to);
+                    }
+                    if (!blocked) {
+                        auto& theirs = row(conv, conversation_peer(conv, user));
+                        if (k == 1) theirs.peer_read = std::max(theirs.peer_read, up_to);
                         theirs.peer_delivered = std::max(theirs.peer_delivered, up_to);
                     }
                     result.receipts.push_back(
                         ReceiptOutcome{receipts[aggs[static_cast<std::size_t>(k)]->job].session,
                                        conv, conversation_peer(conv, user),
-                                       k == 0 ? client::DELIVERED : client::READ, up_to});
+                                       k == 0 ? client::DELIVERED : client::READ, up_to,
+                                       !blocked});
                 }
             }
             std::vector<WatermarkRow> row_list;

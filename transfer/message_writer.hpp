@@ -75,6 +75,7 @@ struct ReceiptOutcome {
     std::uint64_t peer = 0;
     client::ReceiptKind kind = client::DELIVERED;
     std::uint64_t up_to_seq = 0;
+    bool to_peer = true;  // false between a blocked pair: only the sender's other sessions hear it
 };
 
 struct BatchResult {

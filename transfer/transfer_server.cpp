@@ -439,7 +439,11 @@ void TransferServer::deliver_result(BatchResult& result) {
         e->set_user_id(r.session.user_id());
         e->set_kind(r.kind);
         e->set_up_to_seq(r.up_to_seq);
-        push({r.peer, r.session.user_id()}, &r.session, env.SerializeAsString());
+        if (r.to_peer) {
+            push({r.peer, r.session.user_id()}, &r.session, env.SerializeAsString());
+        } else {
+            push({r.session.user_id()}, &r.session, env.SerializeAsString());
+        }
     }
 }
 
