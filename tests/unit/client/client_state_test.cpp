@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -150,12 +153,16 @@ TEST(ClientState, ARestartSyncsFromTheStoredCursorAndWatermark) {
     const auto conv = imclient::conversation_id(kMe, kPeer);
     {
         FakeConnector fc;
-        fc.set_script([](FakeConnector& f, int conn, const Envelope& e) {
+        // The burst goes out only after the list answer (same connection, in order): the client
+        // stores cursor 42 before it sees the burst, whose receipt the test waits for.
+        std::atomic<bool> listed{false};
+        fc.set_script([&listed](FakeConnector& f, int conn, const Envelope& e) {
             if (e.body_case() != Envelope::kSyncConversations) return false;
             Envelope r;
             r.set_request_id(e.request_id());
             r.mutable_conversation_list()->set_next_cursor(42);
             f.send(r, conn);
+            listed = true;
             return true;
         });
         Recorder rec;
@@ -163,6 +170,8 @@ TEST(ClientState, ARestartSyncsFromTheStoredCursorAndWatermark) {
         rec.attach(client);
         ASSERT_TRUE(login(client, fc));
         ASSERT_TRUE(fc.wait_count(Envelope::kSyncConversations, 1));
+        for (int i = 0; i < 500 && !listed; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        ASSERT_TRUE(listed);
         std::vector<Envelope> burst;
         for (std::uint64_t seq = 1; seq <= 5; ++seq)
             burst.push_back(FakeConnector::deliver(conv, seq, kPeer, "d" + std::to_string(seq)));
