@@ -537,7 +537,11 @@ void ConnectorServer::finish_login(const std::shared_ptr<ClientSession>& s,
     }
     // Time-ordered login epochs: when one device logs in on two connectors at once, the newer
     // login wins in Redis (see UserStatus::claim_device); the low bits keep them unique.
-    s->login_epoch = (static_cast<std::uint64_t>(wall_ms()) << 16) | (rng_() & 0xffff);
+    // Strictly increasing on this connector: two logins of one device here within the same
+    // millisecond must still order as they came (the later one wins the device in Redis).
+    s->login_epoch = std::max(last_login_epoch_ + 1,
+                              (static_cast<std::uint64_t>(wall_ms()) << 16) | (rng_() & 0xffff));
+    last_login_epoch_ = s->login_epoch;
     s->state = SessionState::active;
     by_user_[s->user_id].push_back(s.get());
     logins_ok_.Increment();

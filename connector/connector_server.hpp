@@ -124,6 +124,7 @@ private:
     std::unique_ptr<ThreadPool> status_pool_;
     std::unique_ptr<user_status::KickSubscriber> kicks_;
     std::mt19937_64 rng_{std::random_device{}()};
+    std::uint64_t last_login_epoch_ = 0;
     std::shared_ptr<std::atomic<bool>> alive_;
     bool draining_ = false;
     std::deque<Held> held_;
