@@ -303,7 +303,8 @@ TEST_F(Files, LostBlobIsGone410WithAMetricNeverA500) {
     auto& cl = *cluster_;
     auto a = cl.user("lost_alice");
     const auto gone_count = [&](const std::string& reason) {
-        const auto text = cl.http().get("/metrics").body;
+        // /metrics is served on the admin listener only (issue 17, item 10).
+        const auto text = HttpClient("127.0.0.1", cl.rest().admin_port()).get("/metrics").body;
         const std::string series = "im_rest_file_blobs_lost_total{reason=\"" + reason + "\"} ";
         const auto at = text.find(series);
         return at == std::string::npos ? -1.0 : std::stod(text.substr(at + series.size()));
