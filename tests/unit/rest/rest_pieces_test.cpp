@@ -6,6 +6,7 @@
 #include "im/server/config.hpp"
 #include "im/server/tokens.hpp"
 #include "rest_config.hpp"
+#include "rest_service.hpp"
 #include "router.hpp"
 #include "validation.hpp"
 
@@ -138,6 +139,27 @@ TEST(Router, LiteralBeatsParameterAndMethodMismatchIs405) {
     EXPECT_FALSE(none.method_mismatch);
     EXPECT_EQ(r.match("GET", "/v1/users/42/extra").target, nullptr);
     EXPECT_NE(r.match("GET", "/v1/users/42/").target, nullptr) << "a trailing slash is ignored";
+}
+
+// Two routes of the same method matched a path requested with another method: "Allow: GET, GET"
+// (PUT /v1/users/me). Found by tests/fuzz/rest_request_fuzz.cpp.
+TEST(Router, AllowListsEachMethodOnce) {
+    Router<int> r;
+    r.add("GET", "/v1/users/me", 1);
+    r.add("GET", "/v1/users/{id}", 2);
+    r.add("DELETE", "/v1/users/{id}", 3);
+    const auto m = r.match("PUT", "/v1/users/me");
+    EXPECT_EQ(m.target, nullptr);
+    EXPECT_TRUE(m.method_mismatch);
+    EXPECT_EQ(m.allow, "GET, DELETE");
+
+    Router<RouteSpec> real;
+    add_account_routes(real);
+    add_social_routes(real);
+    add_conversation_routes(real);
+    add_file_routes(real);
+    EXPECT_EQ(real.match("PUT", "/v1/users/me").allow, "GET");
+    EXPECT_EQ(real.match("GET", "/v1/sessions/current").allow, "DELETE");
 }
 
 TEST(HttpTypes, UrlDecoding) {
