@@ -16,16 +16,6 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-bool device_ok(const std::string& d) {
-    if (d.empty() || d.size() > 64) return false;
-    for (char c : d) {
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' ||
-              c == '-'))
-            return false;
-    }
-    return true;
-}
-
 client::Envelope unavailable_answer(const PendingRequest& p) {
     client::Envelope env;
     env.set_request_id(p.request_id);
@@ -438,18 +428,8 @@ void ConnectorServer::refuse_login(ClientSession& s, std::uint64_t request_id,
 void ConnectorServer::login(ClientSession& s, const client::Envelope& env) {
     const auto& l = env.login();
     const auto request_id = env.request_id();
-    if (l.protocol_version() > 1) {
-        refuse_login(s, request_id, client::VERSION_UNSUPPORTED,
-                     "protocol_version 1 is the newest supported");
-        return;
-    }
-    if (!device_ok(l.device_id())) {
-        refuse_login(s, request_id, client::BAD_REQUEST,
-                     "device_id must be 1-64 characters of [A-Za-z0-9._:-]");
-        return;
-    }
-    if (!tokens::token_shape_ok(l.token())) {
-        refuse_login(s, request_id, client::UNAUTHENTICATED, "invalid token");
+    if (const auto refusal = check_login(l)) {
+        refuse_login(s, request_id, refusal->code, refusal->message);
         return;
     }
     s.state = SessionState::authenticating;

@@ -1,5 +1,8 @@
 #include "dispatcher.hpp"
 
+#include <cctype>
+
+#include "im/server/token_format.hpp"
 #include "im/wire/ids.hpp"
 
 namespace im::connector {
@@ -44,6 +47,27 @@ Decision dispatch(SessionState state, std::uint64_t user_id, const client::Envel
         default:
             return {Route::error, 0, client::UNKNOWN_BODY, "this frame type is not accepted from clients"};
     }
+}
+
+bool valid_device_id(std::string_view d) {
+    if (d.empty() || d.size() > 64) return false;
+    for (char c : d) {
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' || c == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::optional<LoginRefusal> check_login(const client::Login& login) {
+    if (login.protocol_version() > 1) {
+        return LoginRefusal{client::VERSION_UNSUPPORTED, "protocol_version 1 is the newest supported"};
+    }
+    if (!valid_device_id(login.device_id())) {
+        return LoginRefusal{client::BAD_REQUEST, "device_id must be 1-64 characters of [A-Za-z0-9._:-]"};
+    }
+    if (!tokens::token_shape_ok(login.token())) return LoginRefusal{client::UNAUTHENTICATED, "invalid token"};
+    return std::nullopt;
 }
 
 }  // namespace im::connector

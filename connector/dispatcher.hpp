@@ -4,7 +4,9 @@
 // that owns its conversation (or to any transfer for per-user requests). Pure: unit-tested alone.
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "im/proto/client.pb.h"
 
@@ -34,5 +36,16 @@ struct Decision {
 };
 
 Decision dispatch(SessionState state, std::uint64_t user_id, const client::Envelope& env);
+
+// Device ids: 1-64 characters of [A-Za-z0-9._:-].
+bool valid_device_id(std::string_view d);
+
+// The checks of a Login before its token is looked up (protocol version, device id, token shape):
+// nullopt when it may go on, otherwise why it is refused (the session then closes).
+struct LoginRefusal {
+    client::ErrorCode code = client::ERROR_NONE;
+    const char* message = "";
+};
+std::optional<LoginRefusal> check_login(const client::Login& login);
 
 }  // namespace im::connector

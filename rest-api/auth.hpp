@@ -72,7 +72,8 @@ void bind(config::Binder& b, LdapConfig& c);  // keys auth.ldap.*
 
 // RFC 4515: escapes * ( ) \ NUL (and every byte >= 0x80 is kept as is: UTF-8 is valid in filters).
 std::string ldap_escape_filter_value(const std::string& value);
-// RFC 4514: escapes , + " \ < > ; = and a leading space or #, a trailing space, NUL.
+// RFC 4514: escapes , + " \ < > ; = and a leading space or #, a trailing space; NUL and every
+// other control character as \XX (OpenLDAP would drop a leading or trailing \t \n \r).
 std::string ldap_escape_dn_value(const std::string& value);
 
 class LdapAuthenticator {

@@ -129,9 +129,6 @@ std::string ldap_escape_dn_value(const std::string& value) {
                 out += '\\';
                 out += ch;
                 break;
-            case '\0':
-                out += "\\00";
-                break;
             case ' ':
                 if (i == 0 || i + 1 == value.size()) out += '\\';
                 out += ch;
@@ -141,7 +138,16 @@ std::string ldap_escape_dn_value(const std::string& value) {
                 out += ch;
                 break;
             default:
-                out += ch;
+                // Controls as \XX: OpenLDAP drops unescaped \t \n \r around a value like spaces,
+                // so "alice\n" would name alice's entry.
+                if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) {
+                    static const char* hex = "0123456789abcdef";
+                    out += '\\';
+                    out += hex[static_cast<unsigned char>(ch) >> 4];
+                    out += hex[static_cast<unsigned char>(ch) & 0xf];
+                } else {
+                    out += ch;
+                }
                 break;
         }
     }

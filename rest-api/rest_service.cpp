@@ -20,19 +20,7 @@ Backend::Backend(const RestConfig& c)
       limiter(redis, c.rate_limit, c.redis.key_prefix),
       status(redis, c.redis.key_prefix) {}
 
-nlohmann::json RequestContext::json_body() const {
-    const auto* ct = req.header("content-type");
-    std::string type = ct ? ct->substr(0, ct->find(';')) : "";
-    for (auto& ch : type) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    while (!type.empty() && type.back() == ' ') type.pop_back();
-    if (type != "application/json") {
-        throw ApiError(415, "unsupported_media_type", "the body must be application/json");
-    }
-    auto j = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) throw ApiError(400, "malformed_json", "the body is not valid JSON");
-    if (!j.is_object()) throw ApiError(400, "malformed_json", "the body must be a JSON object");
-    return j;
-}
+nlohmann::json RequestContext::json_body() const { return json_object_body(req); }
 
 std::uint64_t RequestContext::path_id(const char* name) const {
     auto it = params.find(name);

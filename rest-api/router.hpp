@@ -43,7 +43,7 @@ public:
             if (score < 0) continue;
             if (r.method != method) {
                 best.method_mismatch = true;
-                best.allow += (best.allow.empty() ? "" : ", ") + r.method;
+                if (!lists(best.allow, r.method)) best.allow += (best.allow.empty() ? "" : ", ") + r.method;
                 continue;
             }
             if (score > best_score) {
@@ -64,6 +64,17 @@ private:
         Target target;
         std::string pattern;
     };
+
+    // Whether the Allow list "GET, POST" names `method` (two patterns of one method may match).
+    static bool lists(const std::string& allow, const std::string& method) {
+        for (std::size_t at = 0; at < allow.size();) {
+            const auto comma = allow.find(", ", at);
+            const auto end = comma == std::string::npos ? allow.size() : comma;
+            if (allow.compare(at, end - at, method) == 0) return true;
+            at = end + 2;
+        }
+        return false;
+    }
 
     static std::vector<std::string> split(const std::string& path) {
         std::vector<std::string> out;

@@ -68,6 +68,20 @@ std::string iso8601(std::int64_t ms) {
     return s + "Z";
 }
 
+nlohmann::json json_object_body(const HttpRequest& req) {
+    const auto* ct = req.header("content-type");
+    std::string type = ct ? ct->substr(0, ct->find(';')) : "";
+    for (auto& ch : type) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    while (!type.empty() && type.back() == ' ') type.pop_back();
+    if (type != "application/json") {
+        throw ApiError(415, "unsupported_media_type", "the body must be application/json");
+    }
+    auto j = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) throw ApiError(400, "malformed_json", "the body is not valid JSON");
+    if (!j.is_object()) throw ApiError(400, "malformed_json", "the body must be a JSON object");
+    return j;
+}
+
 const nlohmann::json& require_field(const nlohmann::json& body, const char* name) {
     auto it = body.find(name);
     if (it == body.end() || it->is_null()) {

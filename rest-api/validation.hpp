@@ -28,6 +28,12 @@ std::optional<std::uint64_t> parse_id(std::string_view s);
 // ISO-8601 UTC with milliseconds: "2026-11-28T01:02:03.456Z".
 std::string iso8601(std::int64_t ms);
 
+struct HttpRequest;
+
+// A request body that must be a JSON object: 415 (ApiError) without an application/json content
+// type, 400 when it is not valid JSON or not an object.
+nlohmann::json json_object_body(const HttpRequest& req);
+
 // JSON field access that answers 400 with the field's name on a wrong or missing value.
 const nlohmann::json& require_field(const nlohmann::json& body, const char* name);
 std::string string_field(const nlohmann::json& body, const char* name);

@@ -8,6 +8,8 @@
 #   scripts/install-deps.sh --bench    load tools for scripts/bench* (wrk, python3 for the report)
 #   scripts/install-deps.sh --compose  checkers of docker/ (Debian's docker-compose v1, PyYAML, haproxy;
 #                                      no Docker engine needed), used by scripts/test
+#   scripts/install-deps.sh --fuzz     clang 14 and its runtime libraries (libFuzzer, ASan, UBSan) for
+#                                      scripts/fuzz (with --build's packages)
 set -euo pipefail
 
 BUILD_PKGS=(
@@ -26,6 +28,7 @@ SERVER_PKGS=(
 )
 BENCH_PKGS=(wrk python3)
 COMPOSE_PKGS=(docker-compose python3-yaml haproxy)
+FUZZ_PKGS=(clang-14 libclang-rt-14-dev)
 RUNTIME_PKGS=(
   libprotobuf32 libhiredis0.14 libmysqlcppconn7v5 librabbitmq4 libldap-2.5-0
   libspdlog1.10 libfmt9 libyaml-cpp0.7 libsodium23 libssl3 libprometheus-cpp-core1.0
@@ -37,8 +40,9 @@ case "${1:-}" in
   --runtime) want=("${RUNTIME_PKGS[@]}") ;;
   --bench) want=("${BENCH_PKGS[@]}") ;;
   --compose) want=("${COMPOSE_PKGS[@]}") ;;
+  --fuzz) want=("${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}") ;;
   ""|--all) want=("${BUILD_PKGS[@]}" "${SERVER_PKGS[@]}") ;;
-  *) echo "usage: $0 [--all|--build|--runtime|--bench|--compose]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--all|--build|--runtime|--bench|--compose|--fuzz]" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -96,6 +96,11 @@ void check(config::Binder& b, Config& c) {
     }
 }
 
+std::string hello_mac(std::string_view secret, std::string_view connector_id, std::uint64_t connector_epoch,
+                      std::int64_t time_ms, std::string_view nonce) {
+    return hmac(secret, hello_message(connector_id, connector_epoch, time_ms, nonce));
+}
+
 HelloProof prove_hello(std::string_view secret, std::string_view connector_id, std::uint64_t connector_epoch,
                        std::int64_t now_ms) {
     HelloProof p;
@@ -104,7 +109,7 @@ HelloProof prove_hello(std::string_view secret, std::string_view connector_id, s
         throw std::runtime_error("RAND_bytes failed");
     }
     p.time_ms = now_ms;
-    p.mac = hmac(secret, hello_message(connector_id, connector_epoch, now_ms, p.nonce));
+    p.mac = hello_mac(secret, connector_id, connector_epoch, now_ms, p.nonce);
     return p;
 }
 
@@ -126,7 +131,7 @@ HelloVerifier::Result HelloVerifier::verify(std::string_view connector_id, std::
                                             std::int64_t time_ms, std::string_view nonce, std::string_view mac,
                                             std::int64_t now_ms) {
     if (nonce.size() != kNonceBytes ||
-        !equal_mac(mac, hmac(secret_, hello_message(connector_id, connector_epoch, time_ms, nonce)))) {
+        !equal_mac(mac, hello_mac(secret_, connector_id, connector_epoch, time_ms, nonce))) {
         return Result::bad_mac;
     }
     if (time_ms < now_ms - max_skew_ms_ || time_ms > now_ms + max_skew_ms_) return Result::stale;

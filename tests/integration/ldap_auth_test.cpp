@@ -237,6 +237,16 @@ TEST(LdapTemplateMode, DnInjectionIsRejected) {
     }
 }
 
+// Control characters around a username are data: "alice\n" is not alice. Unescaped, OpenLDAP
+// dropped them from the DN like spaces (tests/fuzz/ldap_escape_fuzz.cpp found it).
+TEST(LdapTemplateMode, ControlCharactersAroundTheUsernameAreNotIgnored) {
+    const auto c = template_config();
+    for (const std::string user : {"alice\n", "\talice", "alice\r\n", "alice\t", "\nalice\t"}) {
+        const auto r = LdapAuthenticator(c).authenticate(user, "alice_pass");
+        EXPECT_EQ(r.outcome, AuthOutcome::rejected) << "username '" << user << "': " << r.detail;
+    }
+}
+
 TEST(LdapTemplateMode, EmptyPasswordIsRejected) {
     EXPECT_EQ(outcome_of(template_config(), "alice", ""), AuthOutcome::rejected);
 }

@@ -25,6 +25,19 @@ TEST(LinkAuth, AProvenHelloIsAcceptedOnceAndTheAckProvesTheTransfer) {
     EXPECT_FALSE(verify_ack(kSecret, "transfer-0", 7, p.nonce, ""));
 }
 
+TEST(LinkAuth, HelloMacIsTheProofOfTheHelloFields) {
+    const auto p = prove_hello(kSecret, "connector-1", 42, 1'000'000);
+    EXPECT_EQ(p.mac, hello_mac(kSecret, "connector-1", 42, p.time_ms, p.nonce));
+    EXPECT_EQ(p.mac.size(), 32u);
+    EXPECT_NE(p.mac, hello_mac(kSecret, "connector-1", 43, p.time_ms, p.nonce));
+    // Length-prefixed fields: moving a byte from one field to the next changes the MAC.
+    EXPECT_NE(hello_mac(kSecret, "ab", 1, 2, "c"), hello_mac(kSecret, "a", 1, 2, "bc"));
+    HelloVerifier v(kSecret);
+    const std::string nonce(kNonceBytes, 'n');
+    EXPECT_EQ(v.verify("c", 9, 5'000, nonce, hello_mac(kSecret, "c", 9, 5'000, nonce), 5'000),
+              HelloVerifier::Result::ok);
+}
+
 TEST(LinkAuth, WrongSecretTamperedFieldsAndStaleTimesAreRefused) {
     HelloVerifier v(kSecret);
     const auto p = prove_hello("a-different-secret!", "c", 1, 5'000'000);

@@ -75,5 +75,36 @@ TEST(Dispatcher, ServerOnlyAndEmptyBodiesAreUnknown) {
     EXPECT_EQ(dispatch(SessionState::active, 5, client::Envelope{}).code, client::UNKNOWN_BODY);
 }
 
+TEST(Dispatcher, LoginChecksBeforeTheTokenLookup) {
+    client::Login ok;
+    ok.set_protocol_version(1);
+    ok.set_device_id("phone-1.a_b:c");
+    ok.set_token(std::string(43, 'A'));
+    EXPECT_FALSE(check_login(ok));
+
+    auto version = ok;
+    version.set_protocol_version(2);
+    ASSERT_TRUE(check_login(version));
+    EXPECT_EQ(check_login(version)->code, client::VERSION_UNSUPPORTED);
+
+    for (const auto& device : {std::string(), std::string(65, 'd'), std::string("a b"), std::string("x\0", 2),
+                                     std::string("caf\xc3\xa9")}) {
+        auto bad = ok;
+        bad.set_device_id(device);
+        ASSERT_TRUE(check_login(bad)) << device;
+        EXPECT_EQ(check_login(bad)->code, client::BAD_REQUEST) << device;
+    }
+    auto longest = ok;
+    longest.set_device_id(std::string(64, 'd'));
+    EXPECT_FALSE(check_login(longest));
+
+    for (const auto& token : {std::string(), std::string(42, 'A'), std::string(44, 'A'), std::string(42, 'A') + "="}) {
+        auto bad = ok;
+        bad.set_token(token);
+        ASSERT_TRUE(check_login(bad)) << token;
+        EXPECT_EQ(check_login(bad)->code, client::UNAUTHENTICATED) << token;
+    }
+}
+
 }  // namespace
 }  // namespace im::connector

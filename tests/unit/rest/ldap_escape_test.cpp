@@ -3,6 +3,7 @@
 // slapd).
 
 #include <gtest/gtest.h>
+#include <ldap.h>
 
 #include <cctype>
 #include <string>
@@ -124,6 +125,34 @@ TEST(LdapEscapeDn, Utf8IsKeptIntact) {
     EXPECT_EQ(ldap_escape_dn_value("jürgen"), "jürgen");
     EXPECT_EQ(ldap_escape_dn_value("用户,x"), "用户\\,x");
     EXPECT_EQ(ldap_escape_dn_value(" 😀 "), "\\ 😀\\ ");
+}
+
+// OpenLDAP's DN parser (libldap's and slapd's) drops unescaped \t \n \r around a value like
+// spaces: "uid=alice\n,ou=people,..." named alice's entry, so "alice\n" with alice's password
+// logged in as alice (and dodged the per-username login rate limit). Found by
+// tests/fuzz/ldap_escape_fuzz.cpp.
+TEST(LdapEscapeDn, ControlCharactersAreHexEscaped) {
+    EXPECT_EQ(ldap_escape_dn_value("alice\n"), "alice\\0a");
+    EXPECT_EQ(ldap_escape_dn_value("\talice"), "\\09alice");
+    EXPECT_EQ(ldap_escape_dn_value("alice\r"), "alice\\0d");
+    EXPECT_EQ(ldap_escape_dn_value("a\x01" "b\x7f"), "a\\01b\\7f");
+}
+
+// The property itself, with libldap's parser: the DN built from the template names exactly one
+// RDN uid=<the username as typed>.
+TEST(LdapEscapeDn, LibldapReadsBackTheExactValue) {
+    for (const std::string name : {"alice", "alice\n", "\talice", "alice\t\r\n", " a ", "#a", "a,b=c+d",
+                                   "\\", "x\x01y", "\n", "j\xc3\xbcrgen "}) {
+        const std::string dn = "uid=" + ldap_escape_dn_value(name) + ",ou=people,dc=im,dc=test";
+        LDAPDN parsed = nullptr;
+        ASSERT_EQ(ldap_str2dn(dn.c_str(), &parsed, LDAP_DN_FORMAT_LDAPV3), LDAP_SUCCESS) << dn;
+        ASSERT_NE(parsed[0], nullptr);
+        ASSERT_NE(parsed[0][0], nullptr);
+        EXPECT_EQ(parsed[0][1], nullptr) << dn;
+        const auto& value = parsed[0][0]->la_value;
+        EXPECT_EQ(std::string(value.bv_val, value.bv_len), name) << dn;
+        ldap_dnfree(parsed);
+    }
 }
 
 // ---- auth.ldap.* configuration --------------------------------------------------------------

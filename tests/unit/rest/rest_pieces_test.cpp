@@ -1,10 +1,12 @@
 // Pure pieces of im-rest: input rules, routing, URL decoding, token helpers.
 #include <gtest/gtest.h>
 
+#include "http_request.hpp"
 #include "http_types.hpp"
 #include "im/server/config.hpp"
 #include "im/server/tokens.hpp"
 #include "rest_config.hpp"
+#include "rest_service.hpp"
 #include "router.hpp"
 #include "validation.hpp"
 
@@ -81,6 +83,31 @@ TEST(Validation, JsonFields) {
     EXPECT_EQ(status_of([&] { id_field(body, "s"); }), 400002);
 }
 
+TEST(Validation, JsonObjectBody) {
+    auto status_of = [](const std::string& content_type, const std::string& body) {
+        HttpRequest req;
+        if (!content_type.empty()) req.headers["content-type"] = content_type;
+        req.body = body;
+        try {
+            json_object_body(req);
+        } catch (const ApiError& e) {
+            return e.status();
+        }
+        return 200;
+    };
+    EXPECT_EQ(status_of("application/json", R"({"a": 1})"), 200);
+    EXPECT_EQ(status_of("Application/JSON ; charset=utf-8", "{}"), 200);
+    EXPECT_EQ(status_of("", "{}"), 415);
+    EXPECT_EQ(status_of("text/plain", "{}"), 415);
+    EXPECT_EQ(status_of("application/json", "{"), 400);
+    EXPECT_EQ(status_of("application/json", "[1]"), 400);
+    EXPECT_EQ(status_of("application/json", "\"\xff\""), 400) << "invalid UTF-8 is malformed JSON";
+    HttpRequest req;
+    req.headers["content-type"] = "application/json";
+    req.body = R"({"username": "alice"})";
+    EXPECT_EQ(json_object_body(req).at("username"), "alice");
+}
+
 TEST(Validation, Iso8601) {
     EXPECT_EQ(iso8601(0), "1970-01-01T00:00:00.000Z");
     EXPECT_EQ(iso8601(1'795'000'000'123), "2026-11-18T11:06:40.123Z");
@@ -114,6 +141,27 @@ TEST(Router, LiteralBeatsParameterAndMethodMismatchIs405) {
     EXPECT_NE(r.match("GET", "/v1/users/42/").target, nullptr) << "a trailing slash is ignored";
 }
 
+// Two routes of the same method matched a path requested with another method: "Allow: GET, GET"
+// (PUT /v1/users/me). Found by tests/fuzz/rest_request_fuzz.cpp.
+TEST(Router, AllowListsEachMethodOnce) {
+    Router<int> r;
+    r.add("GET", "/v1/users/me", 1);
+    r.add("GET", "/v1/users/{id}", 2);
+    r.add("DELETE", "/v1/users/{id}", 3);
+    const auto m = r.match("PUT", "/v1/users/me");
+    EXPECT_EQ(m.target, nullptr);
+    EXPECT_TRUE(m.method_mismatch);
+    EXPECT_EQ(m.allow, "GET, DELETE");
+
+    Router<RouteSpec> real;
+    add_account_routes(real);
+    add_social_routes(real);
+    add_conversation_routes(real);
+    add_file_routes(real);
+    EXPECT_EQ(real.match("PUT", "/v1/users/me").allow, "GET");
+    EXPECT_EQ(real.match("GET", "/v1/sessions/current").allow, "DELETE");
+}
+
 TEST(HttpTypes, UrlDecoding) {
     EXPECT_EQ(url_decode("a%20b+c", true), "a b c");
     EXPECT_EQ(url_decode("a+b", false), "a+b");
@@ -127,6 +175,34 @@ TEST(HttpTypes, UrlDecoding) {
     EXPECT_EQ(q->at("b"), "x y");
     EXPECT_EQ(q->at("c"), "");
     EXPECT_FALSE(parse_query("a=%G1"));
+}
+
+TEST(HttpTypes, RequestFromBeastHead) {
+    namespace http = boost::beast::http;
+    http::request<http::string_body> in(http::verb::post, "/v1/users/a%20b?x=1&y=%41+B", 11);
+    in.set("X-Custom-Header", "v");
+    in.set(http::field::content_type, "application/json");
+    in.body() = "{}";
+    bool bad = true;
+    const auto r = to_request(std::move(in), "127.0.0.1", bad);
+    EXPECT_FALSE(bad);
+    EXPECT_EQ(r.method, "POST");
+    EXPECT_EQ(r.path, "/v1/users/a b");
+    EXPECT_EQ(r.query.at("x"), "1");
+    EXPECT_EQ(r.query.at("y"), "A B");
+    ASSERT_NE(r.header("x-custom-header"), nullptr);
+    EXPECT_EQ(*r.header("x-custom-header"), "v");
+    EXPECT_EQ(*r.header("content-type"), "application/json");
+    EXPECT_EQ(r.body, "{}");
+    EXPECT_EQ(r.client_addr, "127.0.0.1");
+    for (const char* target : {"/a%zz", "relative", "*", "/ok?a=%G1", ""}) {
+        http::request_header<> h;
+        h.method(http::verb::get);
+        h.target(target);
+        bool flagged = false;
+        to_request(h, "peer", flagged);
+        EXPECT_TRUE(flagged) << target;
+    }
 }
 
 TEST(HttpTypes, ErrorBody) {

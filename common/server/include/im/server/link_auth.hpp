@@ -56,6 +56,9 @@ struct HelloProof {
     std::string mac;    // 32 bytes
 };
 
+// HMAC(secret, "im-link-hello/1" | connector id | epoch | time | nonce): the Hello's auth_mac.
+std::string hello_mac(std::string_view secret, std::string_view connector_id, std::uint64_t connector_epoch,
+                      std::int64_t time_ms, std::string_view nonce);
 HelloProof prove_hello(std::string_view secret, std::string_view connector_id, std::uint64_t connector_epoch,
                        std::int64_t now_ms);
 std::string ack_mac(std::string_view secret, std::string_view transfer_id, std::uint64_t transfer_epoch,
