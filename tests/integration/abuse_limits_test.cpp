@@ -98,6 +98,7 @@ TEST(ConnectorLimits, MessagesOverTheSessionRateAreRateLimitedWithAHintAndPassAf
             continue;
         }
         EXPECT_EQ(sr.code(), client::RATE_LIMITED) << "#" << i + 1 << ": " << sr.ShortDebugString();
+        if (sr.code() != client::RATE_LIMITED) continue;
         EXPECT_TRUE(sr.retryable());
         EXPECT_EQ(sr.client_msg_id(), burst[i].send().client_msg_id());
         EXPECT_GT(sr.retry_after_ms(), 0u);
@@ -446,6 +447,8 @@ TEST(RestLimits, UploadsPerUserAtOnceAndBytesPerWindow) {
         EXPECT_EQ(rest_metric(rest, "im_rest_rate_limited_total{limit=\"uploads_per_user\"}"), 1.0);
         slow.write(std::string(800, 's'));  // completes it (900 bytes)
         EXPECT_NE(slow.read(true).find("201"), std::string::npos);
+        // Its places are given back once the upload object is gone (just after the answer).
+        EXPECT_TRUE(eventually([&] { return rest_metric(rest, "im_rest_file_uploads_in_flight") == 0.0; }));
     }
     // 900 of a's 1500 bytes this hour are used: 700 more is refused (and not counted), 600 fits.
     auto over = upload(*http, a.token, std::string(700, 'o'));
