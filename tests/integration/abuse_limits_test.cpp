@@ -113,15 +113,23 @@ TEST(ConnectorLimits, MessagesOverTheSessionRateAreRateLimitedWithAHintAndPassAf
     EXPECT_EQ(cl.stored_messages(conversation_id(a.id, b.id)), 5u) << "refused messages were stored";
     EXPECT_EQ(connector_metric(cl, "im_connector_refused_frames_total{limit=\"session_messages\"}"), 15.0);
 
+    // Refused means not read for a while: a Send written right after the refusals is read only
+    // once the hint has passed, and then a token is back and it passes.
+    const auto t_refused = std::chrono::steady_clock::now();
+    auto next = platform::send_text(*ca, b.id, "right after the refusals", 6, 5);
+    const double waited_ms = platform::elapsed_ms(t_refused);
+    std::printf("[ timing ] a Send written right after the refusals was answered after %.0f ms\n", waited_ms);
+    EXPECT_EQ(next.code(), client::ERROR_NONE) << next.ShortDebugString();
+    EXPECT_GE(waited_ms, 100) << "the connector went on reading a client it had just refused";
     // Another session on the same connector is not affected by the flood.
     for (std::uint64_t s = 1; s <= 5; ++s) {
         EXPECT_EQ(platform::send_text(*cb, a.id, "calm " + std::to_string(s), s, s - 1).code(), client::ERROR_NONE);
     }
-    // After the hint, the flooder's next message (its stream continues at 6) passes.
+    // After the hint, the flooder's next message passes too.
     std::this_thread::sleep_for(std::chrono::milliseconds(max_hint + 50));
-    auto r = platform::send_text(*ca, b.id, "after the pause", 6, 5);
+    auto r = platform::send_text(*ca, b.id, "after the pause", 7, 6);
     EXPECT_EQ(r.code(), client::ERROR_NONE) << r.ShortDebugString();
-    EXPECT_EQ(r.seq(), 11u);  // 5 of a's, 5 of b's, this one
+    EXPECT_EQ(r.seq(), 12u);  // 6 of a's, 5 of b's, this one
 }
 
 TEST(ConnectorLimits, UserMessagesAreLimitedAcrossTheUsersSessionsOnTheConnector) {
