@@ -16,6 +16,7 @@
 #include <boost/asio/write.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <iterator>
 #include <memory>
@@ -199,6 +200,60 @@ TEST(ConnectorLimits, ReceiptsAndTypingOverTheRateAreRefusedReceiptsRetryableTyp
     EXPECT_TRUE(cb->wait_for([&](const Envelope& e) { return e.has_receipt_event() && e.receipt_event().up_to_seq() == 1; }, 5s));
     EXPECT_TRUE(cb->wait_body(Envelope::kTypingEvent, 5s).has_value());
     EXPECT_FALSE(cb->wait_body(Envelope::kTypingEvent, 500ms).has_value());
+}
+
+TEST(ConnectorLimits, ASessionAtItsPendingRequestBoundIsNotReadUntilAnAnswerOrASecond) {
+    Cluster cl(ClusterOptions{1, {}, {}, {"sessions.max_pending_requests=2", "links.timeout=10s"}, "abuse-pending"});
+    auto a = cl.user("busy");
+    auto ca = cl.connect(0, a.token, "dev1");
+    // The transfer stops answering: two syncs stay in flight, the third is over the bound.
+    const pid_t transfer = cl.transfer(0).pid();
+    ASSERT_EQ(::kill(transfer, SIGSTOP), 0);
+    struct Resume {
+        pid_t pid;
+        ~Resume() { ::kill(pid, SIGCONT); }
+    } resume{transfer};
+    std::vector<Envelope> syncs;
+    for (int i = 0; i < 3; ++i) {
+        Envelope e;
+        e.set_request_id(ca->next_request_id());
+        e.mutable_sync_conversations()->set_cursor(0);
+        syncs.push_back(e);
+    }
+    send_together(*ca, syncs);
+    auto over = answer_to(*ca, syncs[2].request_id(), 5s);
+    ASSERT_TRUE(over && over->has_error()) << "the third request got no answer";
+    EXPECT_EQ(over->error().code(), client::OVERLOADED);
+    EXPECT_TRUE(over->error().retryable());
+    const auto t0 = std::chrono::steady_clock::now();
+    Envelope ping;
+    ping.set_request_id(ca->next_request_id());
+    ping.mutable_ping();
+    ca->send(ping);
+    auto pong = answer_to(*ca, ping.request_id(), 5s);
+    const double ms = platform::elapsed_ms(t0);
+    std::printf("[ timing ] a Ping written after the OVERLOADED was answered after %.0f ms (no answer frees a place)\n", ms);
+    ASSERT_TRUE(pong.has_value());
+    EXPECT_GE(ms, 700) << "the connector went on reading a session at its pending bound";
+    // Again, and this time the transfer answers after 300 ms: reading resumes with that answer.
+    Envelope third;
+    third.set_request_id(ca->next_request_id());
+    third.mutable_sync_conversations()->set_cursor(0);
+    ca->send(third);
+    auto over2 = answer_to(*ca, third.request_id(), 5s);
+    ASSERT_TRUE(over2 && over2->has_error() && over2->error().code() == client::OVERLOADED);
+    const auto t1 = std::chrono::steady_clock::now();
+    ping.set_request_id(ca->next_request_id());
+    ca->send(ping);
+    std::this_thread::sleep_for(300ms);
+    ::kill(transfer, SIGCONT);
+    auto pong2 = answer_to(*ca, ping.request_id(), 5s);
+    const double ms2 = platform::elapsed_ms(t1);
+    std::printf("[ timing ] with an answer after 300 ms the Ping was answered after %.0f ms\n", ms2);
+    ASSERT_TRUE(pong2.has_value());
+    EXPECT_LT(ms2, 800) << "reading did not resume when an answer freed a place";
+    EXPECT_TRUE(answer_to(*ca, syncs[0].request_id(), 5s).has_value());
+    EXPECT_EQ(connector_metric(cl, "im_connector_refused_frames_total{limit=\"pending_requests\"}"), 2.0);
 }
 
 // ---- im-connector: connections ---------------------------------------------------------------
