@@ -269,6 +269,8 @@ std::optional<Envelope> refused_at_accept(std::uint16_t port) {
 TEST(ConnectorLimits, ConnectionsPerAddressAreBoundedWithARateLimitedFrame) {
     Cluster cl(ClusterOptions{1, {}, {}, {"sessions.max_per_address=3"}, "abuse-addr"});
     const auto port = cl.connector_port(0);
+    // The fixture's own probe of the port counts until the connector has seen it close.
+    ASSERT_TRUE(eventually([&] { return connector_metric(cl, "im_connector_sessions") == 0.0; }));
     auto u = cl.user("many");
     auto first = cl.connect(0, u.token, "dev1");
     auto second = std::make_unique<RawClient>(port);
@@ -296,6 +298,7 @@ TEST(ConnectorLimits, ConnectionsPerAddressAreBoundedWithARateLimitedFrame) {
 TEST(ConnectorLimits, AFullConnectorRefusesWithOverloaded) {
     Cluster cl(ClusterOptions{1, {}, {}, {"sessions.max=2"}, "abuse-max"});
     const auto port = cl.connector_port(0);
+    ASSERT_TRUE(eventually([&] { return connector_metric(cl, "im_connector_sessions") == 0.0; }));
     RawClient one(port), two(port);
     ASSERT_TRUE(platform::ping_ok(one));
     ASSERT_TRUE(platform::ping_ok(two));
@@ -458,6 +461,8 @@ private:
 TEST(RestLimits, ConnectionsPerAddressAreBoundedWithA429) {
     TestDatabase db;
     RestServer rest(db, "im:t" + unique_suffix() + ":", RestOptions{{"http.max_connections_per_address=2"}, "abuse-rest-conn"});
+    // The fixture's own probe of the port counts until im-rest has seen it close.
+    ASSERT_TRUE(eventually([&] { return rest_metric(rest, "im_http_connections") == 0.0; }));
     auto one = std::make_unique<RawHttp>(rest.port());
     RawHttp two(rest.port());
     const std::string get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
