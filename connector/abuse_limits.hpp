@@ -26,6 +26,10 @@ struct AbuseLimits {
     RateLimit user_messages{40, 200};
     RateLimit user_receipts{200, 4000};
     RateLimit user_typing{10, 40};
+    // Every frame of a session (Pings included): beyond it the frame is still handled, but the
+    // connection is not read again until the debt is paid (a flood of cheap frames is slowed,
+    // nothing is refused).
+    RateLimit session_frames{500, 4000};
     std::uint32_t max_per_address = 1000;         // open connections per client IP; 0: no limit
     std::uint32_t max_frames_before_login = 16;   // Login included; 0: no limit
 };

@@ -35,6 +35,7 @@ ConnectorConfig load_connector_config(const config::ConfigSource& source, std::s
     bind_rate(b, "sessions.messages", c.limits.session_messages);
     bind_rate(b, "sessions.receipts", c.limits.session_receipts);
     bind_rate(b, "sessions.typing", c.limits.session_typing);
+    bind_rate(b, "sessions.frames", c.limits.session_frames);
     bind_rate(b, "users.messages", c.limits.user_messages);
     bind_rate(b, "users.receipts", c.limits.user_receipts);
     bind_rate(b, "users.typing", c.limits.user_typing);

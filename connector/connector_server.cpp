@@ -107,7 +107,10 @@ ConnectorServer::ConnectorServer(asio::io_context& io, const ConnectorConfig& co
                                         "Client connections closed by an abuse limit.",
                                         {{"limit", "frames_before_login"}})),
       login_timeouts_(metrics.counter("im_connector_refused_connections_total",
-                                      "Client connections closed by an abuse limit.", {{"limit", "login_timeout"}})) {
+                                      "Client connections closed by an abuse limit.", {{"limit", "login_timeout"}})),
+      frames_throttled_(metrics.counter("im_connector_throttled_frames_total",
+                                        "Client frames over sessions.frames_per_second: handled, then the session is "
+                                        "not read until the debt is paid.")) {
     for (auto scope : {Refusal::Scope::session, Refusal::Scope::user}) {
         for (auto kind : {Metered::messages, Metered::receipts, Metered::typing}) {
             Refusal r;
@@ -491,6 +494,14 @@ void ConnectorServer::on_client_frame(ClientSession& s, client::Envelope& env) {
             s.send_error(env.request_id(), client::NOT_LOGGED_IN,
                          "too many frames before login (sessions.max_frames_before_login)", true);
             return;
+        }
+    }
+    if (s.state == SessionState::active && config_.limits.session_frames.enabled()) {
+        const auto now = net::steady_ms();
+        if (const auto wait = s.frames_bucket.charge(config_.limits.session_frames, now)) {
+            frames_throttled_.Increment();
+            s.rate_paused_until = std::max(s.rate_paused_until, now + wait);
+            s.pause_reading_until(s.rate_paused_until);
         }
     }
     const Decision d = dispatch(s.state, s.user_id, env);

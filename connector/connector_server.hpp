@@ -159,6 +159,7 @@ private:
     prometheus::Counter& address_refused_;
     prometheus::Counter& prelogin_refused_;
     prometheus::Counter& login_timeouts_;
+    prometheus::Counter& frames_throttled_;  // frames over sessions.frames_per_second (handled, then a read pause)
 };
 
 }  // namespace im::connector

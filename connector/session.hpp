@@ -43,6 +43,7 @@ public:
     std::int64_t connected_ms = 0;
     std::vector<PendingRequest> pending;
     FrameBuckets buckets;                   // sessions.messages_per_second, ...
+    TokenBucket frames_bucket;              // sessions.frames_per_second
     std::uint32_t frames_before_login = 0;  // sessions.max_frames_before_login
     std::int64_t rate_paused_until = 0;     // reading paused by a rate limit until then
     bool paused_for_pending = false;        // reading paused at sessions.max_pending_requests

@@ -202,6 +202,36 @@ TEST(ConnectorLimits, ReceiptsAndTypingOverTheRateAreRefusedReceiptsRetryableTyp
     EXPECT_FALSE(cb->wait_body(Envelope::kTypingEvent, 500ms).has_value());
 }
 
+TEST(ConnectorLimits, FramesOverTheSessionRateAreHandledThenTheSessionIsReadSlowly) {
+    Cluster cl(ClusterOptions{1, {}, {}, {"sessions.frames_per_second=500", "sessions.frames_burst=10"}, "abuse-frames"});
+    auto u = cl.user("pinger");
+    auto c = cl.connect(0, u.token, "dev1");
+    std::vector<Envelope> pings;
+    for (int i = 0; i < 500; ++i) {
+        Envelope e;
+        e.set_request_id(c->next_request_id());
+        e.mutable_ping()->set_client_time_ms(i);
+        pings.push_back(e);
+    }
+    send_together(*c, pings);
+    for (const auto& p : pings) {  // nothing is refused: every one is answered
+        auto pong = answer_to(*c, p.request_id(), 5s);
+        ASSERT_TRUE(pong && pong->has_pong()) << "Ping " << p.ping().client_time_ms() << " got no Pong";
+    }
+    // 490 frames over the burst at 500 a second: the session is not read for about a second.
+    const auto t0 = std::chrono::steady_clock::now();
+    Envelope ping;
+    ping.set_request_id(c->next_request_id());
+    ping.mutable_ping();
+    c->send(ping);
+    ASSERT_TRUE(answer_to(*c, ping.request_id(), 5s).has_value());
+    const double ms = platform::elapsed_ms(t0);
+    std::printf("[ timing ] 500 Pings at once (500/s, burst 10): all answered; the next one waited %.0f ms\n", ms);
+    EXPECT_GE(ms, 600) << "a flood of frames was not slowed down";
+    EXPECT_GE(connector_metric(cl, "im_connector_throttled_frames_total"), 480.0);
+    EXPECT_FALSE(c->closed());
+}
+
 TEST(ConnectorLimits, ASessionAtItsPendingRequestBoundIsNotReadUntilAnAnswerOrASecond) {
     Cluster cl(ClusterOptions{1, {}, {}, {"sessions.max_pending_requests=2", "links.timeout=10s"}, "abuse-pending"});
     auto a = cl.user("busy");

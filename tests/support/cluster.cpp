@@ -170,6 +170,7 @@ void Cluster::start_connector(int i) {
                        "--set", "sessions.messages_per_second=1000000", "--set", "sessions.messages_burst=10000000",
                        "--set", "sessions.receipts_per_second=1000000", "--set", "sessions.receipts_burst=10000000",
                        "--set", "sessions.typing_per_second=1000000", "--set", "sessions.typing_burst=10000000",
+                       "--set", "sessions.frames_per_second=1000000", "--set", "sessions.frames_burst=10000000",
                        "--set", "users.messages_per_second=1000000", "--set", "users.messages_burst=10000000",
                        "--set", "users.receipts_per_second=1000000", "--set", "users.receipts_burst=10000000",
                        "--set", "users.typing_per_second=1000000", "--set", "users.typing_burst=10000000",

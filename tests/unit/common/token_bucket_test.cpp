@@ -55,5 +55,21 @@ TEST(TokenBucket, ZeroRateMeansUnlimitedAndTimeGoingBackDoesNotRefill) {
     EXPECT_TRUE(c.take(one, 11'000));
 }
 
+TEST(TokenBucket, ChargeAlwaysTakesAndTheDebtLengthensTheWait) {
+    const RateLimit limit{100, 10};  // a token every 10 ms
+    TokenBucket b;
+    const std::int64_t now = 50'000;
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(b.charge(limit, now), 0u) << i;
+    EXPECT_EQ(b.charge(limit, now), 20u);  // one in debt: 10 ms to pay it, 10 more for a token
+    for (int i = 0; i < 99; ++i) b.charge(limit, now);
+    EXPECT_EQ(b.charge(limit, now), 1020u);  // 101 in debt, then one token
+    // take() refuses while in debt, and the refill pays the debt first.
+    std::uint32_t retry = 0;
+    EXPECT_FALSE(b.take(limit, now + 1000, &retry));
+    EXPECT_EQ(retry, 20u);
+    EXPECT_TRUE(b.take(limit, now + 1020));
+    EXPECT_EQ(TokenBucket().charge(RateLimit{0, 1}, now), 0u);  // unlimited
+}
+
 }  // namespace
 }  // namespace im

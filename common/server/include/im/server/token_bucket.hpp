@@ -22,26 +22,23 @@ public:
     // until one token is back (at least 1 ms). An unlimited rate always admits.
     bool take(const RateLimit& limit, std::int64_t now_ms, std::uint32_t* retry_after_ms = nullptr) noexcept {
         if (!limit.enabled()) return true;
-        const std::int64_t capacity = static_cast<std::int64_t>(std::max<std::uint32_t>(1, limit.burst)) * kUnit;
-        if (stamp_ms_ == 0) {  // first use: a full bucket
-            level_ = capacity;
-            stamp_ms_ = std::max<std::int64_t>(1, now_ms);
-        } else if (now_ms > stamp_ms_) {
-            // per_second tokens a second = per_second milli-tokens a millisecond.
-            const std::int64_t refill = (now_ms - stamp_ms_) * static_cast<std::int64_t>(limit.per_second);
-            level_ = std::min(capacity, level_ + refill);
-            stamp_ms_ = now_ms;
-        }
+        refill(limit, now_ms);
         if (level_ >= kUnit) {
             level_ -= kUnit;
             return true;
         }
-        if (retry_after_ms != nullptr) {
-            const std::int64_t missing = kUnit - level_;
-            const std::int64_t wait = (missing + limit.per_second - 1) / limit.per_second;
-            *retry_after_ms = static_cast<std::uint32_t>(std::max<std::int64_t>(1, wait));
-        }
+        if (retry_after_ms != nullptr) *retry_after_ms = wait_ms(limit);
         return false;
+    }
+
+    // Takes one token even when none is left: the level goes below zero (a debt the refill pays
+    // back first). Returns 0 when a token was there, else the milliseconds until one is back, which
+    // grow with the debt. For limits that slow a peer down instead of refusing it.
+    std::uint32_t charge(const RateLimit& limit, std::int64_t now_ms) noexcept {
+        if (!limit.enabled()) return 0;
+        refill(limit, now_ms);
+        level_ -= kUnit;
+        return level_ >= 0 ? 0 : wait_ms(limit);
     }
 
     // Whether the bucket is back to full at now_ms (an idle entry a bounded table may drop).
@@ -52,6 +49,25 @@ public:
     }
 
 private:
+    void refill(const RateLimit& limit, std::int64_t now_ms) noexcept {
+        const std::int64_t capacity = static_cast<std::int64_t>(std::max<std::uint32_t>(1, limit.burst)) * kUnit;
+        if (stamp_ms_ == 0) {  // first use: a full bucket
+            level_ = capacity;
+            stamp_ms_ = std::max<std::int64_t>(1, now_ms);
+        } else if (now_ms > stamp_ms_) {
+            // per_second tokens a second = per_second milli-tokens a millisecond.
+            const std::int64_t refill = (now_ms - stamp_ms_) * static_cast<std::int64_t>(limit.per_second);
+            level_ = std::min(capacity, level_ + refill);
+            stamp_ms_ = now_ms;
+        }
+    }
+    // Until the level is back at one token (at least 1 ms).
+    std::uint32_t wait_ms(const RateLimit& limit) const noexcept {
+        const std::int64_t missing = kUnit - level_;
+        const std::int64_t wait = (missing + limit.per_second - 1) / limit.per_second;
+        return static_cast<std::uint32_t>(std::clamp<std::int64_t>(wait, 1, 24 * 3600 * 1000));
+    }
+
     static constexpr std::int64_t kUnit = 1000;  // milli-tokens per token
     std::int64_t level_ = 0;     // milli-tokens
     std::int64_t stamp_ms_ = 0;  // last update; 0: never used
