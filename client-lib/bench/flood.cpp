@@ -11,11 +11,12 @@ namespace {
 constexpr std::uint64_t kFirstRequestId = 16;  // 1 (Login) and 2 (Ping) are the session's own
 }
 
-Flooder::Flooder(Worker& worker, std::uint64_t window, std::size_t size)
+Flooder::Flooder(Worker& worker, std::uint64_t window, std::size_t size, bool pings)
     : worker_(worker),
       sender_(worker, *this, 0),
       friend_(worker, *this, 1),
       window_(window),
+      pings_(pings),
       payload_(size, 'f'),
       nonce_(std::random_device{}()) {}
 
@@ -56,6 +57,13 @@ void Flooder::fill() {
     while (sending_ && inflight_ < window_ && !sender_.closed()) {
         pb::Envelope env;
         env.set_request_id(kFirstRequestId + counter_++);
+        if (pings_) {
+            env.mutable_ping()->set_client_time_ms(1);
+            sender_.send(env);
+            ++inflight_;
+            ++sent;
+            continue;
+        }
         auto* m = env.mutable_send();
         m->set_peer_user_id(to_user_);
         std::string id(16, '\0');
@@ -88,6 +96,12 @@ void Flooder::on_envelope(Session& s, const pb::Envelope& e) {
     }
     if (e.has_kick()) {
         kicked = true;
+        return;
+    }
+    if (e.has_pong() && pings_ && e.request_id() >= kFirstRequestId) {
+        if (inflight_ > 0) --inflight_;
+        ++acked;  // answered
+        fill();
         return;
     }
     if (!e.has_send_result()) return;

@@ -16,7 +16,8 @@ namespace imbench {
 
 class Flooder final : public SessionHandler {
   public:
-    Flooder(Worker& worker, std::uint64_t window, std::size_t size);
+    // pings: Ping frames instead of Sends (a flood of frames that carry no message).
+    Flooder(Worker& worker, std::uint64_t window, std::size_t size, bool pings = false);
 
     // Logs in the sender (user `from`, to `to_user_id`) and its friend; on_login reports.
     void start(const tcp::endpoint& sender_ep, const tcp::endpoint& friend_ep, const std::string& sender_token,
@@ -40,6 +41,7 @@ class Flooder final : public SessionHandler {
     Worker& worker_;
     Session sender_, friend_;
     std::uint64_t window_;
+    bool pings_;
     std::string payload_;
     std::uint64_t to_user_ = 0;
     std::uint64_t next_stream_ = 1, inflight_ = 0, counter_ = 0;

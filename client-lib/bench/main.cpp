@@ -33,7 +33,7 @@ commands:
   idle     --sessions N --duration D logged-in idle sessions on one connector: login time, RSS, CPU
   login    --count N --concurrency C REST logins, then session establishments through one connector
   offline  --messages K [--pairs P]  store K messages for offline users, then log them in and sync
-  isolation --pairs P --window W --rate R --duration D [--flood-window F]
+  isolation --pairs P --window W --rate R --duration D [--flood-window F] [--flood-frames send|ping]
                                      open-loop pairs measured without, then with one client flooding
                                      the first connector (F sends in flight, RATE_LIMITED ignored);
                                      needs 2P+2 seeded users
@@ -174,6 +174,8 @@ int main(int argc, char** argv) {
             ok = num(o.messages) && o.messages > 0;
         else if (flag == "--flood-window")
             ok = num(o.flood_window) && o.flood_window > 0 && o.flood_window <= 100000;
+        else if (flag == "--flood-frames")
+            ok = (v == "send" || v == "ping") && ((o.flood_pings = v == "ping"), true);
         else {
             std::cerr << "im-bench: unknown option " << flag << "\n" << kUsage;
             return 2;

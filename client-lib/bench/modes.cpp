@@ -702,7 +702,7 @@ int run_isolation(const Options& o) {
     Workers workers(o.threads);
     PairsRun run(o, workers);
     Worker flood_worker;  // a thread of its own: the flood is not slowed by the pairs' generator
-    Flooder flood(flood_worker, o.flood_window, static_cast<std::size_t>(o.size));
+    Flooder flood(flood_worker, o.flood_window, static_cast<std::size_t>(o.size), o.flood_pings);
     workers.start();
     flood_worker.start();
     run.build(users, targets);
@@ -774,6 +774,7 @@ int run_isolation(const Options& o) {
     const double q99 = s.ttd.percentile_us(99), f99 = s.ttd_b.percentile_us(99);
     r.add("p99_ratio_flood_quiet", q99 > 0 ? f99 / q99 : 0, 2);
     r.add("flooder_window", o.flood_window);
+    r.add_text("flooder_frames", o.flood_pings ? "ping" : "send");
     r.add("flooder_sends_s", static_cast<double>(f_sent) / flood_s, 0);
     r.add("flooder_rate_limited_s", static_cast<double>(f_limited) / flood_s, 0);
     r.add("flooder_stored_s", static_cast<double>(f_acked) / flood_s, 0);

@@ -37,6 +37,7 @@ struct Options {
     double rate = 0;  // open loop: messages/s in total; 0 = closed loop
     double drain_s = 15;
     std::uint64_t flood_window = 1000;  // isolation: the flooder's sends in flight
+    bool flood_pings = false;           // isolation: the flooder sends Pings, not Sends
 
     // idle / login / offline
     std::uint64_t sessions = 1000;
