@@ -7,6 +7,14 @@
 
 namespace im::connector {
 
+namespace {
+// <prefix>_per_second (0: unlimited) and <prefix>_burst.
+void bind_rate(config::Binder& b, const std::string& prefix, RateLimit& r) {
+    b.bind(prefix + "_per_second", r.per_second, 0, 1'000'000);
+    b.bind(prefix + "_burst", r.burst, 1, 10'000'000);
+}
+}  // namespace
+
 ConnectorConfig load_connector_config(const config::ConfigSource& source, std::string* description) {
     using std::chrono::milliseconds;
     ConnectorConfig c;
@@ -24,6 +32,15 @@ ConnectorConfig load_connector_config(const config::ConfigSource& source, std::s
     b.bind_size("sessions.max_write_queue_bytes", wq, 4096, 1ull << 30);
     c.max_write_queue_bytes = static_cast<std::size_t>(wq);
     b.bind("sessions.max_pending_requests", c.max_pending_requests, 1, 100000);
+    bind_rate(b, "sessions.messages", c.limits.session_messages);
+    bind_rate(b, "sessions.receipts", c.limits.session_receipts);
+    bind_rate(b, "sessions.typing", c.limits.session_typing);
+    bind_rate(b, "sessions.frames", c.limits.session_frames);
+    bind_rate(b, "users.messages", c.limits.user_messages);
+    bind_rate(b, "users.receipts", c.limits.user_receipts);
+    bind_rate(b, "users.typing", c.limits.user_typing);
+    b.bind("sessions.max_per_address", c.limits.max_per_address, 0, 10'000'000);
+    b.bind("sessions.max_frames_before_login", c.limits.max_frames_before_login, 0, 1'000'000);
     // Announced to clients in whole seconds (LoginResult.heartbeat_interval_s): at least 1 s.
     b.bind_duration("sessions.heartbeat_interval", c.heartbeat_interval, std::chrono::seconds(1), std::chrono::hours(1));
     b.bind_duration("sessions.login_timeout", c.login_timeout, milliseconds(100), std::chrono::minutes(10));

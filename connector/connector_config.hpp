@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "abuse_limits.hpp"
 #include "im/server/link_auth.hpp"
 #include "im/server/logging.hpp"
 #include "im/server/redis.hpp"
@@ -31,6 +32,7 @@ struct ConnectorConfig {
     std::uint32_t max_frame_bytes = 64 * 1024;
     std::size_t max_write_queue_bytes = 1 << 20;  // per session; beyond: Kick SLOW_CONSUMER
     std::uint32_t max_pending_requests = 256;      // per session, answered by a transfer
+    AbuseLimits limits;  // rates per session and per user, connections per address, pre-login frames
     std::chrono::milliseconds heartbeat_interval{30000};  // announced to clients; 3x silence closes
     std::chrono::milliseconds login_timeout{10000};       // to send a valid Login after connecting
     std::chrono::milliseconds request_timeout{10000};     // token validation over a link

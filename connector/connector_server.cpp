@@ -86,7 +86,32 @@ ConnectorServer::ConnectorServer(asio::io_context& io, const ConnectorConfig& co
                                   "Requests held because their shard had no reachable owner (hand-over, takeover).")),
       held_expired_(metrics.counter("im_connector_held_expired_total",
                                     "Held requests answered UNAVAILABLE after links.reroute_timeout.")),
-      held_gauge_(metrics.gauge("im_connector_held", "Requests held for a shard owner now.")) {
+      held_gauge_(metrics.gauge("im_connector_held", "Requests held for a shard owner now.")),
+      pending_refused_(metrics.counter("im_connector_refused_frames_total",
+                                       "Client frames refused by an abuse limit (answered RATE_LIMITED or OVERLOADED).",
+                                       {{"limit", "pending_requests"}})),
+      address_refused_(metrics.counter("im_connector_refused_connections_total",
+                                       "Client connections closed by an abuse limit.",
+                                       {{"limit", "connections_per_address"}})),
+      prelogin_refused_(metrics.counter("im_connector_refused_connections_total",
+                                        "Client connections closed by an abuse limit.",
+                                        {{"limit", "frames_before_login"}})),
+      login_timeouts_(metrics.counter("im_connector_refused_connections_total",
+                                      "Client connections closed by an abuse limit.", {{"limit", "login_timeout"}})),
+      frames_throttled_(metrics.counter("im_connector_throttled_frames_total",
+                                        "Client frames over sessions.frames_per_second: handled, then the session is "
+                                        "not read until the debt is paid.")) {
+    for (auto scope : {Refusal::Scope::session, Refusal::Scope::user}) {
+        for (auto kind : {Metered::messages, Metered::receipts, Metered::typing}) {
+            Refusal r;
+            r.scope = scope;
+            r.kind = kind;
+            rate_limited_[scope == Refusal::Scope::user ? 1 : 0][static_cast<std::size_t>(kind)] =
+                &metrics.counter("im_connector_refused_frames_total",
+                                 "Client frames refused by an abuse limit (answered RATE_LIMITED or OVERLOADED).",
+                                 {{"limit", r.name()}});
+        }
+    }
     for (std::uint32_t i = 0; i < config.redis_threads; ++i)
         redis_backends_.push_back(std::make_unique<RedisBackend>(config.redis));
     redis_pool_ = std::make_unique<ThreadPool>("redis", config.redis_threads, 100000);
@@ -185,10 +210,30 @@ void ConnectorServer::accept() {
             accept();
             return;
         }
-        if (sessions_.size() >= config_.max_sessions || draining_) {
+        if (draining_) {
             rejected_sessions_.Increment();
             accept();
             return;  // the socket closes: cheapest refusal
+        }
+        if (sessions_.size() >= config_.max_sessions) {
+            rejected_sessions_.Increment();
+            refuse_connection(socket, client::OVERLOADED, "this connector is full (sessions.max): try another");
+            accept();
+            return;
+        }
+        boost::system::error_code addr_ec;
+        const auto remote = socket.remote_endpoint(addr_ec);
+        if (addr_ec) {  // already gone
+            accept();
+            return;
+        }
+        const auto address = AddressCounter::key_of(remote.address());
+        if (!addresses_.try_add(address, config_.limits.max_per_address)) {
+            address_refused_.Increment();
+            refuse_connection(socket, client::RATE_LIMITED,
+                              "too many connections from this address (sessions.max_per_address)");
+            accept();
+            return;
         }
         net::ConnectionOptions opts{config_.max_frame_bytes, config_.max_write_queue_bytes};
         if (tls_) {
@@ -206,25 +251,62 @@ void ConnectorServer::accept() {
                 std::move(stream));
             raw->async_handshake(
                 asio::ssl::stream_base::server,
-                [this, holder, timer, opts, ctx = tls_](const boost::system::error_code& e) {
+                [this, holder, timer, opts, address, alive = alive_, ctx = tls_](const boost::system::error_code& e) {
                     timer->cancel();
+                    if (!*alive) return;
                     if (e) {
+                        addresses_.remove(address);
                         spdlog::debug("connector: TLS handshake failed: {}", e.message());
                         return;
                     }
                     auto s = std::make_shared<ClientSession>(std::move(*holder), opts, *this);
+                    s->address = address;
                     sessions_.emplace(s.get(), s);
                     sessions_gauge_.Set(static_cast<double>(sessions_.size()));
                     s->begin();
                 });
         } else {
             auto s = std::make_shared<ClientSession>(std::move(socket), opts, *this);
+            s->address = address;
             sessions_.emplace(s.get(), s);
             sessions_gauge_.Set(static_cast<double>(sessions_.size()));
             s->begin();
         }
         accept();
     });
+}
+
+void ConnectorServer::refuse_connection(tcp::socket& socket, client::ErrorCode code, const std::string& why) {
+    boost::system::error_code ec;
+    if (!tls_) {
+        client::Envelope env;
+        env.mutable_error()->set_code(code);
+        env.mutable_error()->set_retryable(true);
+        env.mutable_error()->set_retry_after_ms(1000);
+        env.mutable_error()->set_message(why);
+        const auto frame = wire::encode_frame(env);
+        socket.non_blocking(true, ec);
+        socket.send(asio::buffer(frame), 0, ec);  // a fresh socket's buffer takes it, or nothing
+        socket.shutdown(tcp::socket::shutdown_send, ec);
+    }
+    socket.close(ec);
+}
+
+bool ConnectorServer::admit(ClientSession& s, const client::Envelope& env) {
+    const auto kind = metered_kind(env.body_case());
+    if (kind == Metered::none) return true;
+    const auto now = net::steady_ms();
+    auto user = user_buckets_.find(s.user_id);
+    const Refusal r = admit_frame(config_.limits, s.buckets, user == user_buckets_.end() ? nullptr : &user->second,
+                                  kind, now);
+    if (!r) return true;
+    rate_limited_[r.scope == Refusal::Scope::user ? 1 : 0][static_cast<std::size_t>(r.kind)]->Increment();
+    s.send(refusal_answer(env, r));
+    // Nothing more is read from this client until the bucket has a token again: a flood waits in
+    // its own socket buffers instead of costing this thread a refusal per frame.
+    s.rate_paused_until = std::max(s.rate_paused_until, now + r.retry_after_ms);
+    s.pause_reading_until(s.rate_paused_until);
+    return false;
 }
 
 void ConnectorServer::sweep() {
@@ -246,8 +328,10 @@ void ConnectorServer::sweep() {
             kicks_total_.Increment();
             s->kick(client::IDLE, "no frame for 3 heartbeat intervals");
         }
-        for (auto& s : late)
-            s->send_error(0, client::NOT_LOGGED_IN, "login timeout", true);
+        for (auto& s : late) {
+            login_timeouts_.Increment();
+            s->send_error(0, client::NOT_LOGGED_IN, "login timeout (sessions.login_timeout)", true);
+        }
         recheck_tokens(now);
         for (auto it = token_waits_.begin(); it != token_waits_.end();) {
             if (it->second.deadline_ms < now) {
@@ -393,6 +477,23 @@ void ConnectorServer::count_frame_error(wire::FrameError) {
 
 void ConnectorServer::on_client_frame(ClientSession& s, client::Envelope& env) {
     frames_in_.Increment();
+    if (s.state == SessionState::awaiting_login || s.state == SessionState::authenticating) {
+        const auto max = config_.limits.max_frames_before_login;
+        if (max != 0 && ++s.frames_before_login > max) {
+            prelogin_refused_.Increment();
+            s.send_error(env.request_id(), client::NOT_LOGGED_IN,
+                         "too many frames before login (sessions.max_frames_before_login)", true);
+            return;
+        }
+    }
+    if (s.state == SessionState::active && config_.limits.session_frames.enabled()) {
+        const auto now = net::steady_ms();
+        if (const auto wait = s.frames_bucket.charge(config_.limits.session_frames, now)) {
+            frames_throttled_.Increment();
+            s.rate_paused_until = std::max(s.rate_paused_until, now + wait);
+            s.pause_reading_until(s.rate_paused_until);
+        }
+    }
     const Decision d = dispatch(s.state, s.user_id, env);
     switch (d.route) {
         case Route::pong: {
@@ -413,7 +514,7 @@ void ConnectorServer::on_client_frame(ClientSession& s, client::Envelope& env) {
             break;
         case Route::to_owner:
         case Route::to_any:
-            forward(s, env, d);
+            if (admit(s, env)) forward(s, env, d);
             break;
     }
 }
@@ -524,6 +625,7 @@ void ConnectorServer::finish_login(const std::shared_ptr<ClientSession>& s,
     last_login_epoch_ = s->login_epoch;
     s->state = SessionState::active;
     by_user_[s->user_id].push_back(s.get());
+    user_buckets_.try_emplace(s->user_id);
     logins_ok_.Increment();
 
     // ...and on other connectors, atomically in Redis: the newest login of the device takes the
@@ -581,6 +683,7 @@ void ConnectorServer::forward(ClientSession& s, client::Envelope& env, const Dec
     PendingRequest p{env.request_id(), 0, kind,
                      kind == client::Envelope::kSend ? env.send().client_msg_id() : ""};
     if (answered && s.pending.size() >= config_.max_pending_requests) {
+        pending_refused_.Increment();
         auto busy = unavailable_answer(p);
         const std::string why = "too many requests in flight (sessions.max_pending_requests), retry";
         if (busy.has_send_result()) {
@@ -591,6 +694,9 @@ void ConnectorServer::forward(ClientSession& s, client::Envelope& env, const Dec
             busy.mutable_error()->set_message(why);
         }
         s.send(busy);
+        // Nothing more is read from it until an answer frees a place (or a second passes).
+        s.paused_for_pending = true;
+        s.pause_reading_until(net::steady_ms() + 1000);
         return;
     }
     const auto shard = shard_of(d.conversation_id);
@@ -723,6 +829,11 @@ void ConnectorServer::on_transfer_frame(TransferLink& link, internal::LinkEnvelo
                                    [&](const PendingRequest& p) { return p.request_id == rid; });
             if (it != s->pending.end()) s->pending.erase(it);
             s->send(r.response());
+            if (s->paused_for_pending && s->pending.size() < config_.max_pending_requests) {
+                s->paused_for_pending = false;
+                s->resume_reading();
+                if (s->rate_paused_until > net::steady_ms()) s->pause_reading_until(s->rate_paused_until);
+            }
             break;
         }
         case internal::LinkEnvelope::kPush: {
@@ -838,12 +949,16 @@ void ConnectorServer::on_session_closed(ClientSession& s, net::CloseReason reaso
     auto holder = keep->second;
     sessions_.erase(keep);
     sessions_gauge_.Set(static_cast<double>(sessions_.size()));
+    addresses_.remove(s.address);
     if (s.login_epoch == 0) return;  // never logged in
     auto it = by_user_.find(s.user_id);
     if (it != by_user_.end()) {
         auto& v = it->second;
         v.erase(std::remove(v.begin(), v.end(), &s), v.end());
-        if (v.empty()) by_user_.erase(it);
+        if (v.empty()) {
+            by_user_.erase(it);
+            user_buckets_.erase(s.user_id);
+        }
     }
     internal::LinkEnvelope ev;
     *ev.mutable_session_event()->mutable_session() = ref_of(s);

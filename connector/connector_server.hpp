@@ -9,6 +9,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <array>
 #include <atomic>
 #include <deque>
 #include <functional>
@@ -65,6 +66,11 @@ private:
     };
 
     void accept();
+    // Refuses a connection at accept with one Error frame (plain TCP; TLS connections are just
+    // closed: a handshake is what the refusal saves).
+    void refuse_connection(boost::asio::ip::tcp::socket& socket, client::ErrorCode code, const std::string& why);
+    // The abuse limits of one frame of an active session; false when it was refused (answered).
+    bool admit(ClientSession& s, const client::Envelope& env);
     void sweep();
     void heartbeat();
     void recheck_tokens(std::int64_t now);
@@ -128,6 +134,8 @@ private:
     std::shared_ptr<std::atomic<bool>> alive_;
     bool draining_ = false;
     std::deque<Held> held_;
+    AddressCounter addresses_;                               // sessions.max_per_address
+    std::unordered_map<std::uint64_t, FrameBuckets> user_buckets_;  // users.*: users with sessions here
     std::vector<std::uint32_t> held_per_shard_ = std::vector<std::uint32_t>(kShardCount, 0);
 
     prometheus::Gauge& sessions_gauge_;
@@ -145,6 +153,14 @@ private:
     prometheus::Counter& held_total_;
     prometheus::Counter& held_expired_;
     prometheus::Gauge& held_gauge_;
+    // Abuse limits: frames refused, by limit (session_messages ... user_typing, pending_requests),
+    // and connections closed by one (connections_per_address, frames_before_login, login_timeout).
+    std::array<std::array<prometheus::Counter*, 3>, 2> rate_limited_{};
+    prometheus::Counter& pending_refused_;
+    prometheus::Counter& address_refused_;
+    prometheus::Counter& prelogin_refused_;
+    prometheus::Counter& login_timeouts_;
+    prometheus::Counter& frames_throttled_;  // frames over sessions.frames_per_second (handled, then a read pause)
 };
 
 }  // namespace im::connector

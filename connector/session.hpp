@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "abuse_limits.hpp"
 #include "dispatcher.hpp"
 #include "im/net/frame_connection.hpp"
 #include "im/proto/client.pb.h"
@@ -41,6 +42,12 @@ public:
     std::int64_t token_checked_ms = 0;
     std::int64_t connected_ms = 0;
     std::vector<PendingRequest> pending;
+    FrameBuckets buckets;                   // sessions.messages_per_second, ...
+    TokenBucket frames_bucket;              // sessions.frames_per_second
+    std::uint32_t frames_before_login = 0;  // sessions.max_frames_before_login
+    std::int64_t rate_paused_until = 0;     // reading paused by a rate limit until then
+    bool paused_for_pending = false;        // reading paused at sessions.max_pending_requests
+    AddressCounter::Key address{};          // counted in sessions.max_per_address while open
 
 protected:
     void on_frame(std::string_view body) override;

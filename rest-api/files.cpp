@@ -31,8 +31,28 @@ void bind(config::Binder& b, FilesConfig& c) {
                     std::chrono::hours(24));
     b.bind("files.sweep_batch", c.sweep_batch, 1, 100000);
     b.bind("files.max_uploads", c.max_uploads, 1, 100000);
+    b.bind("files.max_uploads_per_user", c.max_uploads_per_user, 1, 100000);
+    b.bind_size("files.upload_bytes_per_user", c.upload_bytes_per_user, 0, 1ull << 50);
+    b.bind_duration("files.upload_bytes_window", c.upload_bytes_window, std::chrono::seconds(1),
+                    std::chrono::hours(24 * 30));
     b.bind_size("files.min_free_bytes", c.min_free_bytes, 0, 1ull << 62);
     b.require(!c.dir.empty(), "files.dir", "must not be empty");
+    b.require(c.upload_bytes_per_user == 0 || c.upload_bytes_per_user >= c.max_bytes,
+              "files.upload_bytes_per_user", "must be 0 (off) or at least files.max_bytes");
+}
+
+bool UploadsPerUser::try_add(std::uint64_t user, std::uint32_t max) {
+    std::lock_guard lock(mu_);
+    auto& n = counts_[user];
+    if (n >= max) return false;  // n >= 1: the entry existed
+    ++n;
+    return true;
+}
+
+void UploadsPerUser::remove(std::uint64_t user) {
+    std::lock_guard lock(mu_);
+    auto it = counts_.find(user);
+    if (it != counts_.end() && --it->second == 0) counts_.erase(it);
 }
 
 namespace {

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "http_types.hpp"
 #include "im/server/mysql.hpp"
@@ -40,6 +41,10 @@ struct FilesConfig {
     std::chrono::milliseconds sweep_interval{10 * 60 * 1000};
     std::uint32_t sweep_batch = 500;  // files examined per sweep round
     std::uint32_t max_uploads = 32;   // uploads in flight at once; more get 503
+    std::uint32_t max_uploads_per_user = 4;  // of them, one user's at once; more get 429
+    // Bytes one user may upload per window (Redis, shared by the replicas); 429 beyond. 0: off.
+    std::uint64_t upload_bytes_per_user = 2ull << 30;
+    std::chrono::milliseconds upload_bytes_window{3600 * 1000};
     // An upload starts only while files.dir keeps this much free space after its declared length.
     std::uint64_t min_free_bytes = 1ull << 30;
 };
@@ -78,6 +83,18 @@ struct FileMetrics {
     prometheus::Counter& lost_size_mismatch;
     prometheus::Gauge& in_flight_gauge;
     std::atomic<std::uint32_t> in_flight{0};  // uploads streaming now (files.max_uploads)
+};
+
+// Uploads streaming now per user (files.max_uploads_per_user). Entries exist only while a user
+// has an upload in flight, so the table is bounded by files.max_uploads.
+class UploadsPerUser {
+  public:
+    bool try_add(std::uint64_t user, std::uint32_t max);
+    void remove(std::uint64_t user);
+
+  private:
+    std::mutex mu_;
+    std::unordered_map<std::uint64_t, std::uint32_t> counts_;
 };
 
 // Removes files that no message references once they are older than files.orphan_ttl: its own

@@ -16,6 +16,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "http_request.hpp"
@@ -36,6 +38,7 @@ void bind(config::Binder& b, HttpServerConfig& c) {
     b.bind("http.port", c.port, 0, 65535);
     b.bind("http.threads", c.threads, 1, 64);
     b.bind("http.max_connections", c.max_connections, 1, 1'000'000);
+    b.bind("http.max_connections_per_address", c.max_connections_per_address, 0, 1'000'000);
     b.bind_size("http.max_body_bytes", c.max_body_bytes, 1024, 1ull << 30);
     b.bind("http.max_header_bytes", c.max_header_bytes, 1024, 1 << 20);
     b.bind_duration("http.read_timeout", c.read_timeout, std::chrono::milliseconds(100), std::chrono::hours(1));
@@ -136,6 +139,8 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
           connections_gauge(m.gauge("im_http_connections", "Open HTTP connections.")),
           rejected_connections(m.counter("im_http_connections_rejected_total",
                                          "Connections closed at accept because max_connections was reached.")),
+          rejected_per_address(m.counter("im_rest_rate_limited_total", "Requests refused by an abuse limit (429).",
+                                         {{"limit", "connections_per_address"}})),
           too_large(m.counter("im_http_body_too_large_total", "Requests refused with 413.")),
           bad_requests(m.counter("im_http_bad_requests_total", "Unparsable HTTP requests.")) {}
 
@@ -149,6 +154,9 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
     std::atomic<bool> draining{false};
     prometheus::Gauge& connections_gauge;
     prometheus::Counter& rejected_connections;
+    prometheus::Counter& rejected_per_address;
+    std::mutex addresses_mu;
+    std::unordered_map<std::string, std::uint32_t> per_address;  // open connections by client IP
     prometheus::Counter& too_large;
     prometheus::Counter& bad_requests;
     UploadRoute upload;
@@ -407,11 +415,43 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
         co_await stream.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
     }
 
-    asio::awaitable<void> session(tcp::socket socket) {
+    // http.max_connections_per_address: counts one more connection of `peer`, unless it has the
+    // maximum already. The table holds only addresses with open connections.
+    bool add_address(const std::string& peer) {
+        if (config.max_connections_per_address == 0) return true;
+        std::lock_guard lock(addresses_mu);
+        auto& n = per_address[peer];
+        if (n >= config.max_connections_per_address) return false;  // n >= 1: the entry existed
+        ++n;
+        return true;
+    }
+    void remove_address(const std::string& peer) {
+        if (config.max_connections_per_address == 0) return;
+        std::lock_guard lock(addresses_mu);
+        auto it = per_address.find(peer);
+        if (it != per_address.end() && --it->second == 0) per_address.erase(it);
+    }
+    // A connection over the limit gets a canned 429 without being read (plain HTTP; a TLS
+    // connection is just closed: the handshake is what the refusal saves).
+    void refuse_connection(tcp::socket& socket) {
+        error_code ec;
+        if (!config.tls_enabled) {
+            static const std::string body =
+                R"({"error":{"code":"rate_limited","message":"too many connections from this address"}})";
+            static const std::string response =
+                "HTTP/1.1 429 Too Many Requests\r\nServer: im-rest\r\nContent-Type: application/json\r\n"
+                "Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
+                std::to_string(body.size()) + "\r\n\r\n" + body;
+            socket.non_blocking(true, ec);
+            socket.send(asio::buffer(response), 0, ec);  // a fresh socket's buffer takes it, or nothing
+            socket.shutdown(tcp::socket::shutdown_send, ec);
+        }
+        socket.close(ec);
+    }
+
+    asio::awaitable<void> session(tcp::socket socket, std::string peer) {
         auto self = shared_from_this();
         error_code ec;
-        const auto ep = socket.remote_endpoint(ec);
-        const std::string peer = ec ? std::string("unknown") : ep.address().to_string();
         socket.set_option(tcp::no_delay(true), ec);
         connections_gauge.Increment();
         try {
@@ -421,6 +461,7 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
             spdlog::warn("http: connection from {} ended with an exception: {}", peer, e.what());
         }
         connections_gauge.Decrement();
+        remove_address(peer);
         active.fetch_sub(1);
     }
 
@@ -444,9 +485,17 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
                 rejected_connections.Increment();
                 continue;  // closing the socket is the cheapest refusal
             }
+            const auto ep = socket.remote_endpoint(ec);
+            if (ec) continue;  // already gone
+            std::string peer = ep.address().to_string();
+            if (!add_address(peer)) {
+                rejected_per_address.Increment();
+                refuse_connection(socket);
+                continue;
+            }
             active.fetch_add(1);
             auto ex = socket.get_executor();
-            asio::co_spawn(ex, session(std::move(socket)), asio::detached);
+            asio::co_spawn(ex, session(std::move(socket), std::move(peer)), asio::detached);
         }
     }
 };

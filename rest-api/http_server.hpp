@@ -30,6 +30,7 @@ struct HttpServerConfig {
     std::uint16_t port = 8080;
     std::uint32_t threads = 2;  // I/O threads
     std::uint32_t max_connections = 10000;
+    std::uint32_t max_connections_per_address = 256;  // open connections per client IP; 0: no limit
     std::uint64_t max_body_bytes = 1 << 20;  // JSON bodies
     std::uint32_t max_header_bytes = 16 * 1024;
     std::chrono::milliseconds read_timeout{15000};   // to read one whole request once it started

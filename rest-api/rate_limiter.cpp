@@ -13,6 +13,11 @@ void bind(config::Binder& b, RateLimitConfig& c) {
     b.bind("rate_limit.login_per_addr", c.login_per_addr, 0, 1'000'000);
     b.bind("rate_limit.register_per_addr", c.register_per_addr, 0, 1'000'000);
     b.bind_duration("rate_limit.window", c.window, std::chrono::seconds(1), std::chrono::hours(24));
+    b.bind("rate_limit.address_per_second", c.per_address.per_second, 0, 10'000'000);
+    b.bind("rate_limit.address_burst", c.per_address.burst, 1, 10'000'000);
+    b.bind("rate_limit.token_per_second", c.per_token.per_second, 0, 10'000'000);
+    b.bind("rate_limit.token_burst", c.per_token.burst, 1, 10'000'000);
+    b.bind("rate_limit.tracked_keys", c.tracked_keys, 16, 100'000'000);
 }
 
 std::optional<int> RateLimiter::hit(const std::string& bucket, std::uint32_t limit) {
@@ -25,6 +30,32 @@ std::optional<int> RateLimiter::hit(const std::string& bucket, std::uint32_t lim
         auto replies = redis_.pipeline({{"INCR", key}, {"PEXPIRE", key, std::to_string(window * 2)}});
         const auto count = redis::as_integer(replies.at(0).get());
         if (count <= static_cast<long long>(limit)) return std::nullopt;
+        const auto remaining_ms = (index + 1) * window - now;
+        return static_cast<int>((remaining_ms + 999) / 1000);
+    } catch (const std::exception& e) {
+        ++redis_errors_;
+        spdlog::warn("rate limiter: redis unavailable, allowing: {}", e.what());
+        return std::nullopt;
+    }
+}
+
+}  // namespace im::rest
+
+namespace im::rest {
+
+std::optional<int> RateLimiter::hit_amount(const std::string& bucket, std::uint64_t amount, std::uint64_t limit,
+                                           std::chrono::milliseconds window_ms) {
+    if (limit == 0) return std::nullopt;
+    const std::int64_t now = tokens::now_ms();
+    const std::int64_t window = window_ms.count();
+    const std::int64_t index = now / window;
+    const std::string key = prefix_ + "rl:" + bucket + ":" + std::to_string(index);
+    try {
+        auto replies = redis_.pipeline(
+            {{"INCRBY", key, std::to_string(amount)}, {"PEXPIRE", key, std::to_string(window * 2)}});
+        const auto total = redis::as_integer(replies.at(0).get());
+        if (total < 0 || static_cast<std::uint64_t>(total) <= limit) return std::nullopt;
+        redis_.pipeline({{"DECRBY", key, std::to_string(amount)}});
         const auto remaining_ms = (index + 1) * window - now;
         return static_cast<int>((remaining_ms + 999) / 1000);
     } catch (const std::exception& e) {

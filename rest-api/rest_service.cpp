@@ -37,8 +37,14 @@ RestService::RestService(const RestConfig& config, Metrics& metrics)
       file_store_(config.files.dir),
       file_metrics_(metrics),
       pool_("rest-pool", config.mysql.pool_size, config.pool_queue),
+      address_limiter_(config.rate_limit.per_address, config.rate_limit.tracked_keys),
+      token_limiter_(config.rate_limit.per_token, config.rate_limit.tracked_keys),
       overloaded_(metrics.counter("im_rest_overloaded_total",
-                                  "Requests refused with 503 because the pool queue was full.")) {
+                                  "Requests refused with 503 because the pool queue was full.")),
+      limited_address_(metrics.counter("im_rest_rate_limited_total", "Requests refused by an abuse limit (429).",
+                                       {{"limit", "requests_per_address"}})),
+      limited_token_(metrics.counter("im_rest_rate_limited_total", "Requests refused by an abuse limit (429).",
+                                     {{"limit", "requests_per_token"}})) {
     if (config.cluster.tls.enabled) {
         gateway_.set_tls(net::make_link_tls_context(
             {config.cluster.tls.ca_file, config.cluster.tls.cert_file, config.cluster.tls.key_file}, false));
@@ -79,6 +85,39 @@ void RestService::count_login(const std::string& result) {
         .Increment();
 }
 
+void RestService::count_limited(const std::string& limit) {
+    metrics_.counter("im_rest_rate_limited_total", "Requests refused by an abuse limit (429).", {{"limit", limit}})
+        .Increment();
+}
+
+std::optional<HttpResponse> RestService::limit_request(const HttpRequest& req) {
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now().time_since_epoch())
+                         .count();
+    auto refuse = [](std::uint32_t wait_ms, const char* what) {
+        auto r = HttpResponse::error(429, "rate_limited", std::string("too many requests ") + what + ", retry later");
+        r.headers.emplace_back("Retry-After", std::to_string(std::max<std::uint32_t>(1, (wait_ms + 999) / 1000)));
+        return r;
+    };
+    if (address_limiter_.enabled()) {
+        if (auto wait = address_limiter_.take(KeyedRateLimiter::address_key(req.client_addr), now)) {
+            limited_address_.Increment();
+            return refuse(*wait, "from this address (rate_limit.address_per_second)");
+        }
+    }
+    if (token_limiter_.enabled()) {
+        const auto* h = req.header("authorization");
+        if (auto token = h ? tokens::bearer_token(*h) : std::nullopt) {
+            const auto key = KeyedRateLimiter::token_key(tokens::hash_token(*token));
+            if (auto wait = token_limiter_.take(key, now)) {
+                limited_token_.Increment();
+                return refuse(*wait, "with this token (rate_limit.token_per_second)");
+            }
+        }
+    }
+    return std::nullopt;
+}
+
 AdminServer::Readiness RestService::readiness() const {
     std::lock_guard lock(readiness_mu_);
     return readiness_;
@@ -103,6 +142,9 @@ void RestService::handle(HttpRequest req, HttpServer::Respond respond) {
     // they are on the admin listener (admin.host/admin.port), and 404 here.
     if (req.path == kHealthzPath && req.method == "GET") {
         return respond(HttpResponse::json(200, {{"status", "ok"}}));
+    }
+    if (req.path != "/readyz") {  // probes are not limited
+        if (auto refused = limit_request(req)) return respond(std::move(*refused));
     }
     auto match = router_.match(req.method, req.path);
     if (req.path == kReadyzPath && req.method == "GET") {
@@ -172,6 +214,12 @@ UploadRoute RestService::upload_route() {
 }
 
 void RestService::begin_upload(HttpRequest head, std::function<void(UploadStart)> done) {
+    if (auto refused = limit_request(head)) {
+        UploadStart st;
+        st.refusal = std::move(*refused);
+        done(std::move(st));
+        return;
+    }
     auto task = [this, head = std::move(head), done]() {
         UploadStart st;
         HttpResponse res = run(

@@ -20,6 +20,7 @@
 #include "im/user_status/user_status.hpp"
 #include "passwords.hpp"
 #include "rate_limiter.hpp"
+#include "request_limiter.hpp"
 #include "rest_config.hpp"
 #include "route_table.hpp"
 #include "router.hpp"
@@ -115,6 +116,12 @@ public:
 
     // Login outcome counters, by mode and result.
     void count_login(const std::string& result);
+    // A request refused by an abuse limit (im_rest_rate_limited_total{limit}).
+    void count_limited(const std::string& limit);
+    UploadsPerUser& uploads_per_user() { return uploads_per_user_; }
+    // rate_limit.address_* and rate_limit.token_* for one request, on the I/O thread: the 429 to
+    // answer, or nullopt.
+    std::optional<HttpResponse> limit_request(const HttpRequest& req);
 
 private:
     HttpResponse run(bool needs_auth, const std::function<HttpResponse(RequestContext&)>& fn,
@@ -134,7 +141,12 @@ private:
     Router<RouteSpec> router_;
     std::vector<std::unique_ptr<Backend>> backends_;
     ThreadPool pool_;
+    KeyedRateLimiter address_limiter_;
+    KeyedRateLimiter token_limiter_;
+    UploadsPerUser uploads_per_user_;
     prometheus::Counter& overloaded_;
+    prometheus::Counter& limited_address_;
+    prometheus::Counter& limited_token_;
     std::atomic<bool> probing_{false};
     mutable std::mutex readiness_mu_;
     AdminServer::Readiness readiness_{false, "not checked yet"};

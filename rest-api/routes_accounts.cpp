@@ -52,6 +52,10 @@ bool kick(RequestContext& ctx, std::uint64_t user, std::uint64_t session) {
 
 void rate_limit(RequestContext& ctx, const std::string& bucket, std::uint32_t limit) {
     if (auto wait = ctx.be.limiter.hit(bucket, limit)) {
+        // The metric's label names the key: login_per_user, login_per_addr, register_per_addr.
+        const auto kind = bucket.substr(0, bucket.find(':'));
+        const auto scope = bucket.substr(kind.size() + 1, bucket.find(':', kind.size() + 1) - kind.size() - 1);
+        ctx.svc.count_limited(kind + "_per_" + scope);
         ApiError e(429, "rate_limited", "too many attempts, retry later");
         e.retry_after_s = *wait;
         throw e;

@@ -13,7 +13,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <memory>
+#include <optional>
 
 #include "file_names.hpp"
 #include "files.hpp"
@@ -53,15 +55,53 @@ class UploadSlot {
     FileMetrics& m_;
 };
 
+// One of the user's files.max_uploads_per_user uploads in flight (429 beyond).
+class UserUploadSlot {
+  public:
+    UserUploadSlot(RestService& svc, std::uint64_t user) : svc_(svc), user_(user) {
+        if (!svc_.uploads_per_user().try_add(user_, svc_.config().files.max_uploads_per_user)) {
+            svc_.count_limited("uploads_per_user");
+            ApiError e(429, "rate_limited", "too many of your uploads are in progress, retry shortly");
+            e.retry_after_s = 1;
+            throw e;
+        }
+    }
+    ~UserUploadSlot() { svc_.uploads_per_user().remove(user_); }
+    UserUploadSlot(const UserUploadSlot&) = delete;
+    UserUploadSlot& operator=(const UserUploadSlot&) = delete;
+
+  private:
+    RestService& svc_;
+    std::uint64_t user_;
+};
+
+// files.upload_bytes_per_user: counts `bytes` more for the user in the current window; nullopt
+// when that fits, else the seconds until the window ends (nothing counted). `stored`: the bytes
+// are on disk already (a chunked upload, which declared no length), so they count in any case.
+std::optional<int> charge_upload_bytes(Backend& be, RestService& svc, std::uint64_t user, std::uint64_t bytes,
+                                       bool stored = false) {
+    const auto& files = svc.config().files;
+    if (files.upload_bytes_per_user == 0 || bytes == 0) return std::nullopt;
+    const auto limit = stored ? std::numeric_limits<std::uint64_t>::max() : files.upload_bytes_per_user;
+    auto wait = be.limiter.hit_amount("upload:user:" + std::to_string(user), bytes, limit, files.upload_bytes_window);
+    if (wait) svc.count_limited("upload_bytes_per_user");
+    return wait;
+}
+
 // One upload in progress: the body streams into a temporary file in files.dir/tmp and through
 // SHA-256 on the connection's I/O thread (bounded chunks: an append to the page cache and a hash
 // of at most UploadRoute::chunk_bytes each); finish() runs the blocking part on the pool: fsync,
 // rename to the content address, INSERT. Destroyed unfinished, it deletes the temporary file.
 class FileUpload final : public BodySink, public std::enable_shared_from_this<FileUpload> {
   public:
-    FileUpload(RestService& svc, std::uint64_t owner, std::string name, std::string mime)
+    // charged: the declared length already counted in files.upload_bytes_per_user (otherwise the
+    // size is counted once the upload is complete).
+    FileUpload(RestService& svc, std::uint64_t owner, std::string name, std::string mime, bool charged,
+               std::unique_ptr<UploadSlot> slot, std::unique_ptr<UserUploadSlot> user_slot)
         : svc_(svc),
-          slot_(svc.file_metrics(), svc.config().files.max_uploads),
+          slot_(std::move(slot)),
+          user_slot_(std::move(user_slot)),
+          charged_(charged),
           owner_(owner),
           name_(std::move(name)),
           mime_(std::move(mime)),
@@ -163,6 +203,7 @@ class FileUpload final : public BodySink, public std::enable_shared_from_this<Fi
             }
         }
         committed_ = true;
+        if (!charged_) (void)charge_upload_bytes(be, svc_, owner_, size_, true);  // the next upload pays
         svc_.file_metrics().uploads_ok.Increment();
         spdlog::info("files: user {} uploaded file {} ({} bytes, sha256 {})", owner_, id, size_,
                      sha.substr(0, 16));
@@ -171,7 +212,9 @@ class FileUpload final : public BodySink, public std::enable_shared_from_this<Fi
     }
 
     RestService& svc_;
-    UploadSlot slot_;  // first: released last, also when the constructor throws
+    std::unique_ptr<UploadSlot> slot_;  // first: released last, also when the constructor throws
+    std::unique_ptr<UserUploadSlot> user_slot_;
+    bool charged_;
     std::uint64_t owner_;
     std::string name_;
     std::string mime_;
@@ -294,7 +337,16 @@ std::shared_ptr<BodySink> start_upload(RequestContext& ctx) {
             throw ApiError(507, "insufficient_storage", "not enough space for the file");
         }
     }
-    return std::make_shared<FileUpload>(ctx.svc, ctx.me(), *name, normalize_mime(ct ? *ct : ""));
+    // The places first (503 / 429), then the volume: a refused upload counts no bytes.
+    auto slot = std::make_unique<UploadSlot>(ctx.svc.file_metrics(), files.max_uploads);
+    auto user_slot = std::make_unique<UserUploadSlot>(ctx.svc, ctx.me());
+    if (const auto wait = charge_upload_bytes(ctx.be, ctx.svc, ctx.me(), declared)) {
+        ApiError e(429, "rate_limited", "upload volume limit reached (files.upload_bytes_per_user), retry later");
+        e.retry_after_s = *wait;
+        throw e;
+    }
+    return std::make_shared<FileUpload>(ctx.svc, ctx.me(), *name, normalize_mime(ct ? *ct : ""), declared > 0,
+                                        std::move(slot), std::move(user_slot));
 }
 
 void add_file_routes(Router<RouteSpec>& r) {

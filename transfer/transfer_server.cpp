@@ -66,7 +66,9 @@ TransferServer::TransferServer(asio::io_context& io, const TransferConfig& confi
       tls_reloads_ok_(metrics.counter("im_transfer_link_tls_reloads_total", "Link TLS reloads (SIGHUP).",
                                       {{"result", "ok"}})),
       tls_reloads_failed_(metrics.counter("im_transfer_link_tls_reloads_total", "Link TLS reloads (SIGHUP).",
-                                          {{"result", "failed"}})) {
+                                          {{"result", "failed"}})),
+      typing_dropped_(metrics.counter("im_transfer_typing_dropped_total",
+                                      "Typing indicators dropped by policy.typing_per_second (per sender and peer).")) {
     if (config.cluster.tls.enabled) {
         link_tls_ = net::make_link_tls_context(
             {config.cluster.tls.ca_file, config.cluster.tls.cert_file, config.cluster.tls.key_file}, true);
@@ -352,7 +354,10 @@ void TransferServer::typing(ConnectorLink& link, const internal::SessionRef& ses
     const auto key = conv * 2 + (session.user_id() == conversation_high(conv) ? 1 : 0);
     const auto now = net::steady_ms();
     auto& last = typing_last_[key];
-    if (now - last < 1000 / static_cast<std::int64_t>(config_.typing_per_second)) return;
+    if (now - last < 1000 / static_cast<std::int64_t>(config_.typing_per_second)) {
+        typing_dropped_.Increment();
+        return;
+    }
     last = now;
     if (typing_last_.size() > 100000) typing_last_.clear();
     if (!directory_.online(peer)) return;  // dropped for offline peers

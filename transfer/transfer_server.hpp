@@ -136,6 +136,7 @@ private:
     prometheus::Counter& tls_handshake_failures_;
     prometheus::Counter& tls_reloads_ok_;
     prometheus::Counter& tls_reloads_failed_;
+    prometheus::Counter& typing_dropped_;  // policy.typing_per_second
 };
 
 }  // namespace im::transfer

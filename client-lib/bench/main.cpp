@@ -5,6 +5,7 @@
 //   im-bench idle    --sessions N --duration D
 //   im-bench login   --count N --concurrency C
 //   im-bench offline --messages K [--pairs P --window W]
+//   im-bench isolation --pairs P --window W --rate R --duration D [--flood-window F]
 //
 // Every subcommand prints a table and one JSON line (also appended to --json-out FILE). The exit
 // status is 0 only when the run was clean: nothing lost, duplicated or out of order, no errors.
@@ -32,6 +33,10 @@ commands:
   idle     --sessions N --duration D logged-in idle sessions on one connector: login time, RSS, CPU
   login    --count N --concurrency C REST logins, then session establishments through one connector
   offline  --messages K [--pairs P]  store K messages for offline users, then log them in and sync
+  isolation --pairs P --window W --rate R --duration D [--flood-window F] [--flood-frames send|ping]
+                                     open-loop pairs measured without, then with one client flooding
+                                     the first connector (F sends in flight, RATE_LIMITED ignored);
+                                     needs 2P+2 seeded users
 
 common options:
   --rest URL              im-rest address (default http://127.0.0.1:8080)
@@ -167,6 +172,10 @@ int main(int argc, char** argv) {
             ok = num(o.concurrency) && o.concurrency > 0 && o.concurrency <= 100000;
         else if (flag == "--messages")
             ok = num(o.messages) && o.messages > 0;
+        else if (flag == "--flood-window")
+            ok = num(o.flood_window) && o.flood_window > 0 && o.flood_window <= 100000;
+        else if (flag == "--flood-frames")
+            ok = (v == "send" || v == "ping") && ((o.flood_pings = v == "ping"), true);
         else {
             std::cerr << "im-bench: unknown option " << flag << "\n" << kUsage;
             return 2;
@@ -186,6 +195,7 @@ int main(int argc, char** argv) {
         if (command == "pairs") return imbench::run_pairs(o);
         if (command == "idle") return imbench::run_idle(o);
         if (command == "login") return imbench::run_login(o);
+        if (command == "isolation") return imbench::run_isolation(o);
         if (command == "offline") {
             if (!have_pairs) o.pairs = 1;
             if (!have_window)

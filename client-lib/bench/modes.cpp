@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "im/wire/ids.hpp"
+#include "flood.hpp"
 #include "session.hpp"
 
 namespace imbench {
@@ -261,6 +262,8 @@ struct PendingSend {
 
 struct Stats {
     Samples ttd, sent_ack, receipt;
+    Samples ttd_b;  // isolation: sent during the second window (the flood)
+    std::uint64_t received_in_b = 0;
     std::uint64_t sent = 0, acked = 0, send_errors = 0, received = 0, received_in_window = 0,
                   duplicates = 0, out_of_order = 0, sync_hints = 0, kicks = 0, closed = 0,
                   errors = 0, receipts_sent = 0;
@@ -300,6 +303,9 @@ class PairsRun final : public SessionHandler {
 
     std::atomic<std::int64_t> measure_start{std::numeric_limits<std::int64_t>::max()};
     std::atomic<std::int64_t> measure_end{std::numeric_limits<std::int64_t>::max()};
+    // isolation: a second measuring window (while the flood runs), reported apart.
+    std::atomic<std::int64_t> b_start{std::numeric_limits<std::int64_t>::max()};
+    std::atomic<std::int64_t> b_end{std::numeric_limits<std::int64_t>::max()};
     std::atomic<std::uint64_t> logged_in{0}, login_failed{0};
     std::string login_error;
     std::mutex mu;
@@ -367,6 +373,8 @@ class PairsRun final : public SessionHandler {
         Stats s;
         for (auto& x : stats_) {
             s.ttd.merge(x.ttd);
+            s.ttd_b.merge(x.ttd_b);
+            s.received_in_b += x.received_in_b;
             s.sent_ack.merge(x.sent_ack);
             s.receipt.merge(x.receipt);
             s.sent += x.sent;
@@ -545,7 +553,11 @@ class PairsRun final : public SessionHandler {
         if (now >= measure_start.load(std::memory_order_relaxed) &&
             now < measure_end.load(std::memory_order_relaxed))
             ++st.received_in_window;
+        if (now >= b_start.load(std::memory_order_relaxed) && now < b_end.load(std::memory_order_relaxed))
+            ++st.received_in_b;
         if (in_window(stamp)) st.ttd.add(now - stamp);
+        else if (stamp >= b_start.load(std::memory_order_relaxed) && stamp < b_end.load(std::memory_order_relaxed))
+            st.ttd_b.add(now - stamp);
         End& sender = *e.peer;
         if (sender.inflight > 0) --sender.inflight;
         if (o_.rate <= 0) top_up(sender, sender.worker);
@@ -667,6 +679,123 @@ int run_pairs(const Options& o) {
     if (!r.emit(o.json_out)) return 1;
     const bool clean = drained && s.acked == s.received && s.duplicates == 0 &&
                        s.out_of_order == 0 && s.send_errors == 0 && s.closed == 0 && s.kicks == 0;
+    return clean ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// isolation: the pairs' open-loop traffic measured twice in one run, without and then with one
+// client flooding a connector as fast as it can (flood.hpp). The p99 time-to-delivery of the
+// well-behaved pairs in both windows, side by side (docs/BENCHMARKS.md, "Isolation").
+
+int run_isolation(const Options& o) {
+    raise_fd_limit();
+    if (o.pairs == 0 || o.window == 0 || o.rate <= 0) {
+        std::cerr << "im-bench: isolation needs --pairs, --window and --rate (the well-behaved traffic)\n";
+        return 2;
+    }
+    std::vector<BenchUser> users;
+    std::vector<std::string> connectors;
+    if (!load_users(o, 2 * o.pairs + 2, users, connectors)) return 2;
+    std::vector<tcp::endpoint> targets;
+    if (!resolve_connectors(connectors, targets)) return 2;
+
+    Workers workers(o.threads);
+    PairsRun run(o, workers);
+    Worker flood_worker;  // a thread of its own: the flood is not slowed by the pairs' generator
+    Flooder flood(flood_worker, o.flood_window, static_cast<std::size_t>(o.size), o.flood_pings);
+    workers.start();
+    flood_worker.start();
+    run.build(users, targets);
+    const auto& fu = users[2 * o.pairs];  // seeded friends: 2k and 2k+1
+    const auto& ff = users[2 * o.pairs + 1];
+    flood.start(targets[0], targets[1 % targets.size()], fu.token, ff.token, ff.user_id);
+    const auto n = 2 * o.pairs;
+    if (!wait_until([&] { return run.logged_in + run.login_failed >= n && flood.logged_in + flood.login_failed >= 2; },
+                    60) ||
+        run.login_failed > 0 || flood.login_failed > 0) {
+        std::cerr << "im-bench: sessions did not log in; first error: " << run.login_error << " "
+                  << flood.first_error() << "\n";
+        flood.close();
+        workers.stop();
+        return 1;
+    }
+
+    run.prepare_sending();
+    workers.run_on_all([&](std::size_t w) { run.start_sending(w); });
+    sleep_s(o.warmup_s);
+    // 1. quiet
+    const auto t0 = now_ns();
+    run.measure_start = t0;
+    sleep_s(o.duration_s);
+    const auto t1 = now_ns();
+    run.measure_end = t1;
+    // 2. the same traffic with the flood (after a second for it to reach full speed)
+    flood.begin();
+    sleep_s(1);
+    const std::uint64_t f_sent0 = flood.sent, f_acked0 = flood.acked, f_limited0 = flood.rate_limited;
+    const auto t2 = now_ns();
+    run.b_start = t2;
+    CpuMeter cpu(find_watched_processes(o.watch_dirs));
+    cpu.start();
+    sleep_s(o.duration_s);
+    const auto t3 = now_ns();
+    run.b_end = t3;
+    cpu.stop();
+    const std::uint64_t f_sent = flood.sent - f_sent0, f_acked = flood.acked - f_acked0,
+                        f_limited = flood.rate_limited - f_limited0;
+    flood.stop();
+    workers.run_on_all([&](std::size_t w) { run.stop_sending(w); });
+    std::uint64_t left = 0;
+    const bool drained = wait_until(
+        [&] {
+            std::atomic<std::uint64_t> sum{0};
+            workers.run_on_all([&](std::size_t w) { sum += run.outstanding(w); });
+            left = sum;
+            return left == 0;
+        },
+        o.drain_s, 50ms);
+    flood.close();
+    workers.run_on_all([&](std::size_t w) { run.close_all(w); });
+    workers.stop();
+    flood_worker.stop();
+
+    auto s = run.merged();
+    const double quiet_s = seconds_between(t0, t1), flood_s = seconds_between(t2, t3);
+    Report r("isolation");
+    add_common(r, o, connectors);
+    r.add("pairs", o.pairs);
+    r.add("window", o.window);
+    r.add("rate_target_msgs_s", o.rate, 0);
+    r.add("duration_s", o.duration_s, 1);
+    r.add("quiet_delivered_msgs_s", static_cast<double>(s.received_in_window) / quiet_s, 0);
+    r.add_latency("quiet_ttd", s.ttd, {50, 99, 99.9});
+    r.add("flood_delivered_msgs_s", static_cast<double>(s.received_in_b) / flood_s, 0);
+    r.add_latency("flood_ttd", s.ttd_b, {50, 99, 99.9});
+    const double q99 = s.ttd.percentile_us(99), f99 = s.ttd_b.percentile_us(99);
+    r.add("p99_ratio_flood_quiet", q99 > 0 ? f99 / q99 : 0, 2);
+    r.add("flooder_window", o.flood_window);
+    r.add_text("flooder_frames", o.flood_pings ? "ping" : "send");
+    r.add("flooder_sends_s", static_cast<double>(f_sent) / flood_s, 0);
+    r.add("flooder_rate_limited_s", static_cast<double>(f_limited) / flood_s, 0);
+    r.add("flooder_stored_s", static_cast<double>(f_acked) / flood_s, 0);
+    r.add("flooder_other_errors", flood.other_errors.load());
+    r.add("flooder_kicked", flood.kicked ? 1 : 0);
+    r.add("sent", s.sent);
+    r.add("acked", s.acked);
+    r.add("received", s.received);
+    r.add("lost", s.acked > s.received ? s.acked - s.received : 0);
+    r.add("duplicated", s.duplicates);
+    r.add("out_of_order", s.out_of_order);
+    r.add("send_errors", s.send_errors);
+    r.add("sessions_closed", s.closed + s.kicks);
+    r.add("drained", drained ? 1 : 0);
+    if (!s.first_error.empty()) r.add_text("first_error", s.first_error);
+    const auto ferr = flood.first_error();
+    if (!ferr.empty()) r.add_text("flooder_first_error", ferr);
+    r.add_cpu(cpu, flood_s);
+    if (!r.emit(o.json_out)) return 1;
+    const bool clean = drained && s.acked == s.received && s.duplicates == 0 && s.out_of_order == 0 &&
+                       s.send_errors == 0 && s.closed == 0 && s.kicks == 0;
     return clean ? 0 : 1;
 }
 

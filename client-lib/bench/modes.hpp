@@ -1,6 +1,6 @@
 #pragma once
-// im-bench's subcommands (see docs/BENCHMARKS.md): pairs, idle, login, offline. seed is in
-// rest.hpp.
+// im-bench's subcommands (see docs/BENCHMARKS.md): pairs, idle, login, offline, isolation. seed
+// is in rest.hpp.
 
 #include <sys/types.h>
 
@@ -36,6 +36,8 @@ struct Options {
     double duration_s = 10;
     double rate = 0;  // open loop: messages/s in total; 0 = closed loop
     double drain_s = 15;
+    std::uint64_t flood_window = 1000;  // isolation: the flooder's sends in flight
+    bool flood_pings = false;           // isolation: the flooder sends Pings, not Sends
 
     // idle / login / offline
     std::uint64_t sessions = 1000;
@@ -48,5 +50,6 @@ int run_pairs(const Options& o);
 int run_idle(const Options& o);
 int run_login(const Options& o);
 int run_offline(const Options& o);
+int run_isolation(const Options& o);
 
 }  // namespace imbench

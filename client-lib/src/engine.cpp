@@ -204,7 +204,8 @@ void Engine::session_down(const std::string& reason, bool connector_failed, Reco
     }
     phase_ = Phase::connecting;
     set_state(ever_connected_ ? State::reconnecting : State::connecting, reason);
-    const auto delay = how == Reconnect::next_at_once ? 0ms : reconnect_delay();
+    const auto delay = std::max(how == Reconnect::next_at_once ? 0ms : reconnect_delay(), reconnect_hint_);
+    reconnect_hint_ = 0ms;
     const std::uint64_t generation = session_generation_;
     reconnect_timer_.expires_after(delay);
     reconnect_timer_.async_wait([this, generation](boost::system::error_code ec) {
@@ -350,6 +351,7 @@ void Engine::handle_error(const Envelope& frame) {
         } else if (code == ErrorCode::version_unsupported) {
             stop(State::closed, "protocol version refused: " + detail, code);
         } else {
+            reconnect_hint_ = std::chrono::milliseconds(e.retry_after_ms());  // e.g. RATE_LIMITED
             session_down("login failed: " + detail, true, Reconnect::backoff);
         }
         return;
@@ -362,14 +364,17 @@ void Engine::handle_error(const Envelope& frame) {
         return;
     }
     if (auto id = outbox_.message_of_request(rid)) {
-        send_answered(*id, rid, code, e.retryable(), 0, detail, nullptr);
+        send_answered(*id, rid, code, e.retryable(), 0, detail, nullptr,
+                      std::chrono::milliseconds(e.retry_after_ms()));
         return;
     }
-    // Neither a request nor a send: a receipt the server could not take (a full writer lane).
-    // Watermarks are idempotent: resend them all with a conversation sync a little later.
+    // Neither a request nor a send: a receipt the server could not take (a full writer lane, or
+    // RATE_LIMITED: then no sooner than its retry_after_ms). Watermarks are idempotent: resend
+    // them all with a conversation sync a little later. (A refused Typing is not retryable.)
     if (e.retryable() && phase_ == Phase::live && !watermarks_due_) {
         watermarks_due_ = true;
-        if (!list_retry_at_) list_retry_at_ = Clock::now() + retry_delay(1);
+        const auto wait = std::max<std::chrono::milliseconds>(retry_delay(1), std::chrono::milliseconds(e.retry_after_ms()));
+        if (!list_retry_at_) list_retry_at_ = Clock::now() + wait;
     }
 }
 

@@ -154,7 +154,8 @@ class Engine final : public LinkHandler {
     void handle_send_result(const Envelope& frame);
     void send_answered(const std::string& client_msg_id, std::uint64_t request_id, ErrorCode code,
                        bool retryable, std::uint64_t expected_stream_seq, const std::string& detail,
-                       const im::client::SendResult* ok);
+                       const im::client::SendResult* ok,
+                       std::chrono::milliseconds retry_after = std::chrono::milliseconds(0));
     void report_send_failure(const OutMessage& m, ErrorCode code, const std::string& detail);
     void forget(const std::string& client_msg_id);  // no longer queued: the log learns it...
     void flush_state();                             // ...here, once per burst
@@ -209,6 +210,9 @@ class Engine final : public LinkHandler {
     std::size_t failed_in_a_row_ = 0;  // connectors that failed before the first LoginResult
     bool ever_connected_ = false;      // in this login()
     unsigned attempts_ = 0;            // reconnects since the last LoginResult
+    // A connector refused the connection with a retry_after_ms (an abuse limit): the next
+    // reconnect waits at least this long.
+    std::chrono::milliseconds reconnect_hint_{0};
 
     // The current connection and session.
     std::shared_ptr<Link> link_;

@@ -107,12 +107,14 @@ void Engine::handle_send_result(const Envelope& frame) {
     sends_on_wire_.erase(frame.request_id());
     const auto& r = frame.send_result();
     send_answered(r.client_msg_id(), frame.request_id(), static_cast<ErrorCode>(r.code()),
-                  r.retryable(), r.expected_stream_seq(), r.message(), &r);
+                  r.retryable(), r.expected_stream_seq(), r.message(), &r,
+                  std::chrono::milliseconds(r.retry_after_ms()));
 }
 
 void Engine::send_answered(const std::string& client_msg_id, std::uint64_t request_id,
                            ErrorCode code, bool retryable, std::uint64_t expected_stream_seq,
-                           const std::string& detail, const im::client::SendResult* ok) {
+                           const std::string& detail, const im::client::SendResult* ok,
+                           std::chrono::milliseconds retry_after) {
     (void)retryable;  // the code decides: the contract lists the final ones
     if (code == ErrorCode::none && ok != nullptr) {
         auto m = outbox_.finish(client_msg_id);
@@ -135,8 +137,12 @@ void Engine::send_answered(const std::string& client_msg_id, std::uint64_t reque
         report_send_failure(*m, code, detail);
         return;
     }
+    // RATE_LIMITED says how long to wait (retry_after_ms); the stream goes again no sooner, and
+    // then slowly.
     outbox_.retry(client_msg_id, request_id, code == ErrorCode::out_of_order, expected_stream_seq,
-                  Clock::now());
+                  Clock::now(),
+                  code == ErrorCode::rate_limited ? std::optional<std::chrono::milliseconds>(retry_after)
+                                                  : std::nullopt);
 }
 
 void Engine::report_send_failure(const OutMessage& m, ErrorCode code, const std::string& detail) {

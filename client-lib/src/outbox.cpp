@@ -22,6 +22,7 @@ void Outbox::restart_streams() {
         s.acked = 0;
         s.retry_at = {};
         s.failures = 0;
+        s.window = 0;
         for (auto& m : s.queue) {
             m.stream_seq = 0;
             m.request_id = 0;
@@ -64,8 +65,8 @@ std::vector<OutMessage> Outbox::pump(Clock::time_point now, const Transmit& tran
         for (const auto& m : s.queue)
             in_flight += m.request_id != 0 ? 1 : 0;
         const std::size_t unsent = s.queue.size() - in_flight;
-        const std::size_t room =
-            in_flight < config_.max_in_flight ? config_.max_in_flight - in_flight : 0;
+        const std::size_t cap = s.window != 0 ? std::min(s.window, config_.max_in_flight) : config_.max_in_flight;
+        const std::size_t room = in_flight < cap ? cap - in_flight : 0;
         const std::size_t want = std::min(unsent, room);
         if (want == 0) continue;
         ready.push_back({&s, want, want});
@@ -129,11 +130,13 @@ std::optional<OutMessage> Outbox::finish(std::string_view client_msg_id) {
     s.queue.erase(it);
     if (m.stream_seq != 0) s.acked = std::max(s.acked, m.stream_seq);
     s.failures = 0;
+    if (s.window != 0) s.window = s.window * 2 >= config_.max_in_flight ? 0 : s.window * 2;
     return m;
 }
 
 bool Outbox::retry(std::string_view client_msg_id, std::uint64_t request_id, bool out_of_order,
-                   std::uint64_t expected_stream_seq, Clock::time_point now) {
+                   std::uint64_t expected_stream_seq, Clock::time_point now,
+                   std::optional<std::chrono::milliseconds> rate_limited) {
     const auto idx = index_.find(std::string(client_msg_id));
     if (idx == index_.end()) return false;
     Stream& s = streams_[idx->second];
@@ -159,6 +162,10 @@ bool Outbox::retry(std::string_view client_msg_id, std::uint64_t request_id, boo
     // OUT_OF_ORDER goes again at once, unless it keeps coming back (then it backs off too).
     const bool immediate = out_of_order && s.failures <= 3;
     s.retry_at = immediate ? now : now + backoff(s.failures);
+    if (rate_limited) {
+        s.retry_at = std::max(s.retry_at, now + *rate_limited);
+        s.window = 1;
+    }
     return true;
 }
 

@@ -71,8 +71,12 @@ class Outbox {
     // A retryable answer to attempt request_id of the message. Stale answers (an older attempt)
     // are ignored; returns whether the stream was reset. expected_stream_seq (OUT_OF_ORDER): the
     // number the server wants next; the unacknowledged run is renumbered from it when it differs.
+    // rate_limited (RATE_LIMITED, with its retry_after_ms): the stream waits at least that long,
+    // then starts again with one message in flight, doubling with every SENT (a slow start: the
+    // resend does not hit the limit with the whole window again).
     bool retry(std::string_view client_msg_id, std::uint64_t request_id, bool out_of_order,
-               std::uint64_t expected_stream_seq, Clock::time_point now);
+               std::uint64_t expected_stream_seq, Clock::time_point now,
+               std::optional<std::chrono::milliseconds> rate_limited = std::nullopt);
     // Attempts past their deadline count as UNAVAILABLE.
     void expire(Clock::time_point now);
 
@@ -88,6 +92,7 @@ class Outbox {
         std::uint64_t acked = 0;  // the highest number with a final answer
         Clock::time_point retry_at{};
         unsigned failures = 0;  // consecutive retryable answers
+        std::size_t window = 0;  // in-flight cap after a RATE_LIMITED (0: max_in_flight)
     };
 
     std::chrono::milliseconds backoff(unsigned failures) const;

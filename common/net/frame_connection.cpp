@@ -2,6 +2,7 @@
 
 #include <google/protobuf/message_lite.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -71,6 +72,33 @@ void FrameConnection::start() {
     else read_tls();
 }
 
+void FrameConnection::pause_reading_until(std::int64_t until_ms) {
+    read_paused_until_ = std::max(read_paused_until_, until_ms);
+}
+
+void FrameConnection::resume_reading() {
+    if (read_paused_until_ == 0) return;
+    read_paused_until_ = 0;
+    // A resume timer still waiting is cancelled and reading starts now; one whose handler is
+    // already queued (cancel() finds nothing to cancel) starts reading itself.
+    if (resume_timer_ && resume_timer_->cancel() > 0 && state_ != State::closed) start();
+}
+
+bool FrameConnection::read_paused() const { return read_paused_until_ > steady_ms(); }
+
+void FrameConnection::read_next() {
+    if (state_ == State::closed) return;
+    if (!read_paused()) {
+        start();
+        return;
+    }
+    if (!resume_timer_) resume_timer_ = std::make_unique<asio::steady_timer>(executor());
+    resume_timer_->expires_after(std::chrono::milliseconds(read_paused_until_ - steady_ms()));
+    resume_timer_->async_wait([self = shared_from_this()](const error_code& ec) {
+        if (!ec) self->read_next();
+    });
+}
+
 void FrameConnection::wait_readable() {
     plain_->async_wait(tcp::socket::wait_read, [self = shared_from_this()](const error_code& ec) {
         if (self->state_ == State::closed) return;
@@ -79,7 +107,7 @@ void FrameConnection::wait_readable() {
             return;
         }
         char* buf = thread_read_buffer();
-        for (int i = 0; i < kMaxReadsPerWakeup && self->state_ != State::closed; ++i) {
+        for (int i = 0; i < kMaxReadsPerWakeup && self->state_ != State::closed && !self->read_paused(); ++i) {
             error_code rec;
             const std::size_t n = self->plain_->read_some(asio::buffer(buf, kReadBufferBytes), rec);
             if (rec == asio::error::would_block || rec == asio::error::try_again) break;
@@ -94,7 +122,7 @@ void FrameConnection::wait_readable() {
         if (self->state_ != State::closed) {
             self->on_read_batch_done();
             self->flush();
-            if (self->state_ != State::closed) self->wait_readable();
+            self->read_next();
         }
     });
 }
@@ -114,7 +142,7 @@ void FrameConnection::read_tls() {
         if (self->state_ != State::closed) {
             self->on_read_batch_done();
             self->flush();
-            if (self->state_ != State::closed) self->read_tls();
+            self->read_next();
         }
     });
 }
@@ -203,6 +231,7 @@ void FrameConnection::finish_close(CloseReason reason, wire::FrameError error) {
     state_ = State::closed;
     error_code ec;
     if (linger_timer_) linger_timer_->cancel();
+    if (resume_timer_) resume_timer_->cancel();
     if (plain_) {
         plain_->shutdown(tcp::socket::shutdown_both, ec);
         plain_->close(ec);

@@ -125,6 +125,16 @@ TEST_F(BenchSmoke, EverySubcommandRunsCorrectly) {
     // A second offline run syncs only its own messages (the earlier ones were acknowledged).
     ASSERT_EQ(bench("offline --messages 100", j), 0) << last_log_;
     EXPECT_EQ(json_number(j, "received"), 100) << j;
+
+    // Isolation: the open-loop pairs measured without, then with one client flooding.
+    ASSERT_EQ(bench("isolation --pairs 5 --window 1 --rate 50 --warmup 0.3 --duration 1 --flood-window 50", j), 0)
+        << last_log_;
+    EXPECT_EQ(json_number(j, "lost"), 0) << j;
+    EXPECT_EQ(json_number(j, "duplicated"), 0) << j;
+    EXPECT_GT(*json_number(j, "quiet_ttd_samples"), 0) << j;
+    EXPECT_GT(*json_number(j, "flood_ttd_samples"), 0) << j;
+    EXPECT_GT(*json_number(j, "flooder_sends_s"), 0) << j;
+    EXPECT_TRUE(json_number(j, "p99_ratio_flood_quiet").has_value()) << j;
 }
 
 TEST_F(BenchSmoke, BadInputIsRefusedClearly) {

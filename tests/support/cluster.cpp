@@ -165,6 +165,15 @@ void Cluster::start_connector(int i) {
                        "--set", "links.ping_interval=200ms",
                        "--set", "links.timeout=2s",
                        "--set", "sessions.heartbeat_interval=5s",
+                       // Tests send bursts no person would: the rate limits (docs/OPERATIONS.md
+                       // "Abuse limits") stay on but out of reach, unless a test sets its own.
+                       "--set", "sessions.messages_per_second=1000000", "--set", "sessions.messages_burst=10000000",
+                       "--set", "sessions.receipts_per_second=1000000", "--set", "sessions.receipts_burst=10000000",
+                       "--set", "sessions.typing_per_second=1000000", "--set", "sessions.typing_burst=10000000",
+                       "--set", "sessions.frames_per_second=1000000", "--set", "sessions.frames_burst=10000000",
+                       "--set", "users.messages_per_second=1000000", "--set", "users.messages_burst=10000000",
+                       "--set", "users.receipts_per_second=1000000", "--set", "users.receipts_burst=10000000",
+                       "--set", "users.typing_per_second=1000000", "--set", "users.typing_burst=10000000",
                        "--set", "log.level=debug"},
                       options_.connector_sets),
             with_env({{"IM_REDIS_PORT", std::to_string(env.redis_port)}}, options_.env),

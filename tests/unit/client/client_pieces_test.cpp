@@ -122,6 +122,43 @@ TEST(Outbox, RetryableErrorsBackOffAndTimeoutsRetry) {
     EXPECT_EQ(w.sent[2].stream_seq, 1u);
 }
 
+TEST(Outbox, RateLimitedWaitsForTheServersHintThenRestartsSlowly) {
+    Outbox box({256, 10000ms, 100ms, 5000ms});
+    Wire w;
+    const auto now = Clock::now();
+    for (char c : {'a', 'b', 'c', 'd', 'e'})
+        box.add(msg(2, c));
+    box.pump(now, w.transmit());
+    ASSERT_EQ(w.sent.size(), 5u);
+    // RATE_LIMITED with retry_after_ms 700: not after the 100 ms backoff, only after 700 ms.
+    EXPECT_TRUE(box.retry(std::string(16, 'a'), w.sent[0].rid, false, 0, now, 700ms));
+    box.pump(now + 650ms, w.transmit());
+    EXPECT_EQ(w.sent.size(), 5u) << "resent before the server's retry_after_ms";
+    // Then one message in flight, doubling with every SENT, in order.
+    box.pump(now + 700ms, w.transmit());
+    ASSERT_EQ(w.sent.size(), 6u);
+    EXPECT_EQ(w.sent[5].id, std::string(16, 'a'));
+    EXPECT_EQ(w.sent[5].stream_seq, 1u);
+    ASSERT_TRUE(box.finish(std::string(16, 'a')));
+    box.pump(now + 701ms, w.transmit());
+    ASSERT_EQ(w.sent.size(), 8u);
+    EXPECT_EQ(w.sent[6].id, std::string(16, 'b'));
+    EXPECT_EQ(w.sent[7].id, std::string(16, 'c'));
+    // A hint shorter than the backoff does not shorten it; the window starts at one again.
+    EXPECT_TRUE(box.retry(std::string(16, 'b'), w.sent[6].rid, false, 0, now + 701ms, 10ms));
+    box.pump(now + 750ms, w.transmit());
+    EXPECT_EQ(w.sent.size(), 8u);  // backing off 100 ms
+    box.pump(now + 801ms, w.transmit());
+    ASSERT_EQ(w.sent.size(), 9u);
+    EXPECT_EQ(w.sent[8].id, std::string(16, 'b'));
+    // SENTs widen the window again: 1, 2, 4 ... up to max_in_flight.
+    ASSERT_TRUE(box.finish(std::string(16, 'b')));
+    box.pump(now + 802ms, w.transmit());
+    ASSERT_EQ(w.sent.size(), 11u);
+    EXPECT_EQ(w.sent[9].id, std::string(16, 'c'));
+    EXPECT_EQ(w.sent[10].id, std::string(16, 'd'));
+}
+
 TEST(Outbox, RestartRenumbersFromOneAndWindowLimitsInFlight) {
     Outbox box({2, 1000ms, 100ms, 1000ms});
     Wire w;

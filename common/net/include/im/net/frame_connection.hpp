@@ -60,6 +60,12 @@ public:
     void close_after_flush(std::chrono::milliseconds linger = std::chrono::seconds(2));
     // Closes now; queued data is dropped. on_closed() runs once.
     void close(CloseReason reason = CloseReason::local);
+    // Reads nothing more until steady time `until_ms` (abuse limits): the frames of the read in
+    // progress are still handed out, the peer's next ones wait in the kernel buffers, so a peer
+    // over its rate costs no CPU until then (TCP backpressure). Writes go on.
+    void pause_reading_until(std::int64_t until_ms);
+    // Ends a pause early (what it waited for happened).
+    void resume_reading();
 
     bool is_open() const noexcept { return state_ == State::open; }
     std::size_t queued_bytes() const noexcept { return out_.size() + writing_.size(); }
@@ -93,6 +99,8 @@ private:
     enum class State : std::uint8_t { open, draining, closed };
     void wait_readable();
     void read_tls();
+    void read_next();  // wait_readable() or read_tls(), unless reading is paused
+    bool read_paused() const;
     void handle_bytes(const char* data, std::size_t n);
     void flush();
     void on_written(const boost::system::error_code& ec);
@@ -109,6 +117,8 @@ private:
     std::uint64_t frames_in_ = 0, frames_out_ = 0;
     std::string peer_;
     std::unique_ptr<boost::asio::steady_timer> linger_timer_;
+    std::int64_t read_paused_until_ = 0;
+    std::unique_ptr<boost::asio::steady_timer> resume_timer_;  // only once a pause happened
 };
 
 std::int64_t steady_ms();
