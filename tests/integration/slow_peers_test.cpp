@@ -388,7 +388,10 @@ struct Resume {
 };
 
 void stopped_connector_run(const std::vector<std::string>& transfer_sets, double close_within_ms) {
-    Cluster cl(ClusterOptions{2, {}, transfer_sets, {}, "stopped-connector"});
+    // The test's clients send no heartbeat: B's session must outlive the ~10 s the connector is
+    // stopped plus a slow machine's setup (the default 3 x 5 s idle limit closed it once after the
+    // SyncHint, and B's list never came).
+    Cluster cl(ClusterOptions{2, {}, transfer_sets, {"sessions.heartbeat_interval=60s"}, "stopped-connector"});
     auto a = cl.user("sa");
     auto b = cl.user("sb");
     auto c = cl.user("sc");
