@@ -8,7 +8,7 @@ im_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # True when something listens on 127.0.0.1:$1 (or on any address).
 im_port_in_use() {
-  ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
+  ss -Hltn "sport = :$1" 2>/dev/null | grep . >/dev/null
 }
 
 # Prints a free TCP port from a range that avoids the defaults and the kernel's ephemeral range
