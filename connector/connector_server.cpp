@@ -6,6 +6,7 @@
 
 #include "connector_config.hpp"
 #include "im/server/clock.hpp"
+#include "im/server/listen_slots.hpp"
 #include "im/server/redis.hpp"
 #include "im/wire/ids.hpp"
 
@@ -149,14 +150,7 @@ bool ConnectorServer::status_task(std::function<void(RedisBackend&)> task) {
 
 std::uint16_t ConnectorServer::start(tcp::acceptor listening) {
     if (config_.tls_enabled) tls_ = make_client_tls();
-    if (!listening.is_open()) {
-        tcp::endpoint ep(asio::ip::make_address(config_.host), config_.port);
-        listening = tcp::acceptor(io_);
-        listening.open(ep.protocol());
-        listening.set_option(asio::socket_base::reuse_address(true));
-        listening.bind(ep);
-        listening.listen(asio::socket_base::max_listen_connections);
-    }
+    if (!listening.is_open()) listening = listen_on(io_, config_.host, config_.port);
     acceptor_ = std::move(listening);
     accept();
     sweep();

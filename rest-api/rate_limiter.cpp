@@ -21,30 +21,16 @@ void bind(config::Binder& b, RateLimitConfig& c) {
 }
 
 std::optional<int> RateLimiter::hit(const std::string& bucket, std::uint32_t limit) {
-    if (limit == 0) return std::nullopt;
-    const std::int64_t now = tokens::now_ms();
-    const std::int64_t window = config_.window.count();
-    const std::int64_t index = now / window;
-    const std::string key = prefix_ + "rl:" + bucket + ":" + std::to_string(index);
-    try {
-        auto replies = redis_.pipeline({{"INCR", key}, {"PEXPIRE", key, std::to_string(window * 2)}});
-        const auto count = redis::as_integer(replies.at(0).get());
-        if (count <= static_cast<long long>(limit)) return std::nullopt;
-        const auto remaining_ms = (index + 1) * window - now;
-        return static_cast<int>((remaining_ms + 999) / 1000);
-    } catch (const std::exception& e) {
-        ++redis_errors_;
-        spdlog::warn("rate limiter: redis unavailable, allowing: {}", e.what());
-        return std::nullopt;
-    }
+    return add(bucket, 1, limit, config_.window, false);
 }
 
-}  // namespace im::rest
-
-namespace im::rest {
-
 std::optional<int> RateLimiter::hit_amount(const std::string& bucket, std::uint64_t amount, std::uint64_t limit,
-                                           std::chrono::milliseconds window_ms) {
+                                           std::chrono::milliseconds window) {
+    return add(bucket, amount, limit, window, true);
+}
+
+std::optional<int> RateLimiter::add(const std::string& bucket, std::uint64_t amount, std::uint64_t limit,
+                                    std::chrono::milliseconds window_ms, bool take_back_refused) {
     if (limit == 0) return std::nullopt;
     const std::int64_t now = tokens::now_ms();
     const std::int64_t window = window_ms.count();
@@ -55,7 +41,7 @@ std::optional<int> RateLimiter::hit_amount(const std::string& bucket, std::uint6
             {{"INCRBY", key, std::to_string(amount)}, {"PEXPIRE", key, std::to_string(window * 2)}});
         const auto total = redis::as_integer(replies.at(0).get());
         if (total < 0 || static_cast<std::uint64_t>(total) <= limit) return std::nullopt;
-        redis_.pipeline({{"DECRBY", key, std::to_string(amount)}});
+        if (take_back_refused) redis_.pipeline({{"DECRBY", key, std::to_string(amount)}});
         const auto remaining_ms = (index + 1) * window - now;
         return static_cast<int>((remaining_ms + 999) / 1000);
     } catch (const std::exception& e) {

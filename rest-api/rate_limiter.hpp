@@ -47,6 +47,11 @@ public:
     std::uint64_t redis_errors() const { return redis_errors_; }
 
 private:
+    // The fixed window's counter += amount (INCRBY and PEXPIRE in one round trip); over `limit`, the
+    // seconds left in the window, and with `take_back_refused` the amount is subtracted again.
+    std::optional<int> add(const std::string& bucket, std::uint64_t amount, std::uint64_t limit,
+                           std::chrono::milliseconds window, bool take_back_refused);
+
     redis::RedisConnection& redis_;
     const RateLimitConfig& config_;
     std::string prefix_;

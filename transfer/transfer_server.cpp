@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "im/server/clock.hpp"
+#include "im/server/listen_slots.hpp"
 #include "im/net/link_tls.hpp"
 #include "im/server/metrics.hpp"
 #include "im/wire/ids.hpp"
@@ -91,14 +92,7 @@ void TransferServer::reload_link_tls() {
 TransferServer::~TransferServer() { *alive_ = false; }
 
 std::uint16_t TransferServer::start(tcp::acceptor listening) {
-    if (!listening.is_open()) {
-        tcp::endpoint ep(asio::ip::make_address(config_.host), config_.port);
-        listening = tcp::acceptor(io_);
-        listening.open(ep.protocol());
-        listening.set_option(asio::socket_base::reuse_address(true));
-        listening.bind(ep);
-        listening.listen(asio::socket_base::max_listen_connections);
-    }
+    if (!listening.is_open()) listening = listen_on(io_, config_.host, config_.port);
     acceptor_ = std::move(listening);
     accept();
     sweep();

@@ -593,6 +593,19 @@ class PairsRun final : public SessionHandler {
     double interval_ns_ = 1;
 };
 
+// Waits until no worker has a message outstanding (sent and not yet received, acked and
+// receipted) or drain_s is over; `left` gets what is still outstanding.
+bool drain(Workers& workers, PairsRun& run, double drain_s, std::uint64_t& left) {
+    return wait_until(
+        [&] {
+            std::atomic<std::uint64_t> sum{0};
+            workers.run_on_all([&](std::size_t w) { sum += run.outstanding(w); });
+            left = sum;
+            return left == 0;
+        },
+        drain_s, 50ms);
+}
+
 }  // namespace
 
 int run_pairs(const Options& o) {
@@ -635,14 +648,7 @@ int run_pairs(const Options& o) {
 
     // Drain: everything sent is received, acked and receipted, or the drain time is over.
     std::uint64_t left = 0;
-    const bool drained = wait_until(
-        [&] {
-            std::atomic<std::uint64_t> sum{0};
-            workers.run_on_all([&](std::size_t w) { sum += run.outstanding(w); });
-            left = sum;
-            return left == 0;
-        },
-        o.drain_s, 50ms);
+    const bool drained = drain(workers, run, o.drain_s, left);
     workers.run_on_all([&](std::size_t w) { run.close_all(w); });
     workers.stop();
 
@@ -746,14 +752,7 @@ int run_isolation(const Options& o) {
     flood.stop();
     workers.run_on_all([&](std::size_t w) { run.stop_sending(w); });
     std::uint64_t left = 0;
-    const bool drained = wait_until(
-        [&] {
-            std::atomic<std::uint64_t> sum{0};
-            workers.run_on_all([&](std::size_t w) { sum += run.outstanding(w); });
-            left = sum;
-            return left == 0;
-        },
-        o.drain_s, 50ms);
+    const bool drained = drain(workers, run, o.drain_s, left);
     flood.close();
     workers.run_on_all([&](std::size_t w) { run.close_all(w); });
     workers.stop();

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <boost/system/system_error.hpp>
+
 #include <stdexcept>
 
 namespace im {
@@ -21,6 +23,13 @@ tcp::acceptor listen_on(asio::io_context& io, const std::string& host, std::uint
     if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor.bind(ep, ec);
     if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    return acceptor;
+}
+
+tcp::acceptor listen_on(asio::io_context& io, const std::string& host, std::uint16_t port) {
+    boost::system::error_code ec;
+    auto acceptor = listen_on(io, host, port, ec);
+    if (ec) throw boost::system::system_error(ec, "listen on " + host + ":" + std::to_string(port));
     return acceptor;
 }
 

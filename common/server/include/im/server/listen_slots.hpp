@@ -34,5 +34,8 @@ void settle_identity(const std::string& kind, const std::string& host, std::uint
 // A listening acceptor on host:port, or an error (EADDRINUSE when the port is taken).
 boost::asio::ip::tcp::acceptor listen_on(boost::asio::io_context& io, const std::string& host,
                                          std::uint16_t port, boost::system::error_code& ec);
+// The same, throwing boost::system::system_error naming host:port on any error.
+boost::asio::ip::tcp::acceptor listen_on(boost::asio::io_context& io, const std::string& host,
+                                         std::uint16_t port);
 
 }  // namespace im
