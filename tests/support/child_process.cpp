@@ -13,6 +13,7 @@
 #include <fstream>
 #include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -113,14 +114,18 @@ std::string ChildProcess::log_contents() const {
 // released could be handed meanwhile to another process's outgoing connection or port-0 listener
 // (a test's mock server) before our child binds it, and the test would talk to the wrong server.
 // Random in [20000, 32000), checked free by binding it; the scripts pick server ports the same way.
+// A port is handed out once per test process: two picks before either child binds (a connector's
+// port and its admin port) could otherwise return the same free port (a CI failure, 1 in ~12000).
 std::uint16_t pick_free_port() {
     static std::mutex mu;
+    static std::set<std::uint16_t> handed_out;
     static std::mt19937 rng(
         static_cast<std::uint32_t>(::getpid()) ^
         static_cast<std::uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
     std::lock_guard lock(mu);
     for (int attempt = 0; attempt < 1000; ++attempt) {
         const auto port = static_cast<std::uint16_t>(20000 + rng() % 12000);
+        if (handed_out.contains(port)) continue;
         const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         sockaddr_in a{};
         a.sin_family = AF_INET;
@@ -128,7 +133,10 @@ std::uint16_t pick_free_port() {
         a.sin_port = htons(port);
         const bool free = ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
         ::close(s);
-        if (free) return port;
+        if (free) {
+            handed_out.insert(port);
+            return port;
+        }
     }
     throw std::runtime_error("no free port in 20000-31999");
 }
