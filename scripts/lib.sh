@@ -28,6 +28,16 @@ im_free_port() {
   im_die "no free port found"
 }
 
+# im_pick_port VAR: sets and exports VAR to a free port and remembers it in this shell, so the
+# next pick cannot return it again (a plain "$(im_free_port)" runs in a subshell and forgets).
+im_pick_port() {
+  local __v
+  __v=$(im_free_port) || return 1
+  IM_TAKEN_PORTS="${IM_TAKEN_PORTS:-} $__v"
+  printf -v "$1" %s "$__v"
+  export "${1?}"
+}
+
 # The build directory and type used by up/test (overridable).
 IM_BUILD_DIR="${IM_BUILD_DIR:-$IM_ROOT/build}"
 IM_BUILD_TYPE="${IM_BUILD_TYPE:-Release}"
