@@ -30,6 +30,13 @@ inline constexpr std::uint64_t conversation_peer(std::uint64_t conv, std::uint64
     return conversation_low(conv) == user ? conversation_high(conv) : conversation_low(conv);
 }
 
+// A group conversation: the group's id, 1 .. 2^31-1 (a one-to-one id is always >= 2^32).
+inline constexpr bool valid_group_id(std::uint64_t conv) noexcept { return conv > 0 && conv <= kMaxUserId; }
+// A one-to-one or a group conversation id (membership of a group is checked by its owner).
+inline constexpr bool valid_any_conversation(std::uint64_t conv) noexcept {
+    return valid_conversation_id(conv) || valid_group_id(conv);
+}
+
 // Conversations hash into a fixed number of shards; each shard has one owner transfer.
 inline constexpr std::uint32_t kShardCount = 1024;
 inline constexpr std::uint32_t shard_of(std::uint64_t conv) noexcept {
