@@ -667,7 +667,7 @@ void ConnectorServer::forward(ClientSession& s, client::Envelope& env, const Dec
     const auto kind = env.body_case();
     const bool answered = kind == client::Envelope::kSend ||
                           kind == client::Envelope::kSyncConversations ||
-                          kind == client::Envelope::kSyncMessages;
+                          kind == client::Envelope::kSyncMessages || kind == client::Envelope::kReadBy;
     // Writes go to the shard's owner; reads are served by any transfer (all read MySQL).
     const bool owner_only = d.route == Route::to_owner &&
                             (kind == client::Envelope::kSend || kind == client::Envelope::kReceipt ||
@@ -802,7 +802,7 @@ void ConnectorServer::on_bounce(TransferLink& link, internal::Bounce& b) {
     if (s == nullptr) return;  // gone: the client resends after reconnecting
     auto& env = *req.mutable_request();
     if (!env.has_send() && !env.has_receipt()) return;
-    const auto conv = env.has_send() ? conversation_id(s->user_id, env.send().peer_user_id())
+    const auto conv = env.has_send() ? send_conversation(s->user_id, env.send().peer_user_id(), env.send().group_id())
                                      : env.receipt().conversation_id();
     const auto shard = shard_of(conv);
     for (auto& p : s->pending) {

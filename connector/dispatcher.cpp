@@ -23,23 +23,38 @@ Decision dispatch(SessionState state, std::uint64_t user_id, const client::Envel
             return {Route::error, 0, client::ALREADY_LOGGED_IN, "already logged in"};
         case Envelope::kSend: {
             // The conversation comes from the session's user, never from the payload.
-            const auto conv = conversation_id(user_id, env.send().peer_user_id());
-            if (conv == 0) return {Route::error, 0, client::BAD_REQUEST, "peer_user_id must be another valid user"};
+            // A group send names the group (its owner checks membership); a one-to-one send the peer.
+            const auto& s = env.send();
+            const auto conv = send_conversation(user_id, s.peer_user_id(), s.group_id());
+            if (conv == 0) {
+                return {Route::error, 0, client::BAD_REQUEST,
+                        s.group_id() != 0 ? "group_id must be a valid group id (and peer_user_id 0)"
+                                          : "peer_user_id must be another valid user"};
+            }
             return {Route::to_owner, conv};
         }
         case Envelope::kTyping: {
-            const auto conv = conversation_id(user_id, env.typing().peer_user_id());
+            const auto conv = send_conversation(user_id, env.typing().peer_user_id(), env.typing().group_id());
             if (conv == 0) return {Route::drop};
             return {Route::to_owner, conv};
         }
         case Envelope::kReceipt:
-            if (!is_participant(env.receipt().conversation_id(), user_id)) return {Route::drop};
+            // A group's receipt goes to its owner, which ignores it from a non-member.
+            if (!is_participant(env.receipt().conversation_id(), user_id) &&
+                !valid_group_id(env.receipt().conversation_id()))
+                return {Route::drop};
             return {Route::to_owner, env.receipt().conversation_id()};
         case Envelope::kSyncMessages:
-            if (!is_participant(env.sync_messages().conversation_id(), user_id)) {
+            if (!is_participant(env.sync_messages().conversation_id(), user_id) &&
+                !valid_group_id(env.sync_messages().conversation_id())) {
                 return {Route::error, 0, client::NOT_FOUND, "no such conversation"};
             }
             return {Route::to_owner, env.sync_messages().conversation_id()};
+        case Envelope::kReadBy:
+            if (!valid_group_id(env.read_by().conversation_id())) {
+                return {Route::error, 0, client::NOT_FOUND, "no such group"};
+            }
+            return {Route::to_owner, env.read_by().conversation_id()};
         case Envelope::kSyncConversations:
             return {Route::to_any};
         case Envelope::BODY_NOT_SET:

@@ -9,11 +9,15 @@
 #include <array>
 #include <bit>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <optional>
+#include <random>
+#include <set>
 #include <unordered_set>
 
 #include "cache.hpp"
+#include "group_state.hpp"
 #include "im/server/clock.hpp"
 #include "im/server/failpoints.hpp"
 #include "im/server/id_generator.hpp"
@@ -142,7 +146,7 @@ bool retryable(ErrorCode c) {
 struct Item {
     enum class State { pending, answered, duplicate, original_found, bounced };
     std::size_t job = 0;
-    std::uint64_t conv = 0, peer = 0;
+    std::uint64_t conv = 0, peer = 0;  // peer 0: a group message (conv is the group)
     StreamKey key{};
     State state = State::pending;
     bool replay = false;     // stream_seq below the expected one: only a dedupe can answer it
@@ -166,6 +170,34 @@ class StageClock {
 
   private:
     std::chrono::steady_clock::time_point t_ = std::chrono::steady_clock::now();
+};
+
+struct PushRow {  // one push_pending upsert: a recipient without a live session
+    std::uint64_t user = 0, conv = 0, from = 0;
+};
+
+// What a batch writes for groups besides the messages of its sends.
+struct GroupWrites {
+    struct SysMessage {  // a GROUP_EVENT message
+        std::uint64_t conv = 0, seq = 0, msg_id = 0, actor = 0;
+        std::string device, client_msg_id, body;
+        std::int64_t created_ms = 0;
+    };
+    struct MemberRow {  // group_members: a current member's full state, or left_seq of one who left
+        std::uint64_t group = 0, user = 0;
+        unsigned role = 1;
+        std::uint64_t joined = 0, left = 0, delivered = 0, read = 0;
+    };
+    struct GroupRow {  // chat_groups: the group's state after the batch
+        std::uint64_t id = 0, owner = 0, last_seq = 0, deleted_seq = 0;
+        std::string name;
+        std::uint32_t member_count = 0;
+        std::int64_t created_ms = 0;
+    };
+    std::vector<SysMessage> sys;
+    std::vector<MemberRow> members;
+    std::vector<GroupRow> groups;
+    bool empty() const { return sys.empty() && members.empty() && groups.empty(); }
 };
 
 struct WatermarkRow {  // one user_conversations upsert
@@ -255,6 +287,7 @@ struct MessageWriter::Impl {
     mutable std::mutex mu;
     std::condition_variable cv;
     std::deque<SendJob> send_queue;
+    std::deque<GroupChangeJob> change_queue;
     PendingReceipts receipt_queue;
     std::vector<std::pair<std::uint64_t, std::uint64_t>> forget_queue;
     std::vector<std::pair<std::uint32_t, std::uint64_t>> reset_queue;  // (shard, gen)
@@ -265,6 +298,10 @@ struct MessageWriter::Impl {
     TwoGenCache<StreamKey, StreamState, StreamKeyHash> streams;
     TwoGenCache<std::uint64_t, std::uint64_t> last_seq;  // conversation -> last committed seq
     RecentSends recent;
+    // The groups of this lane's shards that a batch used (loaded from MySQL on first use, dropped
+    // with the other caches on a change of ownership, erased when a batch that touched them fails).
+    std::unordered_map<std::uint64_t, GroupState> groups;
+    std::mt19937_64 rng{std::random_device{}()};  // client_msg_ids of GROUP_EVENT messages
     // Messages of failed batches: the failure may have come after COMMIT (a lost reply), so they
     // may be stored and never pushed. A resend that finds one in MySQL pushes it. (After a
     // restart nothing is known: the connectors' SyncHint{0} on the lost link covers that case.)
@@ -303,7 +340,12 @@ struct MessageWriter::Impl {
     StageClock clock;
 
     void run();
-    void process(std::vector<SendJob>& sends, std::vector<ReceiptJob>& receipts);
+    void process(std::vector<SendJob>& sends, std::vector<ReceiptJob>& receipts, std::vector<GroupChangeJob>& changes);
+    void load_groups(std::vector<std::uint64_t> ids);
+    GroupState* group(std::uint64_t id) {
+        auto it = groups.find(id);
+        return it == groups.end() ? nullptr : &it->second;
+    }
     void stream_checks(std::vector<SendJob>& sends, std::vector<Item>& items);
     void dedupe(std::vector<SendJob>& sends, std::vector<Item>& items, bool query_all);
     void apply_policy(std::vector<SendJob>& sends, std::vector<Item>& items);
@@ -311,9 +353,8 @@ struct MessageWriter::Impl {
     void load_last_seq(const std::vector<std::uint64_t>& convs);
     void sync_versions(const std::vector<WatermarkRow>& rows, std::vector<std::uint64_t>& versions);
     void write(std::vector<SendJob>& sends, std::vector<Item>& items,
-               const std::vector<WatermarkRow>& rows,
-               const std::vector<std::pair<std::uint64_t, std::uint64_t>>& push_rows,
-               std::uint64_t& fence_shards);
+               const std::vector<WatermarkRow>& rows, const std::vector<PushRow>& push_rows,
+               const GroupWrites& gw, std::uint64_t& fence_shards);
     void fence(const std::vector<std::uint32_t>& shards);
     void drop_caches();
 };
@@ -370,7 +411,7 @@ void MessageWriter::stop() {
 }
 
 bool MessageWriter::submit(SendJob job) {
-    Impl& l = lane_of(conversation_id(job.session.user_id(), job.send.peer_user_id()));
+    Impl& l = lane_of(send_conversation(job.session.user_id(), job.send.peer_user_id(), job.send.group_id()));
     {
         std::lock_guard lock(l.mu);
         if (l.stopping || l.send_queue.size() + l.receipt_queue.size() >= l.deps.config.max_queue)
@@ -383,7 +424,7 @@ bool MessageWriter::submit(SendJob job) {
 
 bool MessageWriter::submit(ReceiptJob job) {
     Impl& l = lane_of(
-        valid_conversation_id(job.receipt.conversation_id()) ? job.receipt.conversation_id() : 0);
+        valid_any_conversation(job.receipt.conversation_id()) ? job.receipt.conversation_id() : 0);
     {
         std::lock_guard lock(l.mu);
         const bool room =
@@ -392,6 +433,18 @@ bool MessageWriter::submit(ReceiptJob job) {
             l.receipts_refused.Increment();
             return false;
         }
+    }
+    l.cv.notify_one();
+    return true;
+}
+
+bool MessageWriter::submit(GroupChangeJob job) {
+    Impl& l = lane_of(valid_group_id(job.change.group_id()) ? job.change.group_id() : 0);
+    {
+        std::lock_guard lock(l.mu);
+        if (l.stopping || l.send_queue.size() + l.receipt_queue.size() + l.change_queue.size() >= l.deps.config.max_queue)
+            return false;
+        l.change_queue.push_back(std::move(job));
     }
     l.cv.notify_one();
     return true;
@@ -421,7 +474,7 @@ std::size_t MessageWriter::queued() const {
     std::size_t n = 0;
     for (const auto& l : lanes_) {
         std::lock_guard lock(l->mu);
-        n += l->send_queue.size() + l->receipt_queue.size();
+        n += l->send_queue.size() + l->receipt_queue.size() + l->change_queue.size();
     }
     return n;
 }
@@ -431,11 +484,13 @@ void MessageWriter::Impl::run() {
     for (;;) {
         std::vector<SendJob> sends;
         std::vector<ReceiptJob> receipts;
+        std::vector<GroupChangeJob> changes;
         std::vector<std::pair<std::uint64_t, std::uint64_t>> forgets;
         {
             std::unique_lock lock(mu);
             cv.wait(lock, [this] {
-                return stopping || !send_queue.empty() || !receipt_queue.empty() || !reset_queue.empty();
+                return stopping || !send_queue.empty() || !receipt_queue.empty() || !change_queue.empty() ||
+                       !reset_queue.empty();
             });
             if (!reset_queue.empty()) {
                 // Before anything queued after the reset: the ownership thread published the
@@ -446,8 +501,8 @@ void MessageWriter::Impl::run() {
                 drop_caches();
                 continue;
             }
-            if (send_queue.empty() && receipt_queue.empty()) return;  // stopping, drained
-            if (send_queue.empty() && deps.config.receipt_delay.count() > 0) {
+            if (send_queue.empty() && receipt_queue.empty() && change_queue.empty()) return;  // stopping, drained
+            if (send_queue.empty() && change_queue.empty() && deps.config.receipt_delay.count() > 0) {
                 // Receipts alone: wait a little for a message to share the commit with. Without
                 // it a receipt-only batch (its own fsync) would often run just before the next
                 // message of a live chat and make that message wait for it.
@@ -461,8 +516,12 @@ void MessageWriter::Impl::run() {
                 send_queue.pop_front();
             }
             receipts = receipt_queue.take(deps.config.max_batch);
+            for (std::size_t i = 0; i < deps.config.max_batch && !change_queue.empty(); ++i) {
+                changes.push_back(std::move(change_queue.front()));
+                change_queue.pop_front();
+            }
             forgets.swap(forget_queue);
-            queue_gauge.Set(static_cast<double>(send_queue.size() + receipt_queue.size()));
+            queue_gauge.Set(static_cast<double>(send_queue.size() + receipt_queue.size() + change_queue.size()));
         }
         for (const auto& [user, epoch] : forgets) {
             if (auto it = streams_by_session.find(epoch); it != streams_by_session.end()) {
@@ -471,7 +530,7 @@ void MessageWriter::Impl::run() {
                 streams_by_session.erase(it);
             }
         }
-        process(sends, receipts);
+        process(sends, receipts, changes);
     }
 }
 
@@ -483,15 +542,16 @@ void MessageWriter::Impl::stream_checks(std::vector<SendJob>& sends, std::vector
         const auto& s = job.send;
         it.job = i;
         const auto sender = job.session.user_id();
-        it.peer = s.peer_user_id();
-        it.conv = conversation_id(sender, it.peer);
+        it.peer = s.group_id() != 0 ? 0 : s.peer_user_id();
+        it.conv = send_conversation(sender, s.peer_user_id(), s.group_id());
         auto answer = [&](ErrorCode c, std::string msg) {
             it.state = Item::State::answered;
             it.code = c;
             it.message = std::move(msg);
         };
         if (it.conv == 0) {
-            answer(client::BAD_REQUEST, "peer_user_id must be another valid user");
+            answer(client::BAD_REQUEST, s.group_id() != 0 ? "group_id must be a valid group (and peer_user_id 0)"
+                                                           : "peer_user_id must be another valid user");
             continue;
         }
         if (s.client_msg_id().size() != 16) {
@@ -621,14 +681,14 @@ void MessageWriter::Impl::dedupe(std::vector<SendJob>& sends, std::vector<Item>&
 void MessageWriter::Impl::apply_policy(std::vector<SendJob>& sends, std::vector<Item>& items) {
     std::vector<std::pair<std::uint64_t, std::uint64_t>> pairs;
     for (const auto& it : items) {
-        if (it.state == Item::State::pending)
+        if (it.state == Item::State::pending && it.peer != 0)
             pairs.emplace_back(sends[it.job].session.user_id(), it.peer);
     }
     if (pairs.empty()) return;
     std::unordered_map<std::uint64_t, PairPolicy> policies;
     deps.policy.resolve(db, pairs, policies);
     for (auto& it : items) {
-        if (it.state != Item::State::pending) continue;
+        if (it.state != Item::State::pending || it.peer == 0) continue;  // groups: membership, later
         const auto& p = policies[it.conv];
         ErrorCode code = client::ERROR_NONE;
         if (p.blocked)
@@ -701,9 +761,25 @@ void MessageWriter::Impl::check_files(std::vector<SendJob>& sends, std::vector<I
 }
 
 void MessageWriter::Impl::load_last_seq(const std::vector<std::uint64_t>& convs) {
-    std::vector<std::uint64_t> missing;
+    std::vector<std::uint64_t> missing, missing_groups;
     for (auto c : convs) {
-        if (last_seq.find(c) == nullptr) missing.push_back(c);
+        if (last_seq.find(c) == nullptr) (valid_group_id(c) ? missing_groups : missing).push_back(c);
+    }
+    std::sort(missing_groups.begin(), missing_groups.end());
+    missing_groups.erase(std::unique(missing_groups.begin(), missing_groups.end()), missing_groups.end());
+    for (std::size_t off = 0; off < missing_groups.size();) {
+        // A group's last seq is in its chat_groups row (every batch that assigns its seqs writes it).
+        const std::size_t n = std::min<std::size_t>(missing_groups.size() - off, 512);
+        const std::size_t padded = sql_batch::lookup_size(n);
+        auto& st = db.prepare("SELECT id, last_seq FROM chat_groups WHERE id IN (" + sql_batch::placeholders(padded) + ")");
+        for (std::size_t i = 0; i < padded; ++i)
+            st.setUInt64(static_cast<unsigned>(i + 1), missing_groups[off + std::min(i, n - 1)]);
+        for (std::size_t i = 0; i < n; ++i)
+            last_seq.put(missing_groups[off + i], 0);
+        std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+        while (rs->next())
+            last_seq.put(rs->getUInt64(1), rs->getUInt64(2));
+        off += n;
     }
     std::sort(missing.begin(), missing.end());
     missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
@@ -728,7 +804,51 @@ void MessageWriter::Impl::load_last_seq(const std::vector<std::uint64_t>& convs)
     }
 }
 
+// The state of the groups in `ids` not cached yet: the group row and its current members. A group
+// that does not exist is not cached (its creation may come next).
+void MessageWriter::Impl::load_groups(std::vector<std::uint64_t> ids) {
+    std::erase_if(ids, [&](std::uint64_t id) { return groups.count(id) != 0; });
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    if (groups.size() + ids.size() > 50000) groups.clear();  // bounded: reloaded on use
+    for (std::size_t off = 0; off < ids.size();) {
+        const std::size_t n = std::min<std::size_t>(ids.size() - off, 256);
+        const std::size_t padded = sql_batch::lookup_size(n);
+        auto& st = db.prepare("SELECT id, name, owner_id, deleted_seq, created_ms FROM chat_groups WHERE id IN (" +
+                              sql_batch::placeholders(padded) + ")");
+        for (std::size_t i = 0; i < padded; ++i) st.setUInt64(static_cast<unsigned>(i + 1), ids[off + std::min(i, n - 1)]);
+        std::unordered_map<std::uint64_t, GroupState> found;
+        {
+            std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+            while (rs->next()) {
+                GroupState g;
+                g.name = rs->getString(2).asStdString();
+                g.owner = rs->getUInt64(3);
+                g.deleted_seq = rs->getUInt64(4);
+                g.created_ms = rs->getInt64(5);
+                found.emplace(rs->getUInt64(1), std::move(g));
+            }
+        }
+        auto& ms = db.prepare("SELECT group_id, user_id, role, joined_seq, delivered_seq, read_seq FROM group_members "
+                              "WHERE left_seq = 0 AND group_id IN (" + sql_batch::placeholders(padded) + ")");
+        for (std::size_t i = 0; i < padded; ++i) ms.setUInt64(static_cast<unsigned>(i + 1), ids[off + std::min(i, n - 1)]);
+        std::unique_ptr<sql::ResultSet> rs(ms.executeQuery());
+        while (rs->next()) {
+            auto g = found.find(rs->getUInt64(1));
+            if (g == found.end()) continue;
+            g->second.members[rs->getUInt64(2)] = GroupMember{static_cast<client::GroupRole>(rs->getUInt(3)),
+                                                               rs->getUInt64(4), rs->getUInt64(5), rs->getUInt64(6)};
+        }
+        for (auto& [id, g] : found) {
+            g.rebuild_audience();
+            groups.emplace(id, std::move(g));
+        }
+        off += n;
+    }
+}
+
 void MessageWriter::Impl::drop_caches() {
+    groups.clear();
     last_seq.clear();
     streams.clear();
     streams_by_session.clear();
@@ -812,10 +932,9 @@ void MessageWriter::Impl::sync_versions(const std::vector<WatermarkRow>& rows,
         versions.push_back(per_user[w.user]++);
 }
 
-void MessageWriter::Impl::write(
-    std::vector<SendJob>& sends, std::vector<Item>& items, const std::vector<WatermarkRow>& rows,
-    const std::vector<std::pair<std::uint64_t, std::uint64_t>>& push_rows,
-    std::uint64_t& fence_shards) {
+void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& items,
+                               const std::vector<WatermarkRow>& rows, const std::vector<PushRow>& push_rows,
+                               const GroupWrites& gw, std::uint64_t& fence_shards) {
     std::vector<const Item*> fresh;
     std::vector<std::uint32_t> shards;
     std::unordered_map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>>
@@ -830,6 +949,12 @@ void MessageWriter::Impl::write(
         shards.push_back(shard_of(r.conv));
         conv_rows.try_emplace(r.conv, 0, 0);
     }
+    for (const auto& m : gw.sys) {
+        auto& c = conv_rows[m.conv];
+        c.first = std::max(c.first, m.seq);
+    }
+    for (const auto& m : gw.members) shards.push_back(shard_of(m.group));
+    for (const auto& g : gw.groups) shards.push_back(shard_of(g.id));
     for (const auto& [conv, _] : conv_rows)
         shards.push_back(shard_of(conv));
     std::sort(shards.begin(), shards.end());
@@ -847,8 +972,10 @@ void MessageWriter::Impl::write(
     if (deps.failpoints.eval("writer.before_insert"))
         throw std::runtime_error("failpoint writer.before_insert");
 
+    // The messages of the sends, then the groups' system messages (one row layout).
+    const std::size_t total = fresh.size() + gw.sys.size();
     std::size_t pos = 0;
-    for (std::size_t rows_n : sql_batch::insert_chunks(fresh.size())) {
+    for (std::size_t rows_n : sql_batch::insert_chunks(total)) {
         auto& st = db.prepare(
             sql_batch::values_statement("INSERT INTO messages (conversation_id, seq, msg_id, "
                                         "sender_id, sender_device, client_msg_id, type, body, "
@@ -856,6 +983,19 @@ void MessageWriter::Impl::write(
                                         9, rows_n, ""));
         unsigned p = 1;
         for (std::size_t r = 0; r < rows_n; ++r) {
+            if (pos + r >= fresh.size()) {
+                const auto& m = gw.sys[pos + r - fresh.size()];
+                st.setUInt64(p++, m.conv);
+                st.setUInt64(p++, m.seq);
+                st.setUInt64(p++, m.msg_id);
+                st.setUInt64(p++, m.actor);
+                st.setString(p++, m.device);
+                st.setString(p++, m.client_msg_id);
+                st.setUInt(p++, static_cast<unsigned>(client::GROUP_EVENT));
+                st.setString(p++, m.body);
+                st.setInt64(p++, m.created_ms);
+                continue;
+            }
             const Item& it = *fresh[pos + r];
             const auto& job = sends[it.job];
             st.setUInt64(p++, it.conv);
@@ -873,6 +1013,58 @@ void MessageWriter::Impl::write(
         pos += rows_n;
     }
     clock.lap(stage_messages);
+
+    // Groups: the members' rows (a current member's full state from the lane's cache, which
+    // is the only writer; or the left_seq of one who left), then each touched group's row.
+    pos = 0;
+    for (std::size_t rows_n : sql_batch::insert_chunks(gw.members.size())) {
+        auto& st = db.prepare(sql_batch::values_statement(
+            "INSERT INTO group_members (group_id, user_id, role, joined_seq, left_seq, delivered_seq, read_seq, "
+            "updated_ms) VALUES ",
+            8, rows_n,
+            " ON DUPLICATE KEY UPDATE role = IF(VALUES(left_seq) = 0, VALUES(role), role), "
+            "joined_seq = IF(VALUES(left_seq) = 0, VALUES(joined_seq), joined_seq), left_seq = VALUES(left_seq), "
+            "delivered_seq = IF(VALUES(left_seq) = 0, VALUES(delivered_seq), delivered_seq), "
+            "read_seq = IF(VALUES(left_seq) = 0, VALUES(read_seq), read_seq), updated_ms = VALUES(updated_ms)"));
+        unsigned p = 1;
+        for (std::size_t r = 0; r < rows_n; ++r) {
+            const auto& m = gw.members[pos + r];
+            st.setUInt64(p++, m.group);
+            st.setUInt64(p++, m.user);
+            st.setUInt(p++, m.role);
+            st.setUInt64(p++, m.left != 0 ? m.left : m.joined);
+            st.setUInt64(p++, m.left);
+            st.setUInt64(p++, m.delivered);
+            st.setUInt64(p++, m.read);
+            st.setInt64(p++, now);
+        }
+        st.executeUpdate();
+        pos += rows_n;
+    }
+    pos = 0;
+    for (std::size_t rows_n : sql_batch::insert_chunks(gw.groups.size())) {
+        auto& st = db.prepare(sql_batch::values_statement(
+            "INSERT INTO chat_groups (id, name, owner_id, last_seq, member_count, deleted_seq, created_ms, updated_ms) "
+            "VALUES ",
+            8, rows_n,
+            " ON DUPLICATE KEY UPDATE name = VALUES(name), owner_id = VALUES(owner_id), "
+            "last_seq = GREATEST(last_seq, VALUES(last_seq)), member_count = VALUES(member_count), "
+            "deleted_seq = VALUES(deleted_seq), updated_ms = VALUES(updated_ms)"));
+        unsigned p = 1;
+        for (std::size_t r = 0; r < rows_n; ++r) {
+            const auto& g = gw.groups[pos + r];
+            st.setUInt64(p++, g.id);
+            st.setString(p++, g.name);
+            st.setUInt64(p++, g.owner);
+            st.setUInt64(p++, g.last_seq);
+            st.setUInt(p++, g.member_count);
+            st.setUInt64(p++, g.deleted_seq);
+            st.setInt64(p++, g.created_ms);
+            st.setInt64(p++, now);
+        }
+        st.executeUpdate();
+        pos += rows_n;
+    }
 
     // Who may download a file: the participants of the conversations it was sent in. Not INSERT
     // IGNORE: a file the sweeper removed meanwhile must fail the batch (foreign key), not vanish.
@@ -956,11 +1148,11 @@ void MessageWriter::Impl::write(
                                         "first_ms = IF(first_ms = 0, VALUES(first_ms), first_ms)"));
         unsigned p = 1;
         for (std::size_t r = 0; r < rows_n; ++r) {
-            const auto [user, conv] = push_rows[pos + r];
-            st.setUInt64(p++, user);
-            st.setUInt64(p++, conv);
-            st.setUInt64(p++, conversation_peer(conv, user));
-            st.setUInt64(p++, conv_rows[conv].first);
+            const auto& row = push_rows[pos + r];
+            st.setUInt64(p++, row.user);
+            st.setUInt64(p++, row.conv);
+            st.setUInt64(p++, row.from);
+            st.setUInt64(p++, conv_rows[row.conv].first);
             st.setInt64(p++, now);
             st.setInt64(p++, now);
         }
@@ -972,7 +1164,8 @@ void MessageWriter::Impl::write(
         throw std::runtime_error("failpoint writer.before_commit");
 }
 
-void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<ReceiptJob>& receipts) {
+void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<ReceiptJob>& receipts,
+                                  std::vector<GroupChangeJob>& changes) {
     std::vector<Item> items(sends.size());
     BatchResult result;
     clock = StageClock{};
@@ -990,7 +1183,8 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
     for (std::size_t i = 0; i < receipts.size(); ++i) {
         const auto& r = receipts[i].receipt;
         const auto user = receipts[i].session.user_id();
-        if (!is_participant(r.conversation_id(), user) || r.up_to_seq() == 0 ||
+        // A group's receipts: members only, checked against the group's state in the batch.
+        if (!(is_participant(r.conversation_id(), user) || valid_group_id(r.conversation_id())) || r.up_to_seq() == 0 ||
             (r.kind() != client::DELIVERED && r.kind() != client::READ)) {
             continue;  // silently ignored: watermarks are hints, a bad one changes nothing
         }
@@ -1002,6 +1196,20 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
 
     bool query_all = false;
     std::vector<bool> receipt_bounced(receipts.size(), false);
+    // Group changes: what each attempt decided (recomputed by every attempt from the reloaded state).
+    struct ChangeState {
+        bool bounced = false;  // its shard is owned elsewhere now: answered retryably
+        ChangeOutcome out;
+        std::uint64_t seq = 0;
+        std::shared_ptr<const std::string> deliver;
+        std::vector<std::uint64_t> audience;
+    };
+    std::vector<ChangeState> change_states(changes.size());
+    std::unordered_set<std::uint64_t> batch_groups;  // cached groups an attempt changed
+    auto forget_groups = [&] {
+        for (auto gid : batch_groups) groups.erase(gid);
+        batch_groups.clear();
+    };
     // Forget what this attempt assigned; items of shards owned elsewhere now go back.
     auto unassign = [&] {
         for (auto& it : items) {
@@ -1019,7 +1227,10 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
         }
         for (std::size_t i = 0; i < receipts.size(); ++i) {
             const auto conv = receipts[i].receipt.conversation_id();
-            if (valid_conversation_id(conv) && gone.count(shard_of(conv)) != 0) receipt_bounced[i] = true;
+            if (valid_any_conversation(conv) && gone.count(shard_of(conv)) != 0) receipt_bounced[i] = true;
+        }
+        for (std::size_t i = 0; i < changes.size(); ++i) {
+            if (gone.count(shard_of(changes[i].change.group_id())) != 0) change_states[i].bounced = true;
         }
         std::erase_if(receipt_keys, [&](const auto& k) { return gone.count(shard_of(k.first)) != 0; });
     };
@@ -1042,16 +1253,117 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                 deps.policy.resolve(db, pairs, receipt_policy);
             }
 
+            // Groups: the state of every group this batch names (changes, sends, receipts).
+            std::vector<std::uint64_t> gids;
+            for (const auto& c : changes) {
+                if (valid_group_id(c.change.group_id())) gids.push_back(c.change.group_id());
+            }
+            for (const auto& it : items) {
+                if (it.peer == 0 && it.conv != 0 &&
+                    (it.state == Item::State::pending || it.state == Item::State::original_found))
+                    gids.push_back(it.conv);
+            }
+            for (const auto& [conv, user] : receipt_keys) {
+                if (valid_group_id(conv)) gids.push_back(conv);
+            }
+            if (!gids.empty()) load_groups(gids);
+
             // Seqs: the conversation's next numbers, in arrival order.
             std::vector<std::uint64_t> convs;
             for (const auto& it : items) {
                 if (it.state == Item::State::pending) convs.push_back(it.conv);
+            }
+            for (const auto& c : changes) {
+                if (valid_group_id(c.change.group_id())) convs.push_back(c.change.group_id());
             }
             for (const auto& [conv, user] : receipt_keys)
                 convs.push_back(conv);
             load_last_seq(convs);
             std::unordered_map<std::uint64_t, std::uint64_t> before;  // to roll back on failure
             const auto now = wall_ms();
+
+            // Group changes first, in arrival order: each is a GROUP_EVENT message at the group's
+            // next seq, and the sends of this batch see the membership after them.
+            GroupWrites gw;
+            std::set<std::pair<std::uint64_t, std::uint64_t>> member_touch;  // (group, user)
+            std::map<std::pair<std::uint64_t, std::uint64_t>, std::uint64_t> left_at;
+            std::map<std::uint64_t, std::uint64_t> seq_groups;  // group -> the last seq this batch gives it
+            for (std::size_t i = 0; i < changes.size(); ++i) {
+                auto& cs = change_states[i];
+                cs.out = ChangeOutcome{};
+                cs.seq = 0;
+                cs.deliver.reset();
+                cs.audience.clear();
+                if (cs.bounced) continue;
+                const auto& job = changes[i];
+                const auto gid = job.change.group_id();
+                const auto actor = job.session.user_id();
+                GroupState* g = valid_group_id(gid) ? group(gid) : nullptr;
+                if (g == nullptr) {
+                    cs.out.code = client::NOT_FOUND;
+                    cs.out.message = "no such group";
+                    continue;
+                }
+                auto* ls = last_seq.find(gid);
+                if (ls == nullptr) ls = &last_seq.put(gid, 0);
+                batch_groups.insert(gid);
+                cs.out = apply_group_change(*g, actor, job.change, *ls + 1, *ls);
+                if (cs.out.code != client::ERROR_NONE) continue;
+                before.try_emplace(gid, *ls);
+                cs.seq = ++*ls;
+                seq_groups[gid] = cs.seq;
+                GroupWrites::SysMessage m;
+                m.conv = gid;
+                m.seq = cs.seq;
+                m.msg_id = deps.ids.next();
+                m.actor = actor;
+                m.device = job.session.device_id();
+                m.client_msg_id.resize(16);
+                for (std::size_t b = 0; b < 16; b += 8) {
+                    const auto r = rng();
+                    std::memcpy(m.client_msg_id.data() + b, &r, 8);
+                }
+                m.body = cs.out.event.SerializeAsString();
+                m.created_ms = now;
+                client::Envelope env;
+                auto* d = env.mutable_deliver();
+                d->set_conversation_id(gid);
+                d->set_seq(m.seq);
+                d->set_msg_id(m.msg_id);
+                d->set_sender_user_id(actor);
+                d->set_sender_device_id(m.device);
+                d->set_type(client::GROUP_EVENT);
+                *d->mutable_group_event() = cs.out.event;
+                d->set_created_ms(now);
+                d->set_client_msg_id(m.client_msg_id);
+                cs.deliver = std::make_shared<const std::string>(env.SerializeAsString());
+                cs.audience = *g->audience;
+                for (auto u : cs.out.left) {
+                    cs.audience.push_back(u);
+                    left_at[{gid, u}] = cs.seq;
+                    member_touch.emplace(gid, u);
+                }
+                member_touch.emplace(gid, actor);
+                for (auto u : cs.out.event.user_ids()) member_touch.emplace(gid, u);
+                gw.sys.push_back(std::move(m));
+            }
+            // Sends to a group: members only (the state after this batch's changes).
+            for (auto& it : items) {
+                if (it.state != Item::State::pending || it.peer != 0) continue;
+                const auto sender = sends[it.job].session.user_id();
+                const GroupState* g = group(it.conv);
+                ErrorCode code = client::ERROR_NONE;
+                if (g == nullptr || g->deleted_seq != 0)
+                    code = client::NOT_FOUND;
+                else if (g->members.count(sender) == 0)
+                    code = client::FORBIDDEN;
+                if (code == client::ERROR_NONE) continue;
+                it.state = Item::State::answered;
+                it.code = code;
+                it.message = code == client::NOT_FOUND ? "no such group" : "not a member of this group";
+                if (auto* st = streams.find(it.key)) st->refuse(sends[it.job].send.stream_seq(), code);
+                refused_total.Increment();
+            }
             for (auto& it : items) {
                 if (it.state != Item::State::pending) continue;
                 auto* ls = last_seq.find(it.conv);
@@ -1061,6 +1373,12 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             }
             for (const auto& [conv, seq] : before)
                 touched.push_back(conv);
+            for (const auto& it : items) {
+                if (it.state != Item::State::pending || it.peer != 0) continue;
+                group(it.conv)->note_message(it.stored.seq, sends[it.job].session.user_id());
+                batch_groups.insert(it.conv);
+                seq_groups[it.conv] = std::max(seq_groups[it.conv], it.stored.seq);
+            }
 
             // Watermark rows: a send moves the conversation's last seq and the recipient's unread
             // count, never a watermark (READ means read: only a Receipt moves one); a receipt
@@ -1073,12 +1391,21 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                 w.peer = conversation_peer(conv, user);
                 return w;
             };
-            std::vector<std::pair<std::uint64_t, std::uint64_t>> push_rows;
+            std::vector<PushRow> push_rows;
             std::unordered_set<std::uint64_t> push_seen;
+            std::set<std::pair<std::uint64_t, std::uint64_t>> group_push_seen;
             for (const auto& it : items) {
                 if (it.state != Item::State::pending) continue;
                 const auto sender = sends[it.job].session.user_id();
                 const auto seq = it.stored.seq;
+                if (it.peer == 0) {
+                    // A group message: no per-member row; the outbox for each member offline.
+                    for (auto m : *group(it.conv)->audience) {
+                        if (m != sender && !deps.online.online(m) && group_push_seen.emplace(m, it.conv).second)
+                            push_rows.push_back(PushRow{m, it.conv, sender});
+                    }
+                    continue;
+                }
                 auto& s = row(it.conv, sender);
                 s.last_seq = std::max(s.last_seq, seq);
                 auto& p = row(it.conv, it.peer);
@@ -1087,7 +1414,7 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                 if (!deps.online.online(it.peer) &&
                     push_seen.insert(it.conv * 2 + (it.peer == conversation_high(it.conv)))
                         .second) {
-                    push_rows.emplace_back(it.peer, it.conv);
+                    push_rows.push_back(PushRow{it.peer, it.conv, sender});
                 }
             }
             result.receipts.clear();
@@ -1099,6 +1426,34 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                 const std::uint64_t known = b != before.end()
                                                 ? b->second
                                                 : (last_seq.find(conv) ? *last_seq.find(conv) : 0);
+                if (valid_group_id(conv)) {
+                    // A member's watermark; told to their other sessions and to the senders of
+                    // the messages it passes (coalesced: one event per member and kind per batch).
+                    GroupState* g = group(conv);
+                    auto m = g != nullptr ? g->members.find(user) : decltype(g->members.end()){};
+                    if (g == nullptr || m == g->members.end()) continue;  // not a member: ignored
+                    for (int k = 0; k < 2; ++k) {
+                        const auto& agg = aggs[static_cast<std::size_t>(k)];
+                        if (!agg) continue;
+                        const auto up_to = std::min(agg->up_to, known);
+                        auto& mem = m->second;
+                        const auto prev = k == 0 ? mem.delivered : mem.read;
+                        if (up_to <= prev) continue;
+                        if (k == 0) {
+                            mem.delivered = up_to;
+                        } else {
+                            mem.read = up_to;
+                            mem.delivered = std::max(mem.delivered, up_to);
+                        }
+                        batch_groups.insert(conv);
+                        member_touch.emplace(conv, user);
+                        ReceiptOutcome ro{receipts[agg->job].session, conv, 0,
+                                          k == 0 ? client::DELIVERED : client::READ, up_to, true, {}};
+                        ro.notify = g->senders_between(prev, up_to, user);
+                        result.receipts.push_back(std::move(ro));
+                    }
+                    continue;
+                }
                 for (int k = 0; k < 2; ++k) {
                     if (!aggs[static_cast<std::size_t>(k)]) continue;
                     const auto up_to = std::min(aggs[static_cast<std::size_t>(k)]->up_to,
@@ -1122,22 +1477,45 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                         ReceiptOutcome{receipts[aggs[static_cast<std::size_t>(k)]->job].session,
                                        conv, conversation_peer(conv, user),
                                        k == 0 ? client::DELIVERED : client::READ, up_to,
-                                       !blocked});
+                                       !blocked, {}});
                 }
             }
             std::vector<WatermarkRow> row_list;
             row_list.reserve(rows.size());
             for (auto& [_, w] : rows)
                 row_list.push_back(w);
+            for (const auto& [gid, user] : member_touch) {
+                const GroupState* g = group(gid);
+                GroupWrites::MemberRow r;
+                r.group = gid;
+                r.user = user;
+                if (auto m = g->members.find(user); m != g->members.end()) {
+                    r.role = static_cast<unsigned>(m->second.role);
+                    r.joined = m->second.joined_seq;
+                    r.delivered = m->second.delivered;
+                    r.read = m->second.read;
+                } else if (auto l = left_at.find({gid, user}); l != left_at.end()) {
+                    r.left = l->second;
+                } else {
+                    continue;  // neither a member nor one who left (a refused change named them)
+                }
+                gw.members.push_back(r);
+            }
+            for (const auto& [gid, seq] : seq_groups) {
+                const GroupState* g = group(gid);
+                gw.groups.push_back(GroupWrites::GroupRow{gid, g->owner, seq, g->deleted_seq, g->name,
+                                                          static_cast<std::uint32_t>(g->members.size()),
+                                                          g->created_ms});
+            }
 
             std::uint64_t fence_shards = 0;
             std::size_t fresh = 0;
             for (const auto& it : items)
                 fresh += it.state == Item::State::pending ? 1 : 0;
-            if (fresh > 0 || !row_list.empty()) {
+            if (fresh > 0 || !row_list.empty() || !gw.empty()) {
                 if (!receipt_keys.empty() && deps.failpoints.eval("writer.receipt_batch"))
                     throw std::runtime_error("failpoint writer.receipt_batch");
-                db.transaction([&] { write(sends, items, row_list, push_rows, fence_shards); });
+                db.transaction([&] { write(sends, items, row_list, push_rows, gw, fence_shards); });
                 // Committed, but the batch fails as if the COMMIT's reply had been lost.
                 if (deps.failpoints.eval("writer.after_commit"))
                     throw std::runtime_error("failpoint writer.after_commit");
@@ -1154,6 +1532,7 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
         } catch (const FenceLost& e) {
             for (auto conv : touched)
                 last_seq.erase(conv);
+            forget_groups();
             fence_failures.Increment();
             spdlog::info("writer: {} shard(s) of a batch are owned elsewhere now: their requests go back",
                          e.shards.size());
@@ -1161,6 +1540,7 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             unassign();
             if (attempt < 3) continue;
         } catch (const FenceStale& e) {
+            batch_groups.clear();
             drop_caches();
             for (const auto& [shard, gen] : e.gens) shard_gen[shard] = gen;
             unassign();
@@ -1168,6 +1548,7 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
         } catch (const sql::SQLException& e) {
             for (auto conv : touched)
                 last_seq.erase(conv);
+            forget_groups();
             if (mysql::is_duplicate_key(e) && !redone) {
                 redone = true;
                 // A message already stored that looked new (a resend after a restart): redo the
@@ -1184,6 +1565,7 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
         } catch (const std::exception& e) {
             for (auto conv : touched)
                 last_seq.erase(conv);
+            forget_groups();
             spdlog::error("writer: batch of {} messages and {} receipts failed: {}", sends.size(),
                           receipts.size(), e.what());
         }
@@ -1205,6 +1587,11 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             }
         }
         result.receipts.clear();
+        for (auto& cs : change_states) {  // not committed (or the reply was lost): retryable
+            cs.out.code = client::UNAVAILABLE;
+            cs.out.message = "storage unavailable, retry";
+            cs.deliver.reset();
+        }
         // Receipts are kept, never dropped: they go back to the front of the lane's pending
         // receipts (merged with newer ones of the same key) for the next batch; those of shards
         // owned elsewhere now are bounced below. Only at shutdown are they given up, counted:
@@ -1242,6 +1629,9 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
         out.link_id = job.link_id;
         out.request_id = job.request_id;
         out.peer = it.peer;
+        if (it.peer == 0 && it.conv != 0) {
+            if (const GroupState* g = group(it.conv)) out.audience = g->audience;
+        }
         auto& r = out.result;
         r.set_client_msg_id(job.send.client_msg_id());
         const Item* src = it.state == Item::State::duplicate ? &items[it.dup_of] : &it;
@@ -1287,13 +1677,31 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
         }
         result.sends.push_back(std::move(out));
     }
+    for (std::size_t i = 0; i < changes.size(); ++i) {
+        auto& cs = change_states[i];
+        GroupChangeOutcome out;
+        out.session = changes[i].session;
+        out.link_id = changes[i].link_id;
+        out.request_id = changes[i].request_id;
+        if (cs.bounced) {
+            out.result.set_code(client::UNAVAILABLE);
+            out.result.set_message("the group moved to another transfer, retry");
+        } else {
+            out.result.set_code(cs.out.code);
+            out.result.set_message(cs.out.message);
+            out.result.set_seq(cs.seq);
+            out.deliver = cs.deliver;
+            out.audience = std::move(cs.audience);
+        }
+        result.changes.push_back(std::move(out));
+    }
     for (std::size_t i = 0; i < receipts.size(); ++i) {
         if (!receipt_bounced[i]) continue;
         bounced_total.Increment();
         result.bounced_receipts.push_back(std::move(receipts[i]));
     }
     if (!result.sends.empty() || !result.receipts.empty() || !result.bounced_sends.empty() ||
-        !result.bounced_receipts.empty())
+        !result.bounced_receipts.empty() || !result.changes.empty())
         deps.on_result(std::move(result));
     clock.lap(stage_answer);
 }

@@ -58,6 +58,14 @@ struct ReceiptJob {
     std::uint64_t request_id = 0;  // the client's, kept when the receipt is bounced to a new owner
 };
 
+// im-rest -> the owner: one change of a group (GroupChange), by the session's user.
+struct GroupChangeJob {
+    internal::SessionRef session;
+    std::uint64_t link_id = 0;
+    std::uint64_t request_id = 0;
+    client::GroupChange change;
+};
+
 struct SendOutcome {
     internal::SessionRef session;
     std::uint64_t link_id = 0;
@@ -67,6 +75,17 @@ struct SendOutcome {
     // Serialized client::Envelope{deliver} to push: the message was stored by this batch, or a
     // resend found it in MySQL after its first try failed past COMMIT (a lost reply: never pushed).
     std::shared_ptr<const std::string> deliver;
+    // A group message: every current member (peer is 0); the sending session is left out.
+    std::shared_ptr<const std::vector<std::uint64_t>> audience;
+};
+
+struct GroupChangeOutcome {
+    internal::SessionRef session;
+    std::uint64_t link_id = 0;
+    std::uint64_t request_id = 0;
+    client::GroupChangeResult result;
+    std::shared_ptr<const std::string> deliver;  // the GROUP_EVENT message, when committed
+    std::vector<std::uint64_t> audience;         // the members after it and those who left by it
 };
 
 struct ReceiptOutcome {
@@ -76,11 +95,14 @@ struct ReceiptOutcome {
     client::ReceiptKind kind = client::DELIVERED;
     std::uint64_t up_to_seq = 0;
     bool to_peer = true;  // false between a blocked pair: only the sender's other sessions hear it
+    // A group (peer 0): the senders of the messages this watermark passed, who hear it too.
+    std::vector<std::uint64_t> notify;
 };
 
 struct BatchResult {
     std::vector<SendOutcome> sends;
     std::vector<ReceiptOutcome> receipts;
+    std::vector<GroupChangeOutcome> changes;
     // Requests for shards this transfer no longer owns (the fence said so): the I/O thread sends
     // them back to their connector as Bounce, which routes them to the new owner.
     std::vector<SendJob> bounced_sends;
@@ -132,6 +154,8 @@ public:
     // is kept until stored, also across failed batches; false only for a new key when the lane
     // is full (answer the client: it resends its watermarks).
     bool submit(ReceiptJob job);
+    // Thread-safe; false when the queue is full.
+    bool submit(GroupChangeJob job);
     // The session ended: its send streams can be dropped.
     void forget_session(std::uint64_t user, std::uint64_t login_epoch);
     // These shards were (re)acquired at these gens: the lanes drop what they cached (seq counters,

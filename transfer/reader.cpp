@@ -73,9 +73,44 @@ void fill_deliver(client::Deliver& d, std::uint64_t conv, sql::ResultSet& rs) {
     const auto type = static_cast<client::MessageType>(rs.getUInt(6));
     d.set_type(type);
     const auto body = rs.getString(7).asStdString();
-    if (type == client::FILE) d.mutable_file()->ParseFromString(body);
-    else d.set_text(body);
+    if (type == client::FILE)
+        d.mutable_file()->ParseFromString(body);
+    else if (type == client::GROUP_EVENT)
+        d.mutable_group_event()->ParseFromString(body);
+    else
+        d.set_text(body);
     d.set_created_ms(rs.getInt64(8));
+}
+
+// Every group the user is or was a member of (bounded), appended to each ConversationList: groups
+// have no per-member version (a message does not write a row per member), so the list always
+// carries them. unread: the others' messages after the read watermark, counted over at most
+// 10,000 seqs (a bounded scan of the primary key).
+void add_groups(mysql::MysqlConnection& db, std::uint64_t user, client::ConversationList& list) {
+    auto& st = db.prepare(
+        "SELECT g.id, g.name, g.member_count, g.last_seq, gm.joined_seq, gm.left_seq, gm.delivered_seq, gm.read_seq, "
+        "g.updated_ms, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = g.id AND "
+        "m.seq > GREATEST(gm.read_seq, gm.joined_seq - 1) AND m.seq <= GREATEST(gm.read_seq, gm.joined_seq - 1) + 10000 "
+        "AND (gm.left_seq = 0 OR m.seq <= gm.left_seq) AND m.sender_id <> gm.user_id) "
+        "FROM group_members gm JOIN chat_groups g ON g.id = gm.group_id WHERE gm.user_id = ? "
+        "ORDER BY g.updated_ms DESC LIMIT 1000");
+    st.setUInt64(1, user);
+    std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+    while (rs->next()) {
+        auto* c = list.add_conversations();
+        c->set_conversation_id(rs->getUInt64(1));
+        c->set_group(true);
+        c->set_title(rs->getString(2).asStdString());
+        c->set_member_count(rs->getUInt(3));
+        const auto left = rs->getUInt64(6);
+        c->set_last_seq(left != 0 ? std::min(left, rs->getUInt64(4)) : rs->getUInt64(4));
+        c->set_joined_seq(rs->getUInt64(5));
+        c->set_left_seq(left);
+        c->set_my_delivered_seq(rs->getUInt64(7));
+        c->set_my_read_seq(rs->getUInt64(8));
+        c->set_updated_ms(rs->getInt64(9));
+        c->set_unread(rs->getUInt64(10));
+    }
 }
 
 }  // namespace
@@ -114,6 +149,7 @@ bool Reader::sync_conversations(std::uint64_t user, const client::SyncConversati
                 c->set_updated_ms(rs->getInt64(9));
                 list->set_next_cursor(rs->getUInt64(8));
             }
+            add_groups(be.db, user, *list);
             return env;
         }));
     });
@@ -122,27 +158,48 @@ bool Reader::sync_conversations(std::uint64_t user, const client::SyncConversati
 bool Reader::sync_messages(std::uint64_t user, const client::SyncMessages& req,
                            std::function<void(client::Envelope)> done) {
     return pool_.try_submit([this, user, req, done = std::move(done)] {
-        if (!is_participant(req.conversation_id(), user)) {
+        auto not_found = [&] {
             client::Envelope env;
             auto* page = env.mutable_message_page();
             page->set_conversation_id(req.conversation_id());
             page->set_code(client::NOT_FOUND);
-            done(std::move(env));
+            return env;
+        };
+        const bool group = valid_group_id(req.conversation_id());
+        if (!group && !is_participant(req.conversation_id(), user)) {
+            done(not_found());
             return;
         }
         auto& be = backend();
         done(guarded(be.db, "SyncMessages", [&] {
+            // A group: only the seqs of the user's membership, joined_seq .. left_seq (or the end).
+            std::uint64_t lowest = 1, highest = ~0ull;
+            if (group) {
+                auto& m = be.db.prepare("SELECT joined_seq, left_seq FROM group_members WHERE group_id = ? AND user_id = ?");
+                m.setUInt64(1, req.conversation_id());
+                m.setUInt64(2, user);
+                std::unique_ptr<sql::ResultSet> mr(m.executeQuery());
+                if (!mr->next()) return not_found();
+                lowest = mr->getUInt64(1);
+                if (mr->getUInt64(2) != 0) highest = mr->getUInt64(2);
+            }
             const std::uint32_t limit =
                 req.limit() == 0 ? config_.sync_page_limit : std::min(req.limit(), config_.sync_page_limit);
             const bool backward = req.before_seq() != 0;
             auto& st = be.db.prepare(
                 backward ? "SELECT seq, msg_id, sender_id, sender_device, client_msg_id, type, body, created_ms FROM messages "
-                           "WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+                           "WHERE conversation_id = ? AND seq < ? AND seq >= ? ORDER BY seq DESC LIMIT ?"
                          : "SELECT seq, msg_id, sender_id, sender_device, client_msg_id, type, body, created_ms FROM messages "
-                           "WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?");
+                           "WHERE conversation_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?");
             st.setUInt64(1, req.conversation_id());
-            st.setUInt64(2, backward ? req.before_seq() : req.after_seq());
-            st.setUInt(3, limit + 1);
+            if (backward) {
+                st.setUInt64(2, std::min(req.before_seq(), highest == ~0ull ? highest : highest + 1));
+                st.setUInt64(3, lowest);
+            } else {
+                st.setUInt64(2, std::max(req.after_seq(), lowest - 1));
+                st.setUInt64(3, highest);
+            }
+            st.setUInt(4, limit + 1);
             std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
             std::vector<client::Deliver> rows;
             bool more = false;
@@ -172,6 +229,65 @@ bool Reader::sync_messages(std::uint64_t user, const client::SyncMessages& req,
             for (auto& d : rows) *page->add_messages() = std::move(d);
             return env;
         }));
+    });
+}
+
+bool Reader::read_by(std::uint64_t user, const client::ReadBy& req, std::function<void(client::Envelope)> done) {
+    return pool_.try_submit([this, user, req, done = std::move(done)] {
+        auto& be = backend();
+        done(guarded(be.db, "ReadBy", [&] {
+            client::Envelope env;
+            auto* r = env.mutable_read_by_result();
+            r->set_conversation_id(req.conversation_id());
+            r->set_seq(req.seq());
+            if (!valid_group_id(req.conversation_id())) {
+                r->set_code(client::NOT_FOUND);
+                return env;
+            }
+            auto& st = be.db.prepare(
+                "SELECT gm.user_id, gm.role, gm.delivered_seq, gm.read_seq FROM group_members gm JOIN chat_groups g "
+                "ON g.id = gm.group_id WHERE gm.group_id = ? AND gm.left_seq = 0 AND g.deleted_seq = 0 LIMIT 100000");
+            st.setUInt64(1, req.conversation_id());
+            std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+            bool member = false;
+            while (rs->next()) {
+                const auto id = rs->getUInt64(1);
+                if (id == user) {
+                    member = true;
+                    continue;
+                }
+                auto* m = r->add_members();
+                m->set_user_id(id);
+                m->set_role(static_cast<client::GroupRole>(rs->getUInt(2)));
+                m->set_delivered_seq(rs->getUInt64(3));
+                m->set_read_seq(rs->getUInt64(4));
+            }
+            if (!member) {  // a stranger learns nothing, not even whether the group exists
+                r->clear_members();
+                r->set_code(client::NOT_FOUND);
+            }
+            return env;
+        }));
+    });
+}
+
+bool Reader::group_members(std::uint64_t group, std::function<void(std::vector<std::uint64_t>)> done) {
+    return pool_.try_submit([this, group, done = std::move(done)] {
+        auto& be = backend();
+        std::vector<std::uint64_t> members;
+        try {
+            auto& st = be.db.prepare(
+                "SELECT gm.user_id FROM group_members gm JOIN chat_groups g ON g.id = gm.group_id "
+                "WHERE gm.group_id = ? AND gm.left_seq = 0 AND g.deleted_seq = 0 LIMIT 100000");
+            st.setUInt64(1, group);
+            std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+            while (rs->next()) members.push_back(rs->getUInt64(1));
+        } catch (const std::exception& e) {
+            if (const auto* se = dynamic_cast<const sql::SQLException*>(&e); se && mysql::is_connection_error(*se)) be.db.reset();
+            spdlog::warn("reader: group members of {} failed: {}", group, e.what());
+            members.clear();
+        }
+        done(std::move(members));
     });
 }
 

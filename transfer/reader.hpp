@@ -32,6 +32,10 @@ public:
     bool sync_conversations(std::uint64_t user, const client::SyncConversations& req,
                             std::function<void(client::Envelope)> done);
     bool sync_messages(std::uint64_t user, const client::SyncMessages& req, std::function<void(client::Envelope)> done);
+    // Who of a group has received and read what (members only; NOT_FOUND otherwise).
+    bool read_by(std::uint64_t user, const client::ReadBy& req, std::function<void(client::Envelope)> done);
+    // The current members of a group (empty on error or for an unknown group): typing fan-out.
+    bool group_members(std::uint64_t group, std::function<void(std::vector<std::uint64_t>)> done);
     bool validate_token(std::string token_hash, std::function<void(internal::TokenResult)> done);
     bool friends_of(std::uint64_t user, std::function<void(std::vector<std::uint64_t>)> done);
     bool pair_policy(std::uint64_t a, std::uint64_t b, std::function<void(PairPolicy)> done);

@@ -280,9 +280,11 @@ void TransferServer::handle_request(ConnectorLink& link, internal::ClientRequest
     // Writes only by the owner: a request for a shard this transfer does not own (it moved, or the
     // connector's map is stale) goes back to the connector, which routes it again.
     if ((env.body_case() == client::Envelope::kSend &&
-         !owns(conversation_id(session.user_id(), env.send().peer_user_id()))) ||
-        (env.body_case() == client::Envelope::kReceipt && valid_conversation_id(env.receipt().conversation_id()) &&
-         !owns(env.receipt().conversation_id()))) {
+         !owns(send_conversation(session.user_id(), env.send().peer_user_id(), env.send().group_id()))) ||
+        (env.body_case() == client::Envelope::kReceipt && valid_any_conversation(env.receipt().conversation_id()) &&
+         !owns(env.receipt().conversation_id())) ||
+        (env.body_case() == client::Envelope::kGroupChange && valid_group_id(env.group_change().group_id()) &&
+         !owns(env.group_change().group_id()))) {
         bounced_.Increment();
         bounce(link_id, std::move(req));
         return;
@@ -328,8 +330,29 @@ void TransferServer::handle_request(ConnectorLink& link, internal::ClientRequest
                 overloaded(std::move(out));
             }
             break;
+        case client::Envelope::kGroupChange: {
+            // From im-rest's gateway (connectors never forward it): the session user is the actor.
+            if (!writer_.submit(GroupChangeJob{session, link_id, request_id, std::move(*env.mutable_group_change())})) {
+                client::Envelope out;
+                out.mutable_group_change_result()->set_code(client::OVERLOADED);
+                out.mutable_group_change_result()->set_message("transfer busy, retry");
+                overloaded(std::move(out));
+            }
+            break;
+        }
+        case client::Envelope::kReadBy:
+            if (!reader_.read_by(session.user_id(), env.read_by(), reply_later)) {
+                client::Envelope out;
+                out.mutable_error()->set_code(client::OVERLOADED);
+                out.mutable_error()->set_retryable(true);
+                overloaded(std::move(out));
+            }
+            break;
         case client::Envelope::kTyping:
-            typing(link, session, env.typing().peer_user_id());
+            if (env.typing().group_id() != 0)
+                group_typing(session, env.typing().group_id());
+            else
+                typing(link, session, env.typing().peer_user_id());
             break;
         default: {
             client::Envelope out;
@@ -365,6 +388,36 @@ void TransferServer::typing(ConnectorLink& link, const internal::SessionRef& ses
             env.mutable_typing_event()->set_conversation_id(conv);
             env.mutable_typing_event()->set_user_id(sender);
             push({peer}, nullptr, env.SerializeAsString());
+        });
+    });
+}
+
+// Typing in a group: rate limited per (sender, group) like one-to-one typing, then forwarded to the
+// group's live members (read from MySQL on the reader pool: typing is rare after the limit) when
+// the sender is one of them.
+void TransferServer::group_typing(const internal::SessionRef& session, std::uint64_t group) {
+    if (!valid_group_id(group) || config_.typing_per_second == 0) return;
+    const auto key = ((group << 32) | session.user_id()) | (1ull << 63);  // apart from one-to-one keys
+    const auto now = net::steady_ms();
+    auto& last = typing_last_[key];
+    if (now - last < 1000 / static_cast<std::int64_t>(config_.typing_per_second)) {
+        typing_dropped_.Increment();
+        return;
+    }
+    last = now;
+    if (typing_last_.size() > 100000) typing_last_.clear();
+    const auto sender = session.user_id();
+    reader_.group_members(group, [this, sender, group, alive = alive_](std::vector<std::uint64_t> members) {
+        if (std::find(members.begin(), members.end(), sender) == members.end()) return;  // members only
+        asio::post(io_, [this, sender, group, alive, members = std::move(members)]() mutable {
+            if (!*alive) return;
+            std::erase(members, sender);
+            std::erase_if(members, [this](std::uint64_t u) { return !directory_.online(u); });
+            if (members.empty()) return;
+            client::Envelope env;
+            env.mutable_typing_event()->set_conversation_id(group);
+            env.mutable_typing_event()->set_user_id(sender);
+            push(members, nullptr, env.SerializeAsString());
         });
     });
 }
@@ -422,10 +475,15 @@ void TransferServer::deliver_result(BatchResult& result) {
         *req.mutable_request()->mutable_receipt() = std::move(job.receipt);
         bounce(job.link_id, std::move(req));
     }
+    deliver_changes(result);
     for (auto& s : result.sends) {
         if (s.deliver) {
-            // Every live session of the recipient and the sender's other sessions.
-            push({s.peer, s.session.user_id()}, &s.session, *s.deliver);
+            // Every live session of the recipient (of every member of a group) and the sender's
+            // other sessions.
+            if (s.audience)
+                push(*s.audience, &s.session, *s.deliver);
+            else
+                push({s.peer, s.session.user_id()}, &s.session, *s.deliver);
         }
         client::Envelope env;
         *env.mutable_send_result() = std::move(s.result);
@@ -438,11 +496,24 @@ void TransferServer::deliver_result(BatchResult& result) {
         e->set_user_id(r.session.user_id());
         e->set_kind(r.kind);
         e->set_up_to_seq(r.up_to_seq);
-        if (r.to_peer) {
+        if (r.peer == 0) {  // a group member's watermark: their sessions and the senders it passed
+            auto users = r.notify;
+            users.push_back(r.session.user_id());
+            push(users, &r.session, env.SerializeAsString());
+        } else if (r.to_peer) {
             push({r.peer, r.session.user_id()}, &r.session, env.SerializeAsString());
         } else {
             push({r.session.user_id()}, &r.session, env.SerializeAsString());
         }
+    }
+}
+
+void TransferServer::deliver_changes(BatchResult& result) {
+    for (auto& c : result.changes) {
+        if (c.deliver) push(c.audience, nullptr, *c.deliver);
+        client::Envelope env;
+        *env.mutable_group_change_result() = std::move(c.result);
+        respond(c.link_id, c.session, c.request_id, std::move(env));
     }
 }
 
@@ -524,7 +595,7 @@ void TransferServer::fill_owned(google::protobuf::RepeatedPtrField<internal::Sha
 
 bool TransferServer::owns(std::uint64_t conversation) const {
     // An invalid conversation is answered BAD_REQUEST by whoever gets it.
-    return !valid_conversation_id(conversation) || owned_[shard_of(conversation)] != 0;
+    return !valid_any_conversation(conversation) || owned_[shard_of(conversation)] != 0;
 }
 
 void TransferServer::set_owned(OwnedShards owned) {
@@ -546,7 +617,9 @@ void TransferServer::bounce(std::uint64_t link_id, internal::ClientRequest reque
     if (it == links_.end()) return;  // the connector is gone; its client resends after reconnecting
     std::uint32_t shard = 0;
     const auto& env = request.request();
-    if (env.has_send()) shard = shard_of(conversation_id(request.session().user_id(), env.send().peer_user_id()));
+    if (env.has_send())
+        shard = shard_of(send_conversation(request.session().user_id(), env.send().peer_user_id(), env.send().group_id()));
+    if (env.has_group_change()) shard = shard_of(env.group_change().group_id());
     if (env.has_receipt()) shard = shard_of(env.receipt().conversation_id());
     internal::LinkEnvelope out;
     auto* b = out.mutable_bounce();

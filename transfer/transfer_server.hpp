@@ -100,6 +100,8 @@ private:
     void push(const std::vector<std::uint64_t>& users, const internal::SessionRef* except, const std::string& frame);
     void apply_presence(const std::vector<PresenceChange>& changes);
     void deliver_result(BatchResult& result);
+    void deliver_changes(BatchResult& result);
+    void group_typing(const internal::SessionRef& session, std::uint64_t group);
     void typing(ConnectorLink& link, const internal::SessionRef& session, std::uint64_t peer);
     void hello(ConnectorLink& link, const internal::Hello& h);
     void fill_owned(google::protobuf::RepeatedPtrField<internal::ShardRange>& out) const;

@@ -37,6 +37,13 @@ inline constexpr bool valid_any_conversation(std::uint64_t conv) noexcept {
     return valid_conversation_id(conv) || valid_group_id(conv);
 }
 
+// The conversation a Send (or Typing) names: the group when group_id is set (peer must be 0),
+// else the one-to-one conversation of sender and peer. Zero when invalid.
+inline constexpr std::uint64_t send_conversation(std::uint64_t sender, std::uint64_t peer, std::uint64_t group) noexcept {
+    if (group != 0) return peer == 0 && valid_group_id(group) && valid_user_id(sender) ? group : 0;
+    return conversation_id(sender, peer);
+}
+
 // Conversations hash into a fixed number of shards; each shard has one owner transfer.
 inline constexpr std::uint32_t kShardCount = 1024;
 inline constexpr std::uint32_t shard_of(std::uint64_t conv) noexcept {
