@@ -92,6 +92,26 @@ inline Envelope sync_messages(std::uint64_t conv, std::uint64_t after, std::uint
     return e;
 }
 
+inline Envelope read_by(std::uint64_t group, std::uint64_t seq) {
+    Envelope e;
+    e.mutable_read_by()->set_conversation_id(group);
+    e.mutable_read_by()->set_seq(seq);
+    return e;
+}
+
+// A group of alice's with carol (created once per world, outside any begin/end window).
+inline std::uint64_t alice_group(World& w) {
+    static std::map<const World*, std::uint64_t> made;
+    auto& g = made[&w];
+    if (g == 0) {
+        const auto r = w.http.post("/v1/groups", {{"name", "authz"}, {"members", {w.carol.id}}}, w.alice.token);
+        EXPECT_EQ(r.status, 201) << r.body;
+        if (r.status == 201) g = r.json().at("group_id").get<std::uint64_t>();
+        w.settle();
+    }
+    return g;
+}
+
 // A session of ken's besides his watcher (for what the blocker himself sends).
 inline std::unique_ptr<RawClient> ken_session(World& w) {
     static int n = 0;
@@ -501,6 +521,34 @@ inline std::vector<FrameEntry> frame_table() {
             w.settle();
         }));
 
+    t.push_back(frame_row(
+        "read_by", true, [](World&) { return read_by(1, 1); },
+        {{Col::other_user, check([](World& w) {
+              const auto g = alice_group(w);
+              auto p = w.begin();
+              for (const auto& req : {read_by(g, 1), read_by(g, 0), read_by(w.conv_ac, 1)}) {
+                  auto a = ask(*w.bob_main, req);
+                  ASSERT_TRUE(a.has_value()) << "no answer to " << describe(req);
+                  const bool refused = is_error(a, client::NOT_FOUND) ||
+                                       (a->has_read_by_result() && a->read_by_result().code() == client::NOT_FOUND &&
+                                        a->read_by_result().members_size() == 0);
+                  EXPECT_TRUE(refused) << describe(req) << " answered " << describe(*a);
+              }
+              w.end(p);
+          })},
+         {Col::non_friend, na("group membership decides, not friendship (other_user: a non-member)")},
+         {Col::blocked, na("group membership decides, not blocks (other_user: a non-member)")},
+         {Col::server_only, na("a client frame")}},
+        false,
+        [](World& w) {
+            const auto g = alice_group(w);
+            auto a = ask(*w.alice_main, read_by(g, 1));
+            ASSERT_TRUE(a && a->has_read_by_result()) << (a ? describe(*a) : "no answer");
+            EXPECT_EQ(a->read_by_result().code(), client::ERROR_NONE);
+            ASSERT_EQ(a->read_by_result().members_size(), 1) << "carol (control)";
+            EXPECT_EQ(a->read_by_result().members(0).user_id(), w.carol.id);
+        }));
+
     // ---------------------------------------------------------------- server -> client (forged)
     t.push_back(server_frame("login_result", [](World& w) {
         Envelope e;
@@ -581,6 +629,25 @@ inline std::vector<FrameEntry> frame_table() {
         Envelope e;
         e.mutable_kick()->set_reason(client::LOGGED_OUT);
         e.mutable_kick()->set_message("FORGED");
+        return e;
+    }));
+    t.push_back(server_frame("read_by_result", [](World& w) {
+        Envelope e;
+        e.mutable_read_by_result()->set_conversation_id(1);
+        e.mutable_read_by_result()->add_members()->set_user_id(w.carol.id);
+        return e;
+    }));
+    // im-rest -> transfer only: a client's GroupChange never passes a connector.
+    t.push_back(server_frame("group_change", [](World& w) {
+        Envelope e;
+        e.mutable_group_change()->set_group_id(1);  // any: the connector refuses the frame type
+        e.mutable_group_change()->set_kind(client::MEMBERS_ADDED);
+        e.mutable_group_change()->add_user_ids(w.bob.id);
+        return e;
+    }));
+    t.push_back(server_frame("group_change_result", [](World&) {
+        Envelope e;
+        e.mutable_group_change_result()->set_message("FORGED");
         return e;
     }));
     t.push_back(server_frame("error", [](World&) {
