@@ -32,8 +32,7 @@ void add_common(Report& r, const Options& o, const std::vector<std::string>& con
 bool wait_until(const std::function<bool()>& pred, double timeout_s,
                 std::chrono::milliseconds step = std::chrono::milliseconds(20));
 // client_msg_id: [send stamp ns, 8 bytes][stream seq, 4][run nonce, 4]; unique per sender forever.
-void encode_msg_id(std::string& out, std::int64_t stamp, std::uint64_t stream,
-                   std::uint32_t nonce);
+void encode_msg_id(std::string& out, std::int64_t stamp, std::uint64_t stream, std::uint32_t nonce);
 bool decode_msg_id(const std::string& in, std::int64_t& stamp, std::uint64_t& stream,
                    std::uint32_t& nonce);
 std::uint32_t random_nonce();

@@ -40,7 +40,7 @@ struct Group {
     std::uint64_t id = 0;
     std::vector<std::uint64_t> member_ids;
     std::map<std::uint64_t, std::size_t> sender_index;  // user id -> sender slot (read-only)
-    std::mutex mu;                                       // messages
+    std::mutex mu;                                      // messages
     std::map<std::pair<std::size_t, std::uint64_t>, InFlight> messages;  // (sender, stream)
 };
 
@@ -65,8 +65,12 @@ struct Member {
 class GroupsRun final : public SessionHandler {
   public:
     GroupsRun(const Options& o, Workers& workers)
-        : o_(o), workers_(workers), stats_(workers.size()), scratch_(workers.size()),
-          ticks_(workers.size()), by_worker_(workers.size()) {
+        : o_(o),
+          workers_(workers),
+          stats_(workers.size()),
+          scratch_(workers.size()),
+          ticks_(workers.size()),
+          by_worker_(workers.size()) {
         payload_.assign(static_cast<std::size_t>(o.size), 'x');
         nonce_ = random_nonce();
     }
@@ -413,18 +417,17 @@ int run_groups(const Options& o) {
             grp->sender_index[grp->member_ids[j]] = j;
         groups.push_back(std::move(grp));
     }
-    const bool set_up = parallel_rest(o.rest, o.groups, o.rest_threads, [&](HttpConnection& c,
-                                                                            std::uint64_t g) {
-        const BenchUser& owner = users[g * m];
-        for (std::size_t j = 1; j < m; ++j)
-            if (!befriend(c, owner, users[g * m + j])) return false;
-        std::vector<std::uint64_t> others(groups[g]->member_ids.begin() + 1,
-                                          groups[g]->member_ids.end());
-        groups[g]->id = create_group(c, owner,
-                                     "bench-" + std::to_string(run.nonce()) + "-" + std::to_string(g),
-                                     others);
-        return groups[g]->id != 0;
-    });
+    const bool set_up =
+        parallel_rest(o.rest, o.groups, o.rest_threads, [&](HttpConnection& c, std::uint64_t g) {
+            const BenchUser& owner = users[g * m];
+            for (std::size_t j = 1; j < m; ++j)
+                if (!befriend(c, owner, users[g * m + j])) return false;
+            std::vector<std::uint64_t> others(groups[g]->member_ids.begin() + 1,
+                                              groups[g]->member_ids.end());
+            groups[g]->id = create_group(
+                c, owner, "bench-" + std::to_string(run.nonce()) + "-" + std::to_string(g), others);
+            return groups[g]->id != 0;
+        });
     if (!set_up) return 1;
     const double setup_s = seconds_between(t_setup, now_ns());
 

@@ -13,9 +13,9 @@
 #include <random>
 #include <thread>
 
-#include "im/wire/ids.hpp"
 #include "bench_common.hpp"
 #include "flood.hpp"
+#include "im/wire/ids.hpp"
 #include "session.hpp"
 
 namespace imbench {
@@ -23,7 +23,6 @@ namespace imbench {
 namespace {
 
 using namespace std::chrono_literals;
-
 
 // ---------------------------------------------------------------------------------------------
 // A fleet of sessions started with bounded concurrency, used by idle and login.

@@ -202,12 +202,11 @@ void ChatSession::on_message(const imclient::Message& m) {
             if (group_names_.size() < 10000 || group_names_.count(m.conversation_id) != 0)
                 group_names_[m.conversation_id] = m.group_event.name;
         }
-        const auto text = describe_group_event(
-            m.group_event, [this](std::uint64_t id) {
-                return id == data_.user_id ? std::string("you") : name_of(id);
-            });
-        console_.print(when + "[" + group_label(m.conversation_id) + "] #" +
-                       std::to_string(m.seq) + " * " + text);
+        const auto text = describe_group_event(m.group_event, [this](std::uint64_t id) {
+            return id == data_.user_id ? std::string("you") : name_of(id);
+        });
+        console_.print(when + "[" + group_label(m.conversation_id) + "] #" + std::to_string(m.seq) +
+                       " * " + text);
         return;
     }
     if (m.type == imclient::MessageType::file) {
@@ -219,8 +218,8 @@ void ChatSession::on_message(const imclient::Message& m) {
                                  " bytes, id " + std::to_string(m.file.file_id) + "]"
                            : m.text;
     if (in_group) {
-        const auto who = m.sender_user_id == data_.user_id ? std::string("you")
-                                                           : name_of(m.sender_user_id);
+        const auto who =
+            m.sender_user_id == data_.user_id ? std::string("you") : name_of(m.sender_user_id);
         console_.print(when + "[" + group_label(m.conversation_id) + "] " + who + " #" +
                        std::to_string(m.seq) + ": " + body);
         return;
@@ -265,8 +264,8 @@ void ChatSession::on_sent(const imclient::SendAck& a) {
         }
     }
     const auto to = a.group_id != 0 ? group_label(a.group_id) : name_of(u.peer);
-    console_.print("[" + clock_of(a.created_ms) + "] you -> " + to + " #" +
-                   std::to_string(a.seq) + ": " + u.preview + "  [" + receipt_name(state) + "]");
+    console_.print("[" + clock_of(a.created_ms) + "] you -> " + to + " #" + std::to_string(a.seq) +
+                   ": " + u.preview + "  [" + receipt_name(state) + "]");
 }
 
 void ChatSession::on_send_failed(const imclient::SendFailure& f) {
@@ -279,8 +278,8 @@ void ChatSession::on_send_failed(const imclient::SendFailure& f) {
         }
     }
     const auto to = f.group_id != 0 ? group_label(f.group_id) : name_of(f.peer_user_id);
-    say("NOT sent to " + to + ": " + preview + "  (" +
-        imclient::to_string(f.code) + (f.message.empty() ? "" : ": " + f.message) + ")");
+    say("NOT sent to " + to + ": " + preview + "  (" + imclient::to_string(f.code) +
+        (f.message.empty() ? "" : ": " + f.message) + ")");
 }
 
 void ChatSession::on_receipt(std::uint64_t conv, std::uint64_t user, ReceiptKind kind,
@@ -474,8 +473,8 @@ void ChatSession::send_line(const std::string& text) {
     }
     try {
         std::lock_guard lock(mu_);  // before on_sent can look for it
-        const auto id = group_ != 0 ? client_.send_group_text(group_, text)
-                                    : client_.send_text(peer_, text);
+        const auto id =
+            group_ != 0 ? client_.send_group_text(group_, text) : client_.send_text(peer_, text);
         unacked_[id] = {peer_, text.size() > 200 ? text.substr(0, 200) + "..." : text, group_};
     } catch (const imclient::Error& e) {
         say(std::string("not sent: ") + e.what());
@@ -606,8 +605,7 @@ void ChatSession::command(const std::vector<std::string>& w, const std::string& 
     } else if (c == "/read") {
         need(1, 1, "/read");
         if (peer_ == 0 && group_ == 0) throw UsageError("/to NAME (or #GROUP) first");
-        const auto conv =
-            group_ != 0 ? group_ : imclient::conversation_id(data_.user_id, peer_);
+        const auto conv = group_ != 0 ? group_ : imclient::conversation_id(data_.user_id, peer_);
         std::uint64_t last = 0;
         {
             std::lock_guard lock(mu_);
@@ -640,14 +638,13 @@ void ChatSession::command(const std::vector<std::string>& w, const std::string& 
 
 // /group create NAME USER...: the users by name (looked up) or id; the creator is the owner.
 void ChatSession::group_command(const std::vector<std::string>& w) {
-    if (w.size() < 3 || w[1] != "create")
-        throw UsageError("usage: /group create NAME USER...");
+    if (w.size() < 3 || w[1] != "create") throw UsageError("usage: /group create NAME USER...");
     const std::string& name = w[2];
     if (name.size() > 100) throw UsageError("a group name has at most 100 characters");
     std::vector<std::uint64_t> members;
     for (std::size_t i = 3; i < w.size() && members.size() < 1000; ++i) {
-        const bool digits = std::all_of(w[i].begin(), w[i].end(),
-                                        [](char ch) { return ch >= '0' && ch <= '9'; });
+        const bool digits =
+            std::all_of(w[i].begin(), w[i].end(), [](char ch) { return ch >= '0' && ch <= '9'; });
         const std::uint64_t id = digits && w[i].size() <= 10
                                      ? std::stoull(w[i])
                                      : resolve(checked_username(w[i], "/group create"));
@@ -698,8 +695,8 @@ void ChatSession::choose_group(const std::string& ref) {
 // /readby N: ReadBy for message N of the current group.
 void ChatSession::read_by(const std::string& seq_text) {
     if (group_ == 0) throw UsageError("/to #GROUP first");
-    const std::string digits = !seq_text.empty() && seq_text[0] == '#' ? seq_text.substr(1)
-                                                                       : seq_text;
+    const std::string digits =
+        !seq_text.empty() && seq_text[0] == '#' ? seq_text.substr(1) : seq_text;
     if (digits.empty() || digits.size() > 19 ||
         !std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
         throw UsageError("usage: /readby N");
@@ -759,8 +756,9 @@ int ChatSession::run() {
                     ? "[file " + r.file.name + "]"
                     : (r.text.size() > 200 ? r.text.substr(0, 200) + "..." : r.text);
             if (++shown <= 5) {
-                say("  to " + (r.group_id != 0 ? group_label(r.group_id) : name_of(r.peer_user_id)) +
-                    ": " + preview);
+                say("  to " +
+                    (r.group_id != 0 ? group_label(r.group_id) : name_of(r.peer_user_id)) + ": " +
+                    preview);
             }
             std::lock_guard lock(mu_);
             unacked_[r.client_msg_id] = {r.peer_user_id, std::move(preview), r.group_id};

@@ -381,14 +381,15 @@ std::future<ReadByResult> Client::read_by(std::uint64_t conversation_id, std::ui
     std::promise<ReadByResult> promise;
     auto future = promise.get_future();
     if (!is_group_conversation(conversation_id) || seq == 0) {
-        promise.set_exception(std::make_exception_ptr(Error(
-            ErrorCode::invalid_argument, "imclient: read_by needs a group conversation and a seq")));
+        promise.set_exception(std::make_exception_ptr(
+            Error(ErrorCode::invalid_argument,
+                  "imclient: read_by needs a group conversation and a seq")));
         return future;
     }
-    impl_->post([e = impl_->engine.get(), conversation_id, seq,
-                 promise = std::move(promise)]() mutable {
-        e->read_by(conversation_id, seq, std::move(promise));
-    });
+    impl_->post(
+        [e = impl_->engine.get(), conversation_id, seq, promise = std::move(promise)]() mutable {
+            e->read_by(conversation_id, seq, std::move(promise));
+        });
     return future;
 }
 

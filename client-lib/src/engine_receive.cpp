@@ -43,7 +43,8 @@ Message Engine::to_message(const im::client::Deliver& d) const {
     if (d.has_group_event()) {
         const auto& g = d.group_event();
         m.group_event.kind = static_cast<GroupEventKind>(
-            g.kind() <= im::client::GROUP_DELETED ? g.kind() : im::client::GROUP_EVENT_KIND_UNSPECIFIED);
+            g.kind() <= im::client::GROUP_DELETED ? g.kind()
+                                                  : im::client::GROUP_EVENT_KIND_UNSPECIFIED);
         m.group_event.actor_user_id = g.actor_user_id();
         m.group_event.user_ids.assign(g.user_ids().begin(), g.user_ids().end());
         m.group_event.name = g.name();

@@ -54,13 +54,24 @@ void Engine::conversations_page(std::shared_ptr<ConversationsJob> job, std::uint
         const auto& list = r->conversation_list();
         for (const auto& c : list.conversations()) {
             if (c.conversation_id() == 0) continue;
-            Conversation item{c.conversation_id(), c.peer_user_id(), c.last_seq(),
-                              c.my_delivered_seq(), c.my_read_seq(), c.peer_delivered_seq(),
-                              c.peer_read_seq(), c.unread(), c.updated_ms(),
-                              c.group() || is_group_conversation(c.conversation_id()), c.title(),
-                              c.member_count(), c.joined_seq(), c.left_seq()};
+            Conversation item;
+            item.conversation_id = c.conversation_id();
+            item.peer_user_id = c.peer_user_id();
+            item.last_seq = c.last_seq();
+            item.my_delivered_seq = c.my_delivered_seq();
+            item.my_read_seq = c.my_read_seq();
+            item.peer_delivered_seq = c.peer_delivered_seq();
+            item.peer_read_seq = c.peer_read_seq();
+            item.unread = c.unread();
+            item.updated_ms = c.updated_ms();
+            item.group = c.group() || is_group_conversation(c.conversation_id());
+            item.title = c.title();
+            item.member_count = c.member_count();
+            item.joined_seq = c.joined_seq();
+            item.left_seq = c.left_seq();
             // The server lists the groups in every page: one entry per conversation, the latest.
-            const auto [at, fresh] = job->index.try_emplace(item.conversation_id, job->items.size());
+            const auto [at, fresh] =
+                job->index.try_emplace(item.conversation_id, job->items.size());
             if (fresh) {
                 job->items.push_back(std::move(item));
             } else {
@@ -131,10 +142,11 @@ void Engine::read_by(std::uint64_t conversation_id, std::uint64_t seq,
         out.seq = rr.seq();
         out.members.reserve(static_cast<std::size_t>(rr.members_size()));
         for (const auto& m : rr.members()) {
-            out.members.push_back(MemberReceipt{
-                m.user_id(), m.delivered_seq(), m.read_seq(),
-                static_cast<GroupRole>(m.role() <= im::client::OWNER ? m.role()
-                                                                     : im::client::GROUP_ROLE_UNSPECIFIED)});
+            out.members.push_back(
+                MemberReceipt{m.user_id(), m.delivered_seq(), m.read_seq(),
+                              static_cast<GroupRole>(m.role() <= im::client::OWNER
+                                                         ? m.role()
+                                                         : im::client::GROUP_ROLE_UNSPECIFIED)});
         }
         shared->set_value(std::move(out));
     };

@@ -2,12 +2,13 @@
 // The send side of the delivery contract, as pure logic (no I/O): every unacknowledged message,
 // per conversation stream, in the order the app handed them over.
 //
-// A stream is (login epoch, conversation): per peer, or per group for a group's messages. Its messages carry stream_seq 1, 2, 3... in order and every
-// Send carries stream_acked, the highest stream number that got a final answer. SENT and final
-// errors remove a message (the server consumed its number either way); a retryable answer to the
-// current attempt of a message makes the whole stream go again from its first unacknowledged
-// message, in order, with the same client_msg_ids and stream numbers: at once for OUT_OF_ORDER,
-// after a backoff otherwise. A new login epoch renumbers every stream from 1.
+// A stream is (login epoch, conversation): per peer, or per group for a group's messages. Its
+// messages carry stream_seq 1, 2, 3... in order and every Send carries stream_acked, the highest
+// stream number that got a final answer. SENT and final errors remove a message (the server
+// consumed its number either way); a retryable answer to the current attempt of a message makes the
+// whole stream go again from its first unacknowledged message, in order, with the same
+// client_msg_ids and stream numbers: at once for OUT_OF_ORDER, after a backoff otherwise. A new
+// login epoch renumbers every stream from 1.
 
 #include <chrono>
 #include <cstdint>
@@ -29,8 +30,8 @@ using Clock = std::chrono::steady_clock;
 struct OutMessage {
     std::string client_msg_id;  // 16 raw bytes
     std::uint64_t owner = 0;    // the user who queued it; 0: before any login (the next one's)
-    std::uint64_t peer = 0;   // a one-to-one message's recipient (0 for a group message)
-    std::uint64_t group = 0;  // a group message's group (Send.group_id)
+    std::uint64_t peer = 0;     // a one-to-one message's recipient (0 for a group message)
+    std::uint64_t group = 0;    // a group message's group (Send.group_id)
     MessageType type = MessageType::text;
     std::string text;
     FileRef file;

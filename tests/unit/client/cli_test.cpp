@@ -122,7 +122,9 @@ TEST(CliSessionFile, IsWrittenOwnerOnlyAndRefusedWhenOthersCanReadIt) {
 }
 
 TEST(CliGroups, SystemMessagesReadAsSentences) {
-    auto name = [](std::uint64_t id) { return id == 1 ? std::string("alice") : "user" + std::to_string(id); };
+    auto name = [](std::uint64_t id) {
+        return id == 1 ? std::string("alice") : "user" + std::to_string(id);
+    };
     imclient::GroupEvent e;
     e.kind = imclient::GroupEventKind::created;
     e.actor_user_id = 1;

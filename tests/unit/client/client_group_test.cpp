@@ -150,7 +150,8 @@ TEST(ClientGroup, GroupEventIsDecodedAndAcknowledged) {
 TEST(ClientGroup, JoinedLateGroupDeliverIsHandedOutAndAcknowledged) {
     FakeConnector fc;
     fc.set_script([](FakeConnector& f, int conn, const Envelope& e) {
-        if (e.body_case() != Envelope::kSyncMessages || e.sync_messages().conversation_id() != kGroup)
+        if (e.body_case() != Envelope::kSyncMessages ||
+            e.sync_messages().conversation_id() != kGroup)
             return false;
         Envelope out;
         out.set_request_id(e.request_id());
@@ -315,7 +316,7 @@ TEST(ClientGroup, MemberReceiptReportsMyMessagesOnce) {
     };
     receipt(kBob, im::client::READ, 2);  // covers nothing of mine
     receipt(kBob, im::client::READ, 4);
-    receipt(kMe, im::client::READ, 5);  // my own other device: not a member receipt
+    receipt(kMe, im::client::READ, 5);   // my own other device: not a member receipt
     receipt(kBob, im::client::READ, 4);  // repeated
     receipt(kBob, im::client::DELIVERED, 5);
     receipt(kBob, im::client::READ, 6);
