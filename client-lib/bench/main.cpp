@@ -6,6 +6,7 @@
 //   im-bench login   --count N --concurrency C
 //   im-bench offline --messages K [--pairs P --window W]
 //   im-bench isolation --pairs P --window W --rate R --duration D [--flood-window F]
+//   im-bench groups  --groups G --members M --senders S --window W --duration D [--rate R]
 //
 // Every subcommand prints a table and one JSON line (also appended to --json-out FILE). The exit
 // status is 0 only when the run was clean: nothing lost, duplicated or out of order, no errors.
@@ -37,6 +38,10 @@ commands:
                                      open-loop pairs measured without, then with one client flooding
                                      the first connector (F sends in flight, RATE_LIMITED ignored);
                                      needs 2P+2 seeded users
+  groups   --groups G --members M --senders S [--window W --size B --warmup S --duration D --rate R]
+                                     G groups of M seeded users (created through im-rest), S senders
+                                     each; fan-out deliveries/s, time to the last member p50/p99,
+                                     lost/dup/ooo per member; needs G*M seeded users
 
 common options:
   --rest URL              im-rest address (default http://127.0.0.1:8080)
@@ -50,7 +55,7 @@ common options:
   --mysql-flush V         the server's innodb_flush_log_at_trx_commit, printed in the report
   --hash-cost TEXT        im-rest's password hash setting, printed in the login report
   --json-out FILE         append the JSON line to FILE
-  --drain S               pairs: seconds to wait for in-flight messages after the run (default 15)
+  --drain S               pairs, groups: seconds to wait for in-flight messages after the run (default 15)
 )";
 
 bool parse_u64(const std::string& s, std::uint64_t& out) {
@@ -172,6 +177,12 @@ int main(int argc, char** argv) {
             ok = num(o.concurrency) && o.concurrency > 0 && o.concurrency <= 100000;
         else if (flag == "--messages")
             ok = num(o.messages) && o.messages > 0;
+        else if (flag == "--groups")
+            ok = num(o.groups) && o.groups > 0 && o.groups <= 100000;
+        else if (flag == "--members")
+            ok = num(o.members) && o.members >= 2 && o.members <= 100000;
+        else if (flag == "--senders")
+            ok = num(o.senders) && o.senders > 0 && o.senders <= 100000;
         else if (flag == "--flood-window")
             ok = num(o.flood_window) && o.flood_window > 0 && o.flood_window <= 100000;
         else if (flag == "--flood-frames")
@@ -196,6 +207,7 @@ int main(int argc, char** argv) {
         if (command == "idle") return imbench::run_idle(o);
         if (command == "login") return imbench::run_login(o);
         if (command == "isolation") return imbench::run_isolation(o);
+        if (command == "groups") return imbench::run_groups(o);
         if (command == "offline") {
             if (!have_pairs) o.pairs = 1;
             if (!have_window)

@@ -1,5 +1,6 @@
 #pragma once
-// im-bench's subcommands (see docs/BENCHMARKS.md): pairs, idle, login, offline, isolation. seed
+// im-bench's subcommands (see docs/BENCHMARKS.md): pairs, idle, login, offline, isolation, groups.
+// seed
 // is in rest.hpp.
 
 #include <sys/types.h>
@@ -44,6 +45,11 @@ struct Options {
     std::uint64_t count = 5000;
     std::uint64_t concurrency = 200;
     std::uint64_t messages = 100000;
+
+    // groups (pacing: window, rate, size, warmup, duration, drain as for pairs)
+    std::uint64_t groups = 1;
+    std::uint64_t members = 10;
+    std::uint64_t senders = 1;
 };
 
 int run_pairs(const Options& o);
@@ -51,5 +57,6 @@ int run_idle(const Options& o);
 int run_login(const Options& o);
 int run_offline(const Options& o);
 int run_isolation(const Options& o);
+int run_groups(const Options& o);  // groups.cpp
 
 }  // namespace imbench

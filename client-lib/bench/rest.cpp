@@ -184,6 +184,8 @@ bool register_user(HttpConnection& c, const UserSet& set, std::uint64_t i) {
     return fail("register " + user_name(set, i), a);
 }
 
+}  // namespace
+
 // u{2k} asks, u{2k+1} accepts; already friends is fine, a pending request (an interrupted earlier
 // seed) is accepted.
 bool befriend(HttpConnection& c, const BenchUser& a, const BenchUser& b) {
@@ -215,7 +217,21 @@ bool befriend(HttpConnection& c, const BenchUser& a, const BenchUser& b) {
     return fail("accept", acc);
 }
 
-}  // namespace
+std::uint64_t create_group(HttpConnection& c, const BenchUser& owner, const std::string& name,
+                           const std::vector<std::uint64_t>& members) {
+    std::string body = "{\"name\":" + json_quote(name) + ",\"members\":[";
+    for (std::size_t i = 0; i < members.size(); ++i)
+        body += (i ? "," : "") + std::to_string(members[i]);
+    body += "]}";
+    auto a = c.request("POST", "/v1/groups", body, owner.token);
+    auto j = a.status == 201 ? parse_json(a.body) : std::nullopt;
+    const auto id = j ? u64_member(*j, "group_id") : std::nullopt;
+    if (!id || *id == 0) {
+        fail("create group " + name, a);
+        return 0;
+    }
+    return *id;
+}
 
 int run_seed(const RestTarget& target, const UserSet& set, std::uint64_t n, int threads,
              const std::string& tokens_file, const std::string& json_out) {

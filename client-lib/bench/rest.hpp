@@ -70,6 +70,15 @@ bool login_users(const RestTarget& target, const UserSet& set, std::uint64_t n,
                  int threads, std::vector<BenchUser>& users, Samples* latency,
                  std::vector<std::string>* connectors);
 
+// a asks b for friendship, b accepts; already friends (or a request pending from an interrupted
+// earlier run) is fine. Errors go to stderr.
+bool befriend(HttpConnection& c, const BenchUser& a, const BenchUser& b);
+
+// POST /v1/groups as owner with the given members (owner's friends): the group id, or 0 (the
+// error on stderr).
+std::uint64_t create_group(HttpConnection& c, const BenchUser& owner, const std::string& name,
+                           const std::vector<std::uint64_t>& members);
+
 // seed: registers u0..u{n-1} (an existing one is fine when the password matches), logs each in with
 // device "bench", befriends u{2k} with u{2k+1}, and writes the token file.
 int run_seed(const RestTarget& target, const UserSet& set, std::uint64_t n, int threads,

@@ -8,6 +8,7 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -17,6 +18,7 @@
 
 #include "cli_common.hpp"
 #include "console.hpp"
+#include "groups.hpp"
 #include "rest_api.hpp"
 #include "social.hpp"
 
@@ -49,6 +51,10 @@ std::vector<std::string> split_words(const std::string& line) {
 const char* kHelp =
     "commands:\n"
     "  /to NAME            talk to NAME: every plain line is then a message to NAME\n"
+    "  /to #GROUP          talk in a group (#ID or #NAME): plain lines go to its members\n"
+    "  /group create NAME USER...  create a group with friends (names or ids)\n"
+    "  /groups             your groups            /members  the current group's members\n"
+    "  /readby N           who of the current group received and read message #N\n"
     "  /friends            your friends, online or not\n"
     "  /add NAME [TEXT]    send NAME a friend request\n"
     "  /accept [NAME]      accept NAME's friend request (no NAME: every pending one)\n"
@@ -56,8 +62,8 @@ const char* kHelp =
     "  /requests           pending friend requests, both ways\n"
     "  /chats              your conversations with unread counts\n"
     "  /history [NAME] [N] the last N (20) messages with NAME (default: the current peer)\n"
-    "  /read               mark what NAME sent you as read\n"
-    "  /typing             tell NAME you are typing (a terminal does it as you type)\n"
+    "  /read               mark what NAME (or the group) sent you as read\n"
+    "  /typing             tell NAME (the group) you are typing (a terminal does it as you type)\n"
     "  /file NAME PATH     send a file            /get FILE_ID [PATH]  download a file\n"
     "  /quit               leave (so does Ctrl-D or the end of piped input)";
 
@@ -87,6 +93,8 @@ class ChatSession {
         client_.on_presence([this](std::uint64_t user, bool online) {
             say(name_of(user) + (online ? " is online" : " went offline"));
         });
+        client_.on_member_receipt(
+            [this](const imclient::MemberReceiptEvent& e) { on_member_receipt(e); });
     }
 
     ~ChatSession() { client_.close(); }
@@ -101,11 +109,15 @@ class ChatSession {
     void on_receipt(std::uint64_t conv, std::uint64_t user, ReceiptKind kind, std::uint64_t up_to);
     void on_state(State s, const std::string& detail);
     void on_typing(std::uint64_t conv, std::uint64_t user);
+    void on_member_receipt(const imclient::MemberReceiptEvent& e);
 
     // ---- the input thread (this one may wait: it is no imclient or Asio thread)
     void handle(const std::string& line);
     void command(const std::vector<std::string>& w, const std::string& line);
     void send_line(const std::string& text);
+    void group_command(const std::vector<std::string>& w);
+    void choose_group(const std::string& ref);  // /to #ID or #NAME
+    void read_by(const std::string& seq_text);
     std::uint64_t resolve(const std::string& name);  // REST lookup, cached; throws RestError
     void resolve_wanted();                           // names of unknown senders seen meanwhile
     void send_file(const std::string& name, const std::string& path);
@@ -116,6 +128,9 @@ class ChatSession {
 
     void say(const std::string& text) { console_.print("[" + clock_of(now_ms()) + "] " + text); }
     std::string name_of(std::uint64_t id);  // any thread
+    std::string group_label(std::uint64_t group);  // "#7 team", any thread
+    // Where plain lines go: "bob" or "#7 team".
+    std::string target_name() const { return group_ != 0 ? group_label_ : peer_name_; }
 
     SessionFile file_;
     SessionData data_;
@@ -130,6 +145,7 @@ class ChatSession {
     struct Unacked {
         std::uint64_t peer = 0;
         std::string preview;
+        std::uint64_t group = 0;  // a group message
     };
     std::map<std::string, Unacked> unacked_;  // client_msg_id -> (bounded by imclient's outbox)
     struct Tracked {
@@ -142,12 +158,15 @@ class ChatSession {
         peer_marks_;                                        // delivered, read
     std::map<std::uint64_t, std::uint64_t> last_received_;  // conv -> highest seq from the peer
     std::map<std::uint64_t, Clock::time_point> typing_shown_;
+    std::map<std::uint64_t, std::string> group_names_;  // group id -> name
     State state_ = State::idle;
     bool connected_once_ = false;
     std::atomic<int> quit_code_{-1};
 
     std::uint64_t peer_ = 0;  // input thread only
     std::string peer_name_;
+    std::uint64_t group_ = 0;  // instead of peer_: talking in this group
+    std::string group_label_;
     Clock::time_point last_typing_sent_{};
 
     // Last: destroyed first, so no callback can run once the state above is gone.
@@ -161,7 +180,35 @@ std::string ChatSession::name_of(std::uint64_t id) {
     return "user#" + std::to_string(id);
 }
 
+std::string ChatSession::group_label(std::uint64_t group) {
+    std::lock_guard lock(mu_);
+    const auto it = group_names_.find(group);
+    return "#" + std::to_string(group) + (it == group_names_.end() ? "" : " " + it->second);
+}
+
 void ChatSession::on_message(const imclient::Message& m) {
+    const bool in_group = imclient::is_group_conversation(m.conversation_id);
+    const auto when = "[" + clock_of(m.created_ms) + "] ";
+    if (in_group) {
+        std::lock_guard lock(mu_);
+        auto& last = last_received_[m.conversation_id];
+        last = std::max(last, m.seq);
+        typing_shown_.erase(m.sender_user_id);
+    }
+    if (m.type == imclient::MessageType::group_event) {
+        if (m.group_event.kind == imclient::GroupEventKind::created ||
+            m.group_event.kind == imclient::GroupEventKind::renamed) {
+            std::lock_guard lock(mu_);
+            if (group_names_.size() < 10000 || group_names_.count(m.conversation_id) != 0)
+                group_names_[m.conversation_id] = m.group_event.name;
+        }
+        const auto text = describe_group_event(m.group_event, [this](std::uint64_t id) {
+            return id == data_.user_id ? std::string("you") : name_of(id);
+        });
+        console_.print(when + "[" + group_label(m.conversation_id) + "] #" + std::to_string(m.seq) +
+                       " * " + text);
+        return;
+    }
     if (m.type == imclient::MessageType::file) {
         std::lock_guard lock(mu_);
         if (files_seen_.size() < 10000) files_seen_[m.file.file_id] = m.file;
@@ -170,7 +217,13 @@ void ChatSession::on_message(const imclient::Message& m) {
                            ? "[file " + m.file.name + ", " + std::to_string(m.file.size) +
                                  " bytes, id " + std::to_string(m.file.file_id) + "]"
                            : m.text;
-    const auto when = "[" + clock_of(m.created_ms) + "] ";
+    if (in_group) {
+        const auto who =
+            m.sender_user_id == data_.user_id ? std::string("you") : name_of(m.sender_user_id);
+        console_.print(when + "[" + group_label(m.conversation_id) + "] " + who + " #" +
+                       std::to_string(m.seq) + ": " + body);
+        return;
+    }
     if (m.sender_user_id == data_.user_id) {
         const auto peer = imclient::peer_of(m.conversation_id, data_.user_id);
         console_.print(when + "you -> " + name_of(peer) + " #" + std::to_string(m.seq) + ": " +
@@ -210,8 +263,9 @@ void ChatSession::on_sent(const imclient::SendAck& a) {
             if (list.size() > kMaxTracked) list.pop_front();
         }
     }
-    console_.print("[" + clock_of(a.created_ms) + "] you -> " + name_of(u.peer) + " #" +
-                   std::to_string(a.seq) + ": " + u.preview + "  [" + receipt_name(state) + "]");
+    const auto to = a.group_id != 0 ? group_label(a.group_id) : name_of(u.peer);
+    console_.print("[" + clock_of(a.created_ms) + "] you -> " + to + " #" + std::to_string(a.seq) +
+                   ": " + u.preview + "  [" + receipt_name(state) + "]");
 }
 
 void ChatSession::on_send_failed(const imclient::SendFailure& f) {
@@ -223,13 +277,15 @@ void ChatSession::on_send_failed(const imclient::SendFailure& f) {
             unacked_.erase(it);
         }
     }
-    say("NOT sent to " + name_of(f.peer_user_id) + ": " + preview + "  (" +
-        imclient::to_string(f.code) + (f.message.empty() ? "" : ": " + f.message) + ")");
+    const auto to = f.group_id != 0 ? group_label(f.group_id) : name_of(f.peer_user_id);
+    say("NOT sent to " + to + ": " + preview + "  (" + imclient::to_string(f.code) +
+        (f.message.empty() ? "" : ": " + f.message) + ")");
 }
 
 void ChatSession::on_receipt(std::uint64_t conv, std::uint64_t user, ReceiptKind kind,
                              std::uint64_t up_to) {
     if (user == data_.user_id) return;  // my own devices' receipts of what the peer sent me
+    if (imclient::is_group_conversation(conv)) return;  // on_member_receipt says it per member
     const Receipt to = kind == ReceiptKind::read ? Receipt::read : Receipt::delivered;
     std::vector<std::uint64_t> moved;
     {
@@ -294,14 +350,26 @@ void ChatSession::on_state(State s, const std::string& detail) {
     }
 }
 
-void ChatSession::on_typing(std::uint64_t, std::uint64_t user) {
+void ChatSession::on_typing(std::uint64_t conv, std::uint64_t user) {
     {
         std::lock_guard lock(mu_);
         auto& shown = typing_shown_[user];
         if (Clock::now() - shown < std::chrono::seconds(3)) return;
         shown = Clock::now();
     }
-    say(name_of(user) + " is typing...");
+    say(name_of(user) + " is typing" +
+        (imclient::is_group_conversation(conv) ? " in " + group_label(conv) : std::string()) +
+        "...");
+}
+
+void ChatSession::on_member_receipt(const imclient::MemberReceiptEvent& e) {
+    const auto& s = e.my_seqs;
+    const std::string what = s.size() == 1 ? "#" + std::to_string(s.front())
+                                           : "#" + std::to_string(s.front()) + "..#" +
+                                                 std::to_string(s.back()) + " (" +
+                                                 std::to_string(s.size()) + " messages)";
+    say(what + " in " + group_label(e.conversation_id) + ": " +
+        (e.kind == ReceiptKind::read ? "read" : "delivered") + " by " + name_of(e.user_id));
 }
 
 std::uint64_t ChatSession::resolve(const std::string& name) {
@@ -399,14 +467,15 @@ void ChatSession::get_file(const std::string& id_text, const std::string& path_a
 }
 
 void ChatSession::send_line(const std::string& text) {
-    if (peer_ == 0) {
-        say("no recipient: /to NAME first (or /help)");
+    if (peer_ == 0 && group_ == 0) {
+        say("no recipient: /to NAME or /to #GROUP first (or /help)");
         return;
     }
     try {
         std::lock_guard lock(mu_);  // before on_sent can look for it
-        const auto id = client_.send_text(peer_, text);
-        unacked_[id] = {peer_, text.size() > 200 ? text.substr(0, 200) + "..." : text};
+        const auto id =
+            group_ != 0 ? client_.send_group_text(group_, text) : client_.send_text(peer_, text);
+        unacked_[id] = {peer_, text.size() > 200 ? text.substr(0, 200) + "..." : text, group_};
     } catch (const imclient::Error& e) {
         say(std::string("not sent: ") + e.what());
     }
@@ -447,12 +516,17 @@ void ChatSession::command(const std::vector<std::string>& w, const std::string& 
     } else if (c == "/quit" || c == "/exit") {
         quit_code_ = 0;
     } else if (c == "/to") {
-        need(2, 2, "/to NAME");
+        need(2, 2, "/to NAME  or  /to #GROUP");
+        if (w[1][0] == '#') {
+            choose_group(w[1]);
+            return;
+        }
         const auto name = checked_username(w[1], "/to");
         const auto id = resolve(name);
         if (id == data_.user_id) throw UsageError("that is you");
         peer_ = id;
         peer_name_ = name;
+        group_ = 0;
         console_.set_prompt(name + "> ");
         say("talking to " + name + " (plain lines are messages to " + name + ")");
     } else if (c == "/friends") {
@@ -507,25 +581,50 @@ void ChatSession::command(const std::vector<std::string>& w, const std::string& 
         const auto lines = history_lines(r, data_.user_id, data_.username, id, name, keep);
         print_all(lines.empty() ? std::vector<std::string>{"no messages with " + name + " yet"}
                                 : lines);
+    } else if (c == "/group") {
+        group_command(w);
+    } else if (c == "/groups") {
+        need(1, 1, "/groups");
+        auto r = rest();
+        const auto groups = list_groups(r);
+        {
+            std::lock_guard lock(mu_);
+            for (const auto& g : groups)
+                group_names_[g.id] = g.name;
+        }
+        print_all(groups_lines(groups));
+    } else if (c == "/members") {
+        need(1, 2, "/members [#GROUP]");
+        const std::uint64_t g = w.size() == 2 ? parse_group_id(w[1]) : group_;
+        if (g == 0) throw UsageError("/to #GROUP first, or /members #ID");
+        auto r = rest();
+        print_all(members_lines(r, g));
+    } else if (c == "/readby") {
+        need(2, 2, "/readby N");
+        read_by(w[1]);
     } else if (c == "/read") {
         need(1, 1, "/read");
-        if (peer_ == 0) throw UsageError("/to NAME first");
-        const auto conv = imclient::conversation_id(data_.user_id, peer_);
+        if (peer_ == 0 && group_ == 0) throw UsageError("/to NAME (or #GROUP) first");
+        const auto conv = group_ != 0 ? group_ : imclient::conversation_id(data_.user_id, peer_);
         std::uint64_t last = 0;
         {
             std::lock_guard lock(mu_);
             last = last_received_[conv];
         }
         if (last == 0) {
-            say("nothing from " + peer_name_ + " to mark read");
+            say("nothing from " + target_name() + " to mark read");
         } else {
             client_.mark_read(conv, last);
-            say("marked read up to #" + std::to_string(last) + " from " + peer_name_);
+            say("marked read up to #" + std::to_string(last) + " from " + target_name());
         }
     } else if (c == "/typing") {
         need(1, 1, "/typing");
-        if (peer_ == 0) throw UsageError("/to NAME first");
-        client_.typing(peer_);
+        if (peer_ == 0 && group_ == 0) throw UsageError("/to NAME (or #GROUP) first");
+        if (group_ != 0) {
+            client_.group_typing(group_);
+        } else {
+            client_.typing(peer_);
+        }
     } else if (c == "/file") {
         need(3, 3, "/file NAME PATH");
         send_file(checked_username(w[1], "/file"), w[2]);
@@ -535,6 +634,92 @@ void ChatSession::command(const std::vector<std::string>& w, const std::string& 
     } else {
         throw UsageError("unknown command " + c + " (/help lists them)");
     }
+}
+
+// /group create NAME USER...: the users by name (looked up) or id; the creator is the owner.
+void ChatSession::group_command(const std::vector<std::string>& w) {
+    if (w.size() < 3 || w[1] != "create") throw UsageError("usage: /group create NAME USER...");
+    const std::string& name = w[2];
+    if (name.size() > 100) throw UsageError("a group name has at most 100 characters");
+    std::vector<std::uint64_t> members;
+    for (std::size_t i = 3; i < w.size() && members.size() < 1000; ++i) {
+        const bool digits =
+            std::all_of(w[i].begin(), w[i].end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+        const std::uint64_t id = digits && w[i].size() <= 10
+                                     ? std::stoull(w[i])
+                                     : resolve(checked_username(w[i], "/group create"));
+        if (id != data_.user_id && std::find(members.begin(), members.end(), id) == members.end())
+            members.push_back(id);
+    }
+    auto r = rest();
+    const auto id = create_group(r, name, members);
+    if (id == 0) throw CommandFailed("im-rest: malformed answer (no group_id)");
+    {
+        std::lock_guard lock(mu_);
+        group_names_[id] = name;
+    }
+    say("created group " + group_label(id) + " with " + std::to_string(members.size()) +
+        " member(s) besides you: /to #" + std::to_string(id) + " to talk in it");
+}
+
+void ChatSession::choose_group(const std::string& ref) {
+    std::uint64_t id = parse_group_id(ref);
+    auto r = rest();
+    const auto groups = list_groups(r);
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& g : groups)
+            group_names_[g.id] = g.name;
+    }
+    if (id == 0) {  // #NAME
+        const std::string name = ref.substr(1);
+        for (const auto& g : groups) {
+            if (g.name == name) {
+                if (id != 0) throw UsageError("several groups are named " + name + ": /to #ID");
+                id = g.id;
+            }
+        }
+        if (id == 0) throw UsageError("you have no group named " + name + " (/groups)");
+    } else if (std::none_of(groups.begin(), groups.end(),
+                            [&](const GroupSummary& g) { return g.id == id; })) {
+        throw UsageError("you are not in group #" + std::to_string(id) + " (/groups)");
+    }
+    group_ = id;
+    group_label_ = group_label(id);
+    peer_ = 0;
+    peer_name_.clear();
+    console_.set_prompt(group_label_ + "> ");
+    say("talking in " + group_label_ + " (plain lines go to its members)");
+}
+
+// /readby N: ReadBy for message N of the current group.
+void ChatSession::read_by(const std::string& seq_text) {
+    if (group_ == 0) throw UsageError("/to #GROUP first");
+    const std::string digits =
+        !seq_text.empty() && seq_text[0] == '#' ? seq_text.substr(1) : seq_text;
+    if (digits.empty() || digits.size() > 19 ||
+        !std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
+        throw UsageError("usage: /readby N");
+    const std::uint64_t seq = std::stoull(digits);
+    imclient::ReadByResult r;
+    try {
+        auto fut = client_.read_by(group_, seq);
+        if (fut.wait_for(std::chrono::seconds(15)) != std::future_status::ready)
+            throw CommandFailed("no answer within 15 s");
+        r = fut.get();
+    } catch (const imclient::Error& e) {
+        throw CommandFailed(e.what());
+    }
+    std::string read, delivered, pending;
+    for (const auto& m : r.members) {
+        auto& list = m.read_seq >= seq ? read : m.delivered_seq >= seq ? delivered : pending;
+        list += (list.empty() ? "" : ", ") + name_of(m.user_id);
+    }
+    say("#" + std::to_string(seq) + " in " + group_label_ + ": read by " +
+        std::to_string(r.read_count()) + " of " + std::to_string(r.members.size()) +
+        (read.empty() ? "" : " (" + read + ")") +
+        (delivered.empty() ? "" : "; delivered to " + delivered) +
+        (pending.empty() ? "" : "; not yet delivered to " + pending));
 }
 
 // Waits until every message typed so far is SENT (or refused), at most `max`.
@@ -570,9 +755,13 @@ int ChatSession::run() {
                 r.type == imclient::MessageType::file
                     ? "[file " + r.file.name + "]"
                     : (r.text.size() > 200 ? r.text.substr(0, 200) + "..." : r.text);
-            if (++shown <= 5) say("  to " + name_of(r.peer_user_id) + ": " + preview);
+            if (++shown <= 5) {
+                say("  to " +
+                    (r.group_id != 0 ? group_label(r.group_id) : name_of(r.peer_user_id)) + ": " +
+                    preview);
+            }
             std::lock_guard lock(mu_);
-            unacked_[r.client_msg_id] = {r.peer_user_id, std::move(preview)};
+            unacked_[r.client_msg_id] = {r.peer_user_id, std::move(preview), r.group_id};
         }
     }
     connect(client_, data_, "chat", std::chrono::seconds(30));
@@ -586,10 +775,14 @@ int ChatSession::run() {
     sigaction(SIGTERM, &sa, nullptr);
 
     auto on_edit = [this](const std::string& typed) {
-        if (peer_ == 0 || typed.empty() || typed[0] == '/') return;
+        if ((peer_ == 0 && group_ == 0) || typed.empty() || typed[0] == '/') return;
         if (Clock::now() - last_typing_sent_ < std::chrono::seconds(3)) return;
         last_typing_sent_ = Clock::now();
-        client_.typing(peer_);
+        if (group_ != 0) {
+            client_.group_typing(group_);
+        } else {
+            client_.typing(peer_);
+        }
     };
     std::string line;
     while (quit_code_ < 0 && !g_interrupted) {

@@ -57,8 +57,8 @@ struct Client::Impl {
         if (state) {
             auto restored = state->take_restored();
             for (const auto& m : restored) {
-                restored_sends.push_back(
-                    RestoredSend{detail::to_hex(m.client_msg_id), m.peer, m.type, m.text, m.file});
+                restored_sends.push_back(RestoredSend{detail::to_hex(m.client_msg_id), m.peer,
+                                                      m.group, m.type, m.text, m.file});
             }
             queued = restored.size();
             engine->restore(std::move(restored));  // the engine's thread does not run yet
@@ -71,8 +71,13 @@ struct Client::Impl {
         asio::post(io, std::forward<F>(f));
     }
 
-    std::string enqueue(std::uint64_t peer, detail::OutMessage m) {
-        if (peer == 0 || peer > 0xffffffffULL) {
+    // To `peer`, or to group `group` (exactly one of them non-zero).
+    std::string enqueue(std::uint64_t peer, std::uint64_t group, detail::OutMessage m) {
+        if (group != 0) {
+            if (peer != 0 || !is_group_conversation(group)) {
+                throw Error(ErrorCode::invalid_argument, "imclient: bad group id");
+            }
+        } else if (peer == 0 || peer > 0xffffffffULL) {
             throw Error(ErrorCode::invalid_argument, "imclient: bad peer user id");
         }
         std::size_t n = queued.load();
@@ -84,6 +89,7 @@ struct Client::Impl {
             }
         } while (!queued.compare_exchange_weak(n, n + 1));
         m.peer = peer;
+        m.group = group;
         m.client_msg_id = detail::random_client_msg_id();
         m.owner = engine->session_user();
         std::string id = detail::to_hex(m.client_msg_id);
@@ -213,6 +219,11 @@ void Client::on_presence(PresenceHandler fn) {
         e->callbacks.presence = std::move(fn);
     });
 }
+void Client::on_member_receipt(MemberReceiptHandler fn) {
+    impl_->post([e = impl_->engine.get(), fn = std::move(fn)]() mutable {
+        e->callbacks.member_receipt = std::move(fn);
+    });
+}
 
 std::future<LoginInfo> Client::login(std::string username, std::string password) {
     std::promise<LoginInfo> promise;
@@ -239,28 +250,59 @@ std::string Client::send_text(std::uint64_t peer_user_id, std::string text) {
     detail::OutMessage m;
     m.type = MessageType::text;
     m.text = std::move(text);
-    return impl_->enqueue(peer_user_id, std::move(m));
+    return impl_->enqueue(peer_user_id, 0, std::move(m));
 }
 
 std::string Client::send_file(std::uint64_t peer_user_id, const FileRef& file) {
     detail::OutMessage m;
     m.type = MessageType::file;
     m.file = file;
-    return impl_->enqueue(peer_user_id, std::move(m));
+    return impl_->enqueue(peer_user_id, 0, std::move(m));
+}
+
+std::string Client::send_group_text(std::uint64_t group_id, std::string text) {
+    detail::OutMessage m;
+    m.type = MessageType::text;
+    m.text = std::move(text);
+    return impl_->enqueue(0, group_id, std::move(m));
+}
+
+std::string Client::send_group_file(std::uint64_t group_id, const FileRef& file) {
+    detail::OutMessage m;
+    m.type = MessageType::file;
+    m.file = file;
+    return impl_->enqueue(0, group_id, std::move(m));
 }
 
 std::future<FileSent> Client::send_file(std::uint64_t peer_user_id, std::string path,
                                         ProgressHandler progress) {
+    if (peer_user_id == 0 || peer_user_id > 0xffffffffULL) {
+        std::promise<FileSent> promise;
+        promise.set_exception(std::make_exception_ptr(
+            Error(ErrorCode::invalid_argument, "imclient: bad peer user id")));
+        return promise.get_future();
+    }
+    return upload_and_send(peer_user_id, 0, std::move(path), std::move(progress));
+}
+
+std::future<FileSent> Client::send_group_file(std::uint64_t group_id, std::string path,
+                                              ProgressHandler progress) {
+    if (!is_group_conversation(group_id)) {
+        std::promise<FileSent> promise;
+        promise.set_exception(
+            std::make_exception_ptr(Error(ErrorCode::invalid_argument, "imclient: bad group id")));
+        return promise.get_future();
+    }
+    return upload_and_send(0, group_id, std::move(path), std::move(progress));
+}
+
+std::future<FileSent> Client::upload_and_send(std::uint64_t peer_user_id, std::uint64_t group_id,
+                                              std::string path, ProgressHandler progress) {
     auto promise = std::make_shared<std::promise<FileSent>>();
     auto future = promise->get_future();
-    if (peer_user_id == 0 || peer_user_id > 0xffffffffULL) {
-        promise->set_exception(std::make_exception_ptr(
-            Error(ErrorCode::invalid_argument, "imclient: bad peer user id")));
-        return future;
-    }
     auto prog = impl_->on_internal_thread(std::move(progress));
-    impl_->post([impl = impl_.get(), peer_user_id, path = std::move(path), prog = std::move(prog),
-                 promise]() mutable {
+    impl_->post([impl = impl_.get(), peer_user_id, group_id, path = std::move(path),
+                 prog = std::move(prog), promise]() mutable {
         const auto& token = impl->engine->token();
         if (token.empty()) {
             promise->set_exception(std::make_exception_ptr(
@@ -269,7 +311,7 @@ std::future<FileSent> Client::send_file(std::uint64_t peer_user_id, std::string 
         }
         detail::upload_file(
             impl->files_io(), impl->file_http(token), std::move(path), std::move(prog),
-            [impl, peer_user_id, promise](detail::FileResult r) {
+            [impl, peer_user_id, group_id, promise](detail::FileResult r) {
                 if (r.code != ErrorCode::none) {
                     promise->set_exception(std::make_exception_ptr(Error(r.code, r.message)));
                     return;
@@ -279,7 +321,7 @@ std::future<FileSent> Client::send_file(std::uint64_t peer_user_id, std::string 
                     m.type = MessageType::file;
                     m.file = r.file;
                     FileSent sent;
-                    sent.client_msg_id = impl->enqueue(peer_user_id, std::move(m));
+                    sent.client_msg_id = impl->enqueue(peer_user_id, group_id, std::move(m));
                     sent.file = std::move(r.file);
                     promise->set_value(std::move(sent));
                 } catch (...) {
@@ -327,7 +369,28 @@ void Client::mark_read(std::uint64_t conversation_id, std::uint64_t seq) {
 }
 
 void Client::typing(std::uint64_t peer_user_id) {
-    impl_->post([e = impl_->engine.get(), peer_user_id] { e->typing(peer_user_id); });
+    impl_->post([e = impl_->engine.get(), peer_user_id] { e->typing(peer_user_id, 0); });
+}
+
+void Client::group_typing(std::uint64_t group_id) {
+    if (!is_group_conversation(group_id)) return;
+    impl_->post([e = impl_->engine.get(), group_id] { e->typing(0, group_id); });
+}
+
+std::future<ReadByResult> Client::read_by(std::uint64_t conversation_id, std::uint64_t seq) {
+    std::promise<ReadByResult> promise;
+    auto future = promise.get_future();
+    if (!is_group_conversation(conversation_id) || seq == 0) {
+        promise.set_exception(std::make_exception_ptr(
+            Error(ErrorCode::invalid_argument,
+                  "imclient: read_by needs a group conversation and a seq")));
+        return future;
+    }
+    impl_->post(
+        [e = impl_->engine.get(), conversation_id, seq, promise = std::move(promise)]() mutable {
+            e->read_by(conversation_id, seq, std::move(promise));
+        });
+    return future;
 }
 
 std::future<std::vector<Conversation>> Client::conversations() {

@@ -452,6 +452,7 @@ bool Engine::on_link_frame(Link& link, const Envelope& frame) {
             break;
         case Envelope::kConversationList:
         case Envelope::kMessagePage:
+        case Envelope::kReadByResult:
             answer(frame.request_id(), &frame, ErrorCode::none);
             break;
         case Envelope::kSyncHint:

@@ -4,7 +4,8 @@
 //   engine.cpp          login, connection life cycle, heartbeat, frame dispatch, requests
 //   engine_send.cpp     the outbox on the wire (Send / SendResult)
 //   engine_receive.cpp  Deliver, watermarks, receipts, sync (conversations and messages)
-//   engine_requests.cpp mark_read, typing, conversations(), history()
+//   engine_requests.cpp mark_read, typing, conversations(), history(), read_by()
+//   engine_groups.cpp   group specifics: visibility floors, member receipts on my messages
 
 #include <atomic>
 #include <chrono>
@@ -39,6 +40,7 @@ struct Callbacks {
     Client::StateHandler state;
     Client::TypingHandler typing;
     Client::PresenceHandler presence;
+    Client::MemberReceiptHandler member_receipt;
 };
 
 class Engine final : public LinkHandler {
@@ -60,10 +62,12 @@ class Engine final : public LinkHandler {
     // Before the first login: the messages restored from the state log, in order.
     void restore(std::vector<OutMessage> messages);
     void mark_read(std::uint64_t conversation_id, std::uint64_t seq);
-    void typing(std::uint64_t peer);
+    void typing(std::uint64_t peer, std::uint64_t group);  // exactly one of them non-zero
     void conversations(std::promise<std::vector<Conversation>> promise);
     void history(std::uint64_t conversation_id, std::uint64_t before_seq, std::uint32_t limit,
                  std::promise<std::vector<Message>> promise);
+    void read_by(std::uint64_t conversation_id, std::uint64_t seq,
+                 std::promise<ReadByResult> promise);
     void close(const std::string& reason);
 
     State state() const noexcept { return state_.load(); }
@@ -118,6 +122,14 @@ class Engine final : public LinkHandler {
     struct ConversationsJob {
         std::promise<std::vector<Conversation>> promise;
         std::vector<Conversation> items;
+        std::map<std::uint64_t, std::size_t> index;  // conversation -> items[]: groups come again
+    };
+
+    // A group where this client saw messages of mine: which seqs, and how far each member's
+    // watermarks were reported already (on_member_receipt reports only what is new).
+    struct MyGroupMessages {
+        std::set<std::uint64_t> seqs;  // the newest kMaxTrackedSeqs
+        std::map<std::pair<std::uint64_t, ReceiptKind>, std::uint64_t> reported;
     };
 
     // engine.cpp
@@ -168,6 +180,7 @@ class Engine final : public LinkHandler {
     void accept(std::uint64_t conversation_id, std::uint64_t seq, std::optional<Message> message);
     void hand_out(std::uint64_t conversation_id, InConversation& c, std::uint64_t seq,
                   const std::optional<Message>& message);
+    void drain(std::uint64_t conversation_id, InConversation& c);  // buffered seqs now in order
     void flush_receipts();
     void resend_watermarks();
     void sync_conversation(std::uint64_t conversation_id);
@@ -188,6 +201,14 @@ class Engine final : public LinkHandler {
     void invoke_receipt(std::uint64_t conversation, std::uint64_t user, ReceiptKind kind,
                         std::uint64_t seq);
     std::chrono::milliseconds retry_delay(unsigned failures) const;
+
+    // engine_groups.cpp
+    // Seqs up to `seq` of a group are not visible to me (before I joined, or while I was not a
+    // member): the watermark moves past them without a message.
+    void skip_invisible(std::uint64_t conversation_id, std::uint64_t seq);
+    void note_my_message(std::uint64_t conversation_id, std::uint64_t seq);
+    void member_receipt(std::uint64_t conversation_id, std::uint64_t user, ReceiptKind kind,
+                        std::uint64_t up_to_seq);
 
     boost::asio::io_context& io_;
     Options opts_;
@@ -250,6 +271,7 @@ class Engine final : public LinkHandler {
     // dropped (the connector answers none). Once the list sync gets an answer again, every stored
     // watermark goes again (idempotent).
     bool watermarks_due_ = false;
+    std::map<std::uint64_t, MyGroupMessages> my_group_messages_;  // by group
     bool store_dirty_ = false;
 };
 

@@ -30,7 +30,9 @@ Message Engine::to_message(const im::client::Deliver& d) const {
     m.msg_id = d.msg_id();
     m.sender_user_id = d.sender_user_id();
     m.sender_device_id = d.sender_device_id();
-    m.type = d.type() == im::client::FILE ? MessageType::file : MessageType::text;
+    m.type = d.type() == im::client::FILE          ? MessageType::file
+             : d.type() == im::client::GROUP_EVENT ? MessageType::group_event
+                                                   : MessageType::text;
     m.text = d.text();
     if (d.has_file()) {
         m.file = FileRef{d.file().file_id(), d.file().name(), d.file().size(), d.file().sha256(),
@@ -38,6 +40,17 @@ Message Engine::to_message(const im::client::Deliver& d) const {
     }
     m.created_ms = d.created_ms();
     m.client_msg_id = to_hex(d.client_msg_id());
+    if (d.has_group_event()) {
+        const auto& g = d.group_event();
+        m.group_event.kind = static_cast<GroupEventKind>(
+            g.kind() <= im::client::GROUP_DELETED ? g.kind()
+                                                  : im::client::GROUP_EVENT_KIND_UNSPECIFIED);
+        m.group_event.actor_user_id = g.actor_user_id();
+        m.group_event.user_ids.assign(g.user_ids().begin(), g.user_ids().end());
+        m.group_event.name = g.name();
+        m.group_event.role = static_cast<GroupRole>(
+            g.role() <= im::client::OWNER ? g.role() : im::client::GROUP_ROLE_UNSPECIFIED);
+    }
     return m;
 }
 
@@ -74,6 +87,10 @@ void Engine::accept(std::uint64_t conversation_id, std::uint64_t seq,
         return;
     }
     hand_out(conversation_id, c, seq, message);
+    drain(conversation_id, c);
+}
+
+void Engine::drain(std::uint64_t conversation_id, InConversation& c) {
     while (!c.buffered.empty()) {
         auto it = c.buffered.begin();
         if (it->first <= c.delivered) {
@@ -91,6 +108,8 @@ void Engine::hand_out(std::uint64_t conversation_id, InConversation& c, std::uin
     if (message) {
         invoke_app(callbacks.message, *message);
         receipts_due_.insert(conversation_id);
+        if (message->sender_user_id == user_id_ && is_group_conversation(conversation_id))
+            note_my_message(conversation_id, seq);  // sent by another device of mine
     }
     // Only now, after on_message returned, does the watermark move.
     c.delivered = seq;
@@ -206,7 +225,12 @@ void Engine::on_page(std::uint64_t conversation_id, std::uint64_t after_seq, con
     c.sync_failures = 0;
     const auto& page = r->message_page();
     std::uint64_t last = after_seq;
+    const bool group = is_group_conversation(conversation_id);
     for (const auto& d : page.messages()) {
+        // A group's page holds only what I may see: a seq it jumps over (before I joined, while I
+        // was not a member) is invisible, not missing. One-to-one pages never jump.
+        if (group && d.seq() > last + 1 && c.delivered >= last)
+            skip_invisible(conversation_id, d.seq() - 1);
         last = std::max(last, d.seq());
         if (opts_.on_raw_message) invoke_app(opts_.on_raw_message, to_message(d), false);
         if (d.seq() <= c.delivered) continue;
@@ -308,13 +332,17 @@ void Engine::on_list(const Envelope* r, ErrorCode code) {
         const std::uint64_t conv = ci.conversation_id();
         if (conv == 0) continue;
         InConversation& c = in(conv);
+        // A group's joined_seq is not a floor here: after a leave and a rejoin, seqs below it (up
+        // to left_seq) may still be mine to fetch. The sync's pages say what is visible.
+        const bool group = ci.group() || is_group_conversation(conv);
         const std::uint64_t peer =
             ci.peer_user_id() != 0 ? ci.peer_user_id() : peer_of(conv, user_id_);
-        if (ci.peer_delivered_seq() > c.reported_peer_delivered) {
+        // No peer watermarks in a group: members' receipts come as ReceiptEvents (and read_by()).
+        if (!group && ci.peer_delivered_seq() > c.reported_peer_delivered) {
             c.reported_peer_delivered = ci.peer_delivered_seq();
             invoke_receipt(conv, peer, ReceiptKind::delivered, ci.peer_delivered_seq());
         }
-        if (ci.peer_read_seq() > c.reported_peer_read) {
+        if (!group && ci.peer_read_seq() > c.reported_peer_read) {
             c.reported_peer_read = ci.peer_read_seq();
             invoke_receipt(conv, peer, ReceiptKind::read, ci.peer_read_seq());
         }
@@ -373,6 +401,8 @@ void Engine::handle_receipt_event(const im::client::ReceiptEvent& e) {
         store_dirty_ = true;
     }
     invoke_receipt(e.conversation_id(), e.user_id(), kind, e.up_to_seq());
+    if (is_group_conversation(e.conversation_id()) && e.user_id() != user_id_ && e.user_id() != 0)
+        member_receipt(e.conversation_id(), e.user_id(), kind, e.up_to_seq());
 }
 
 void Engine::invoke_receipt(std::uint64_t conversation, std::uint64_t user, ReceiptKind kind,

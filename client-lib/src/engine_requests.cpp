@@ -22,11 +22,15 @@ void Engine::mark_read(std::uint64_t conversation_id, std::uint64_t seq) {
     send_frame(env);
 }
 
-void Engine::typing(std::uint64_t peer) {
-    if (phase_ != Phase::live || peer == 0) return;
+void Engine::typing(std::uint64_t peer, std::uint64_t group) {
+    if (phase_ != Phase::live || (peer == 0) == (group == 0)) return;
     Envelope env;
     env.set_request_id(next_request_id());
-    env.mutable_typing()->set_peer_user_id(peer);
+    if (group != 0) {
+        env.mutable_typing()->set_group_id(group);
+    } else {
+        env.mutable_typing()->set_peer_user_id(peer);
+    }
     send_frame(env);
 }
 
@@ -49,10 +53,30 @@ void Engine::conversations_page(std::shared_ptr<ConversationsJob> job, std::uint
         }
         const auto& list = r->conversation_list();
         for (const auto& c : list.conversations()) {
-            job->items.push_back(Conversation{c.conversation_id(), c.peer_user_id(), c.last_seq(),
-                                              c.my_delivered_seq(), c.my_read_seq(),
-                                              c.peer_delivered_seq(), c.peer_read_seq(), c.unread(),
-                                              c.updated_ms()});
+            if (c.conversation_id() == 0) continue;
+            Conversation item;
+            item.conversation_id = c.conversation_id();
+            item.peer_user_id = c.peer_user_id();
+            item.last_seq = c.last_seq();
+            item.my_delivered_seq = c.my_delivered_seq();
+            item.my_read_seq = c.my_read_seq();
+            item.peer_delivered_seq = c.peer_delivered_seq();
+            item.peer_read_seq = c.peer_read_seq();
+            item.unread = c.unread();
+            item.updated_ms = c.updated_ms();
+            item.group = c.group() || is_group_conversation(c.conversation_id());
+            item.title = c.title();
+            item.member_count = c.member_count();
+            item.joined_seq = c.joined_seq();
+            item.left_seq = c.left_seq();
+            // The server lists the groups in every page: one entry per conversation, the latest.
+            const auto [at, fresh] =
+                job->index.try_emplace(item.conversation_id, job->items.size());
+            if (fresh) {
+                job->items.push_back(std::move(item));
+            } else {
+                job->items[at->second] = std::move(item);
+            }
         }
         if (list.has_more() && list.next_cursor() != cursor) {
             conversations_page(job, list.next_cursor());
@@ -89,6 +113,41 @@ void Engine::history(std::uint64_t conversation_id, std::uint64_t before_seq, st
         out.reserve(static_cast<std::size_t>(r->message_page().messages_size()));
         for (const auto& d : r->message_page().messages())
             out.push_back(to_message(d));
+        shared->set_value(std::move(out));
+    };
+    issue(std::move(req));
+}
+
+void Engine::read_by(std::uint64_t conversation_id, std::uint64_t seq,
+                     std::promise<ReadByResult> promise) {
+    auto shared = std::make_shared<std::promise<ReadByResult>>(std::move(promise));
+    Request req;
+    auto* q = req.frame.mutable_read_by();
+    q->set_conversation_id(conversation_id);
+    q->set_seq(seq);
+    req.deadline = Clock::now() + opts_.request_timeout;
+    req.survives_reconnect = true;
+    req.done = [shared](const Envelope* r, ErrorCode code) {
+        if (r != nullptr && r->read_by_result().code() != im::client::ERROR_NONE) {
+            code = static_cast<ErrorCode>(r->read_by_result().code());
+        }
+        if (r == nullptr || code != ErrorCode::none) {
+            shared->set_exception(
+                std::make_exception_ptr(Error(code, std::string("read_by: ") + to_string(code))));
+            return;
+        }
+        const auto& rr = r->read_by_result();
+        ReadByResult out;
+        out.conversation_id = rr.conversation_id();
+        out.seq = rr.seq();
+        out.members.reserve(static_cast<std::size_t>(rr.members_size()));
+        for (const auto& m : rr.members()) {
+            out.members.push_back(
+                MemberReceipt{m.user_id(), m.delivered_seq(), m.read_seq(),
+                              static_cast<GroupRole>(m.role() <= im::client::OWNER
+                                                         ? m.role()
+                                                         : im::client::GROUP_ROLE_UNSPECIFIED)});
+        }
         shared->set_value(std::move(out));
     };
     issue(std::move(req));

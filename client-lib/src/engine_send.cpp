@@ -68,7 +68,11 @@ void Engine::pump_outbox() {
         const std::uint64_t rid = next_request_id();
         env.set_request_id(rid);
         auto* s = env.mutable_send();
-        s->set_peer_user_id(m.peer);
+        if (m.group != 0) {
+            s->set_group_id(m.group);
+        } else {
+            s->set_peer_user_id(m.peer);
+        }
         s->set_client_msg_id(m.client_msg_id);
         s->set_stream_seq(m.stream_seq);
         s->set_stream_acked(acked);
@@ -121,12 +125,14 @@ void Engine::send_answered(const std::string& client_msg_id, std::uint64_t reque
         if (!m) return;  // a duplicate answer
         --queued_;
         forget(client_msg_id);
-        const std::uint64_t conv =
-            ok->conversation_id() != 0 ? ok->conversation_id() : conversation_id(user_id_, m->peer);
+        const std::uint64_t conv = ok->conversation_id() != 0 ? ok->conversation_id()
+                                   : m->group != 0            ? m->group
+                                                              : conversation_id(user_id_, m->peer);
+        if (m->group != 0 && ok->seq() != 0) note_my_message(conv, ok->seq());
         // Our own message holds its seq: it counts toward the delivered watermark.
         if (ok->seq() != 0) accept(conv, ok->seq(), std::nullopt);
-        invoke_app(callbacks.sent, SendAck{to_hex(client_msg_id), m->peer, conv, ok->msg_id(),
-                                           ok->seq(), ok->created_ms()});
+        invoke_app(callbacks.sent, SendAck{to_hex(client_msg_id), m->peer, m->group, conv,
+                                           ok->msg_id(), ok->seq(), ok->created_ms()});
         return;
     }
     if (is_final(code)) {
@@ -147,8 +153,9 @@ void Engine::send_answered(const std::string& client_msg_id, std::uint64_t reque
 
 void Engine::report_send_failure(const OutMessage& m, ErrorCode code, const std::string& detail) {
     const std::uint64_t sender = m.owner != 0 ? m.owner : user_id_.load();
-    invoke_app(callbacks.send_failed, SendFailure{to_hex(m.client_msg_id), m.peer,
-                                                  conversation_id(sender, m.peer), code, detail});
+    const std::uint64_t conv = m.group != 0 ? m.group : conversation_id(sender, m.peer);
+    invoke_app(callbacks.send_failed,
+               SendFailure{to_hex(m.client_msg_id), m.peer, m.group, conv, code, detail});
 }
 
 }  // namespace imclient::detail

@@ -7,8 +7,9 @@ namespace imclient::detail {
 void Outbox::add(OutMessage m) {
     m.stream_seq = 0;
     m.request_id = 0;
-    index_[m.client_msg_id] = m.peer;
-    streams_[m.peer].queue.push_back(std::move(m));
+    const std::uint64_t key = m.stream_key();
+    index_[m.client_msg_id] = key;
+    streams_[key].queue.push_back(std::move(m));
 }
 
 void Outbox::restart_streams() {
@@ -195,8 +196,8 @@ std::optional<std::string> Outbox::message_of_request(std::uint64_t request_id) 
     return std::nullopt;
 }
 
-std::uint64_t Outbox::stream_acked(std::uint64_t peer) const {
-    const auto it = streams_.find(peer);
+std::uint64_t Outbox::stream_acked(std::uint64_t stream_key) const {
+    const auto it = streams_.find(stream_key);
     return it == streams_.end() ? 0 : it->second.acked;
 }
 

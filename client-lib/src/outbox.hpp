@@ -2,12 +2,13 @@
 // The send side of the delivery contract, as pure logic (no I/O): every unacknowledged message,
 // per conversation stream, in the order the app handed them over.
 //
-// A stream is (login epoch, peer). Its messages carry stream_seq 1, 2, 3... in order and every
-// Send carries stream_acked, the highest stream number that got a final answer. SENT and final
-// errors remove a message (the server consumed its number either way); a retryable answer to the
-// current attempt of a message makes the whole stream go again from its first unacknowledged
-// message, in order, with the same client_msg_ids and stream numbers: at once for OUT_OF_ORDER,
-// after a backoff otherwise. A new login epoch renumbers every stream from 1.
+// A stream is (login epoch, conversation): per peer, or per group for a group's messages. Its
+// messages carry stream_seq 1, 2, 3... in order and every Send carries stream_acked, the highest
+// stream number that got a final answer. SENT and final errors remove a message (the server
+// consumed its number either way); a retryable answer to the current attempt of a message makes the
+// whole stream go again from its first unacknowledged message, in order, with the same
+// client_msg_ids and stream numbers: at once for OUT_OF_ORDER, after a backoff otherwise. A new
+// login epoch renumbers every stream from 1.
 
 #include <chrono>
 #include <cstdint>
@@ -29,13 +30,19 @@ using Clock = std::chrono::steady_clock;
 struct OutMessage {
     std::string client_msg_id;  // 16 raw bytes
     std::uint64_t owner = 0;    // the user who queued it; 0: before any login (the next one's)
-    std::uint64_t peer = 0;
+    std::uint64_t peer = 0;     // a one-to-one message's recipient (0 for a group message)
+    std::uint64_t group = 0;    // a group message's group (Send.group_id)
     MessageType type = MessageType::text;
     std::string text;
     FileRef file;
     std::uint64_t stream_seq = 0;  // 0: not numbered in the current epoch yet
     std::uint64_t request_id = 0;  // the attempt in flight; 0: none
     Clock::time_point deadline{};
+
+    // The stream the message belongs to: its peer, or its group with the top bit set (peers and
+    // groups share the range 1 .. 2^31-1).
+    std::uint64_t stream_key() const noexcept { return group != 0 ? kGroupStream | group : peer; }
+    static constexpr std::uint64_t kGroupStream = 1ULL << 63;
 };
 
 class Outbox {
@@ -83,7 +90,7 @@ class Outbox {
     bool contains(std::string_view client_msg_id) const;
     std::optional<std::string> message_of_request(std::uint64_t request_id) const;
     std::size_t size() const noexcept { return index_.size(); }
-    std::uint64_t stream_acked(std::uint64_t peer) const;
+    std::uint64_t stream_acked(std::uint64_t stream_key) const;
 
   private:
     struct Stream {
@@ -99,8 +106,8 @@ class Outbox {
 
     Config config_;
     std::size_t rotation_ = 0;                              // where a short budget starts sharing
-    std::map<std::uint64_t, Stream> streams_;               // by peer
-    std::unordered_map<std::string, std::uint64_t> index_;  // client_msg_id -> peer
+    std::map<std::uint64_t, Stream> streams_;               // by stream_key()
+    std::unordered_map<std::string, std::uint64_t> index_;  // client_msg_id -> stream_key()
 };
 
 }  // namespace imclient::detail

@@ -195,6 +195,7 @@ void StateLog::replay(const std::string& data, std::size_t& valid_end) {
         state::Record& r = p->record;
         switch (r.kind) {
             case state::Kind::add:
+            case state::Kind::add_group:  // parse() reports both as add
                 if (!offset_of_.contains(r.message.client_msg_id)) {
                     note_add(pos, static_cast<std::uint32_t>(p->bytes), r.message);
                     queued.emplace(pos, std::move(r.message));

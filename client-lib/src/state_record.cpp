@@ -98,12 +98,13 @@ std::optional<Record> decode(std::string_view payload) {
     Record rec;
     const auto kind = r.u8();
     switch (static_cast<Kind>(kind)) {
-        case Kind::add: {
+        case Kind::add:
+        case Kind::add_group: {
             rec.kind = Kind::add;
             OutMessage& m = rec.message;
             m.client_msg_id = r.str();
             m.owner = r.u64();
-            m.peer = r.u64();
+            (static_cast<Kind>(kind) == Kind::add_group ? m.group : m.peer) = r.u64();
             const auto type = r.u8();
             if (type != static_cast<std::uint8_t>(MessageType::text) &&
                 type != static_cast<std::uint8_t>(MessageType::file))
@@ -115,7 +116,7 @@ std::optional<Record> decode(std::string_view payload) {
             m.file.size = r.u64();
             m.file.sha256 = r.str();
             m.file.mime = r.str();
-            if (m.client_msg_id.empty() || m.peer == 0) return std::nullopt;
+            if (m.client_msg_id.empty() || (m.peer == 0 && m.group == 0)) return std::nullopt;
             break;
         }
         case Kind::done:
@@ -167,10 +168,10 @@ bool valid_header(std::string_view data) noexcept {
 
 void append_add(std::string& out, const OutMessage& m) {
     const std::size_t start = out.size();
-    out.push_back(static_cast<char>(Kind::add));
+    out.push_back(static_cast<char>(m.group != 0 ? Kind::add_group : Kind::add));
     put_str(out, m.client_msg_id);
     put_u64(out, m.owner);
-    put_u64(out, m.peer);
+    put_u64(out, m.group != 0 ? m.group : m.peer);
     out.push_back(static_cast<char>(m.type));
     put_str(out, m.text);
     put_u64(out, m.file.file_id);

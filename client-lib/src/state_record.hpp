@@ -6,6 +6,7 @@
 //   u32 payload length | u32 CRC-32C of the payload | payload
 // with every integer little-endian and every string a u32 length + bytes. Payloads:
 //   add          kind, client_msg_id, owner, peer, type, text, file (id, name, size, sha256, mime)
+//   add_group    as add, with the group id in place of the peer (a group message)
 //   done         kind, client_msg_id                 (SENT or refused for good: no longer queued)
 //   login        kind, user       (a login of `user`: queued messages without an owner are his)
 //   cursor_owner kind, user       (the CursorStore's owner)
@@ -38,6 +39,7 @@ enum class Kind : std::uint8_t {
     cursor_clear = 5,
     sync_cursor = 6,
     marks = 7,
+    add_group = 8,  // parsed as an add with OutMessage::group set
 };
 
 struct Record {

@@ -86,4 +86,54 @@ const char* to_string(State state) noexcept {
     return "unknown";
 }
 
+const char* to_string(GroupRole role) noexcept {
+    switch (role) {
+        case GroupRole::member:
+            return "member";
+        case GroupRole::admin:
+            return "admin";
+        case GroupRole::owner:
+            return "owner";
+        default:
+            return "unspecified";
+    }
+}
+
+const char* to_string(GroupEventKind kind) noexcept {
+    switch (kind) {
+        case GroupEventKind::created:
+            return "created";
+        case GroupEventKind::members_added:
+            return "members_added";
+        case GroupEventKind::member_removed:
+            return "member_removed";
+        case GroupEventKind::member_left:
+            return "member_left";
+        case GroupEventKind::renamed:
+            return "renamed";
+        case GroupEventKind::role_changed:
+            return "role_changed";
+        case GroupEventKind::owner_changed:
+            return "owner_changed";
+        case GroupEventKind::deleted:
+            return "deleted";
+        default:
+            return "unspecified";
+    }
+}
+
+std::size_t ReadByResult::delivered_count() const noexcept {
+    std::size_t n = 0;
+    for (const auto& m : members)
+        n += m.delivered_seq >= seq ? 1 : 0;
+    return n;
+}
+
+std::size_t ReadByResult::read_count() const noexcept {
+    std::size_t n = 0;
+    for (const auto& m : members)
+        n += m.read_seq >= seq ? 1 : 0;
+    return n;
+}
+
 }  // namespace imclient

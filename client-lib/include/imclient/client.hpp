@@ -75,6 +75,7 @@ class Client {
     using StateHandler = std::function<void(State state, const std::string& detail)>;
     using TypingHandler = std::function<void(std::uint64_t conversation_id, std::uint64_t user_id)>;
     using PresenceHandler = std::function<void(std::uint64_t user_id, bool online)>;
+    using MemberReceiptHandler = std::function<void(const MemberReceiptEvent&)>;
     // Bytes transferred so far and the total (0 when the server did not say).
     using ProgressHandler = std::function<void(std::uint64_t done, std::uint64_t total)>;
 
@@ -94,6 +95,10 @@ class Client {
     void on_state(StateHandler fn);
     void on_typing(TypingHandler fn);
     void on_presence(PresenceHandler fn);
+    // A group member's DELIVERED or READ watermark passed messages I sent in the group (from any
+    // of my devices, seen by this Client): fires once per (member, kind) and newly covered seqs.
+    // on_receipt fires for every receipt event as well, groups included.
+    void on_member_receipt(MemberReceiptHandler fn);
 
     // POST /v1/sessions to im-rest, then connect. The future holds the first LoginResult, or an
     // Error: rest_error / auth_failed (401) / unreachable / closed / kicked.
@@ -110,6 +115,11 @@ class Client {
     // cannot be written there (it is not queued then).
     std::string send_text(std::uint64_t peer_user_id, std::string text);
     std::string send_file(std::uint64_t peer_user_id, const FileRef& file);
+    // The same to a group (docs/CLIENT.md "Groups"): one stream per group, as per peer. Error
+    // {invalid_argument} for an id outside 1 .. 2^31-1. A non-member's message fails for good
+    // with forbidden (on_send_failed).
+    std::string send_group_text(std::uint64_t group_id, std::string text);
+    std::string send_group_file(std::uint64_t group_id, const FileRef& file);
 
     // Files (docs/CLIENT.md "Files"). Transfers stream over HTTP(S) to im-rest on the client's
     // file thread (started on first use), never on the chat connection; progress runs on the
@@ -122,6 +132,9 @@ class Client {
     // outbox_full, invalid_argument.
     std::future<FileSent> send_file(std::uint64_t peer_user_id, std::string path,
                                     ProgressHandler progress = {});
+    // Uploads as send_file(peer, path), then queues the FILE message to the group.
+    std::future<FileSent> send_group_file(std::uint64_t group_id, std::string path,
+                                          ProgressHandler progress = {});
     // Downloads file `file_id` to `path` (written to path + ".part", renamed when complete) and
     // verifies its sha256 against expected_sha256 (the FileRef's, when given) or else the
     // server's. Errors: not_found (no such file, or not allowed), io_error, integrity,
@@ -133,13 +146,20 @@ class Client {
     void mark_read(std::uint64_t conversation_id, std::uint64_t seq);
     // Typing indicator to peer (dropped while offline).
     void typing(std::uint64_t peer_user_id);
+    // Typing indicator in a group (forwarded to its live members; dropped while offline).
+    void group_typing(std::uint64_t group_id);
 
-    // Every conversation of the user (SyncConversations from cursor 0, all pages).
+    // Every conversation of the user (SyncConversations from cursor 0, all pages), groups
+    // included (Conversation::group), one entry per conversation.
     std::future<std::vector<Conversation>> conversations();
     // The page of messages just below before_seq (0: the newest page), ascending by seq. Does not
     // fire on_message and does not move any watermark.
     std::future<std::vector<Message>> history(std::uint64_t conversation_id,
                                               std::uint64_t before_seq, std::uint32_t limit);
+
+    // Who of a group has received and read message seq: every current member but me and their
+    // watermarks. Errors: forbidden / not_found (not a member, no such group), timeout, closed.
+    std::future<ReadByResult> read_by(std::uint64_t conversation_id, std::uint64_t seq);
 
     // Ends the session (state closed). Pending futures fail with Error{closed}. Unacknowledged
     // messages stay in Options::state_dir for the next Client on it (without one they are
@@ -156,6 +176,8 @@ class Client {
     const std::string& device_id() const;
 
   private:
+    std::future<FileSent> upload_and_send(std::uint64_t peer_user_id, std::uint64_t group_id,
+                                          std::string path, ProgressHandler progress);
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

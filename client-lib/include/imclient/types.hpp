@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace imclient {
 
@@ -69,7 +70,34 @@ enum class State : std::uint8_t {
 const char* to_string(State state) noexcept;
 
 enum class ReceiptKind : std::uint8_t { delivered = 1, read = 2 };
-enum class MessageType : std::uint8_t { text = 1, file = 2 };
+// group_event: a group's system message (Message::group_event says what changed).
+enum class MessageType : std::uint8_t { text = 1, file = 2, group_event = 3 };
+
+// Same numbers as im.client.GroupRole and im.client.GroupEventKind.
+enum class GroupRole : std::uint8_t { unspecified = 0, member = 1, admin = 2, owner = 3 };
+enum class GroupEventKind : std::uint8_t {
+    unspecified = 0,
+    created = 1,         // user_ids: the initial members (actor: the owner); name
+    members_added = 2,   // user_ids: who joined (they see the group from this seq on)
+    member_removed = 3,  // user_ids: who the actor removed (they see nothing after this seq)
+    member_left = 4,     // the actor left
+    renamed = 5,         // name
+    role_changed = 6,    // user_ids[0] got role
+    owner_changed = 7,   // user_ids[0] is the new owner (the old one became admin)
+    deleted = 8,         // the group's last message
+};
+
+const char* to_string(GroupRole role) noexcept;
+const char* to_string(GroupEventKind kind) noexcept;
+
+// What a group's system message says (Message::type == MessageType::group_event).
+struct GroupEvent {
+    GroupEventKind kind = GroupEventKind::unspecified;
+    std::uint64_t actor_user_id = 0;
+    std::vector<std::uint64_t> user_ids;
+    std::string name;
+    GroupRole role = GroupRole::unspecified;
+};
 
 // A file uploaded before with POST /v1/files.
 struct FileRef {
@@ -98,12 +126,14 @@ struct Message {
     FileRef file;  // type == file
     std::int64_t created_ms = 0;
     std::string client_msg_id;  // 32 lowercase hex characters (empty if the server sent none)
+    GroupEvent group_event;     // type == group_event (sender_user_id is its actor)
 };
 
 // A message of ours was committed (SENT): it will never be lost.
 struct SendAck {
     std::string client_msg_id;
-    std::uint64_t peer_user_id = 0;
+    std::uint64_t peer_user_id = 0;  // 0 for a group message
+    std::uint64_t group_id = 0;      // a group message: its group (== conversation_id)
     std::uint64_t conversation_id = 0;
     std::uint64_t msg_id = 0;
     std::uint64_t seq = 0;
@@ -114,7 +144,8 @@ struct SendAck {
 // message_too_large). Nothing was stored.
 struct SendFailure {
     std::string client_msg_id;
-    std::uint64_t peer_user_id = 0;
+    std::uint64_t peer_user_id = 0;  // 0 for a group message
+    std::uint64_t group_id = 0;      // a group message (FORBIDDEN: not a member)
     std::uint64_t conversation_id = 0;
     ErrorCode code = ErrorCode::none;
     std::string message;
@@ -123,7 +154,8 @@ struct SendFailure {
 // A message of ours restored from Options::state_dir (Client::restored_sends()).
 struct RestoredSend {
     std::string client_msg_id;  // 32 hex chars, as send_text() returned it then
-    std::uint64_t peer_user_id = 0;
+    std::uint64_t peer_user_id = 0;  // 0 for a group message
+    std::uint64_t group_id = 0;
     MessageType type = MessageType::text;
     std::string text;
     FileRef file;  // type == file
@@ -139,6 +171,42 @@ struct Conversation {
     std::uint64_t peer_read_seq = 0;
     std::uint64_t unread = 0;
     std::int64_t updated_ms = 0;
+    // A group conversation (conversation_id is the group id, peer_user_id 0; the peer_* seqs are
+    // 0: read_by() tells the members' watermarks). unread counts the others' messages.
+    bool group = false;
+    std::string title;  // the group's name
+    std::uint32_t member_count = 0;
+    std::uint64_t joined_seq = 0;  // nothing before it is visible to me
+    std::uint64_t left_seq = 0;    // non-zero: no longer a member; messages up to it stay visible
+};
+
+// read_by(): one member's watermarks in a group.
+struct MemberReceipt {
+    std::uint64_t user_id = 0;
+    std::uint64_t delivered_seq = 0;
+    std::uint64_t read_seq = 0;
+    GroupRole role = GroupRole::unspecified;
+};
+
+// read_by(conversation, seq): every current member of the group but me and their watermarks; a
+// member has received (read) message seq when delivered_seq (read_seq) >= seq.
+struct ReadByResult {
+    std::uint64_t conversation_id = 0;
+    std::uint64_t seq = 0;
+    std::vector<MemberReceipt> members;
+    std::size_t delivered_count() const noexcept;  // members with delivered_seq >= seq
+    std::size_t read_count() const noexcept;       // members with read_seq >= seq
+};
+
+// on_member_receipt(): a group member's watermark passed messages of mine.
+struct MemberReceiptEvent {
+    std::uint64_t conversation_id = 0;  // the group
+    std::uint64_t user_id = 0;          // the member (never me)
+    ReceiptKind kind = ReceiptKind::delivered;
+    std::uint64_t up_to_seq = 0;
+    // The seqs of my messages (sent by any of my devices during this Client's life) that this
+    // watermark covers and an earlier one of the same member and kind did not, ascending.
+    std::vector<std::uint64_t> my_seqs;
 };
 
 struct LoginInfo {
@@ -151,6 +219,11 @@ struct LoginInfo {
     std::uint32_t max_frame_bytes = 0;
     std::int64_t server_time_ms = 0;
 };
+
+// Group ids (and so group conversation ids) are 1 .. 2^31-1; one-to-one ids are >= 2^32.
+constexpr bool is_group_conversation(std::uint64_t conversation) noexcept {
+    return conversation >= 1 && conversation <= 0x7fffffffULL;
+}
 
 // The id of the one-to-one conversation of users a and b: (min << 32) | max.
 constexpr std::uint64_t conversation_id(std::uint64_t a, std::uint64_t b) noexcept {

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "args.hpp"
+#include "groups.hpp"
 #include "session_file.hpp"
 
 namespace imcli {
@@ -118,6 +119,47 @@ TEST(CliSessionFile, IsWrittenOwnerOnlyAndRefusedWhenOthersCanReadIt) {
     EXPECT_FALSE(std::filesystem::exists(f.state_dir("chat")));
     EXPECT_FALSE(std::filesystem::exists(dir.string() + "/alice.cmd.cursors"));
     std::filesystem::remove_all(dir.parent_path());
+}
+
+TEST(CliGroups, SystemMessagesReadAsSentences) {
+    auto name = [](std::uint64_t id) {
+        return id == 1 ? std::string("alice") : "user" + std::to_string(id);
+    };
+    imclient::GroupEvent e;
+    e.kind = imclient::GroupEventKind::created;
+    e.actor_user_id = 1;
+    e.user_ids = {2, 3};
+    e.name = "team";
+    EXPECT_EQ(describe_group_event(e, name), "alice created the group \"team\" with user2, user3");
+    e.kind = imclient::GroupEventKind::members_added;
+    e.user_ids = {4};
+    EXPECT_EQ(describe_group_event(e, name), "alice added user4");
+    e.kind = imclient::GroupEventKind::member_removed;
+    EXPECT_EQ(describe_group_event(e, name), "alice removed user4");
+    e.kind = imclient::GroupEventKind::member_left;
+    EXPECT_EQ(describe_group_event(e, name), "alice left");
+    e.kind = imclient::GroupEventKind::renamed;
+    e.name = "crew";
+    EXPECT_EQ(describe_group_event(e, name), "alice renamed the group to \"crew\"");
+    e.kind = imclient::GroupEventKind::role_changed;
+    e.role = imclient::GroupRole::admin;
+    EXPECT_EQ(describe_group_event(e, name), "alice made user4 admin");
+    e.kind = imclient::GroupEventKind::owner_changed;
+    EXPECT_EQ(describe_group_event(e, name), "alice handed the ownership to user4");
+    e.user_ids.assign(25, 9);  // a long list is cut
+    e.kind = imclient::GroupEventKind::members_added;
+    EXPECT_NE(describe_group_event(e, name).find("and 5 more"), std::string::npos);
+}
+
+TEST(CliGroups, GroupReferencesAreIdsInTheGroupRange) {
+    EXPECT_EQ(parse_group_id("#7"), 7u);
+    EXPECT_EQ(parse_group_id("7"), 7u);
+    EXPECT_EQ(parse_group_id("#2147483647"), 2147483647u);
+    EXPECT_EQ(parse_group_id("#2147483648"), 0u);  // a one-to-one range id is no group
+    EXPECT_EQ(parse_group_id("#0"), 0u);
+    EXPECT_EQ(parse_group_id("#team"), 0u);  // a name: looked up in /v1/groups
+    EXPECT_EQ(parse_group_id("#"), 0u);
+    EXPECT_EQ(parse_group_id("#99999999999999999999"), 0u);
 }
 
 }  // namespace

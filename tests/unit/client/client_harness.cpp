@@ -56,6 +56,13 @@ void Recorder::attach(imclient::Client& c) {
         }
         notify();
     });
+    c.on_member_receipt([this](const imclient::MemberReceiptEvent& e) {
+        {
+            std::lock_guard lock(mu_);
+            member_receipts.push_back(e);
+        }
+        notify();
+    });
 }
 
 void Recorder::notify() {

@@ -39,6 +39,7 @@ class Recorder {
     std::vector<ReceiptSeen> receipts;
     std::vector<std::pair<std::uint64_t, std::uint64_t>> typing;
     std::vector<std::pair<std::uint64_t, bool>> presence;
+    std::vector<imclient::MemberReceiptEvent> member_receipts;
     std::function<void(const imclient::Message&)> before_message;  // runs outside the lock
 
     std::size_t message_count();
