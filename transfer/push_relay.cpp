@@ -27,9 +27,12 @@ constexpr int kDepthCountLimit = 100000;
 
 const std::string kSelectDue =
     "SELECT p.user_id, p.conversation_id, p.from_user_id, p.up_to_seq, p.updated_ms, "
-    "COALESCE(uc.unread, p.up_to_seq) FROM push_pending p "
+    "COALESCE(uc.unread, GREATEST(CAST(p.up_to_seq AS SIGNED) - GREATEST(CAST(gm.read_seq AS SIGNED), "
+    "CAST(gm.joined_seq AS SIGNED) - 1), 0), p.up_to_seq) FROM push_pending p "
     "LEFT JOIN user_conversations uc ON uc.user_id = p.user_id AND uc.conversation_id = "
     "p.conversation_id "
+    // a group (no user_conversations row): the seqs after the member's read watermark
+    "LEFT JOIN group_members gm ON gm.group_id = p.conversation_id AND gm.user_id = p.user_id "
     "WHERE p.updated_ms <= ? OR (p.first_ms > 0 AND p.first_ms <= ?) ORDER BY p.updated_ms LIMIT ?";
 // A row that changed while its event was being published starts a new max_delay window.
 const std::string kRestartWindow =

@@ -7,6 +7,7 @@
 // - per-member READ receipts reach the sender as ReceiptEvents and ReadBy lists each member's
 //   watermark; a member added later sees the group from the seq they joined at;
 // - a 200-member group across 2 connectors: every member gets every message once, in order;
+// - offline members get one push event each through the outbox (RabbitMQ, the webhook);
 // - kill -9 of the owner transfer while a group's messages are in flight: after resends, every
 //   member holds every acknowledged message exactly once, seqs dense.
 #include <gtest/gtest.h>
@@ -17,6 +18,7 @@
 #include <thread>
 
 #include "messaging_test_util.hpp"
+#include "platform_test_util.hpp"
 
 namespace im::test {
 namespace {
@@ -392,6 +394,38 @@ TEST_F(Groups, KillNineOfTheOwnerTransferMidFanOutLosesAndDuplicatesNothing) {
         }
         EXPECT_EQ(seen.size(), kN);
     }
+}
+
+TEST(GroupsPush, EveryOfflineMemberGetsOnePushEventAndOnlineMembersNone) {
+    platform::Webhook hook;
+    Cluster cl(platform::push_cluster_options("groups-push", hook.server.url("/hook")));
+    auto a = cl.user("pa"), b = cl.user("pb"), c = cl.user("pc"), on = cl.user("pon");
+    cl.befriend(a, b);
+    cl.befriend(a, c);
+    cl.befriend(a, on);
+    auto ca = cl.connect(0, a.token, "dev1");
+    auto con = cl.connect(1, on.token, "dev1");
+    const auto g = create_group(cl, a, "push", {b, c, on});
+    for (std::uint64_t i = 1; i <= 3; ++i) {
+        const auto s = group_send(*ca, g, "p" + std::to_string(i), i, i - 1, random_cmid());
+        auto r = result_of(*ca, s.request_id());
+        ASSERT_TRUE(r && r->code() == client::ERROR_NONE) << log_hint(cl);
+    }
+    for (const auto& u : {b, c}) {
+        ASSERT_TRUE(platform::eventually([&] { return !hook.events_for(u.id, g).empty(); }, 15s))
+            << "no webhook call for " << u.username << "; calls:\n" << hook.dump();
+    }
+    std::this_thread::sleep_for(1500ms);  // > coalesce_delay + poll interval: a split burst shows now
+    for (const auto& u : {b, c}) {
+        const auto ev = hook.events_for(u.id, g);
+        ASSERT_EQ(ev.size(), 1u) << "one coalesced event per member; calls:\n" << hook.dump();
+        const auto j = nlohmann::json::parse(ev[0].body);
+        EXPECT_EQ(j["up_to_seq"].get<std::uint64_t>(), 4u) << ev[0].body;
+        EXPECT_EQ(j["from_user_id"].get<std::uint64_t>(), a.id);
+        EXPECT_EQ(j["unread"].get<std::uint64_t>(), 4u) << "the seqs after the member's read watermark";
+    }
+    EXPECT_TRUE(hook.events_for(on.id, g).empty()) << "an online member gets the messages live, no push";
+    EXPECT_TRUE(hook.events_for(a.id, g).empty()) << "nor the sender";
 }
 
 }  // namespace
