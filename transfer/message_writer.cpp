@@ -1248,9 +1248,10 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             std::unordered_map<std::uint64_t, PairPolicy> receipt_policy;
             if (!receipt_keys.empty()) {
                 std::vector<std::pair<std::uint64_t, std::uint64_t>> pairs;
-                for (const auto& [conv, user] : receipt_keys)
-                    pairs.emplace_back(user, conversation_peer(conv, user));
-                deps.policy.resolve(db, pairs, receipt_policy);
+                for (const auto& [conv, user] : receipt_keys) {
+                    if (!valid_group_id(conv)) pairs.emplace_back(user, conversation_peer(conv, user));
+                }
+                if (!pairs.empty()) deps.policy.resolve(db, pairs, receipt_policy);
             }
 
             // Groups: the state of every group this batch names (changes, sends, receipts).
