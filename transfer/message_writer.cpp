@@ -218,6 +218,9 @@ struct MessageWriter::Impl {
           recent(1 << 18),
           unpushed(1 << 16),
           batches(deps.metrics.counter("im_transfer_batches_total", "Committed writer batches.")),
+          single_calls(deps.metrics.counter("im_transfer_single_call_batches_total",
+                                            "Batches of one one-to-one message stored by one CALL of "
+                                            "im_store_one (writer.single_call).")),
           batch_failures(deps.metrics.counter("im_transfer_batch_failures_total",
                                               "Writer batches that failed to commit.")),
           stored_total(
@@ -314,6 +317,7 @@ struct MessageWriter::Impl {
     std::vector<std::uint64_t> shard_gen = std::vector<std::uint64_t>(kShardCount, 0);
 
     prometheus::Counter& batches;
+    prometheus::Counter& single_calls;
     prometheus::Counter& batch_failures;
     prometheus::Counter& stored_total;
     prometheus::Counter& dup_total;
@@ -356,6 +360,7 @@ struct MessageWriter::Impl {
                const std::vector<WatermarkRow>& rows, const std::vector<PushRow>& push_rows,
                const GroupWrites& gw, std::uint64_t& fence_shards);
     void fence(const std::vector<std::uint32_t>& shards);
+    void write_one(std::vector<SendJob>& sends, const Item& it, bool push);
     void drop_caches();
 };
 
@@ -1164,6 +1169,49 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
         throw std::runtime_error("failpoint writer.before_commit");
 }
 
+// The batch of one new one-to-one message (nothing else): one prepared CALL (migration 009 does
+// what write() does for it: fence, message, file reference, sync versions, both watermark rows, the
+// outbox row), then the COMMIT of transaction(). Same failpoints and fence outcomes as write().
+void MessageWriter::Impl::write_one(std::vector<SendJob>& sends, const Item& it, bool push) {
+    clock.lap(stage_prepare);
+    if (wall_ms() >= deps.id_lease_valid_until_ms.load()) {
+        throw std::runtime_error("the snowflake worker-id lease is not confirmed (database unreachable?): "
+                                 "no id may be committed");
+    }
+    if (deps.failpoints.eval("writer.before_insert")) throw std::runtime_error("failpoint writer.before_insert");
+    const auto& job = sends[it.job];
+    const auto shard = shard_of(it.conv);
+    auto& st = db.prepare("CALL im_store_one(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    unsigned p = 1;
+    st.setUInt64(p++, deps.owner_epoch);
+    st.setUInt(p++, shard);
+    st.setUInt64(p++, it.conv);
+    st.setUInt64(p++, it.stored.seq);
+    st.setUInt64(p++, it.stored.msg_id);
+    st.setUInt64(p++, job.session.user_id());
+    st.setString(p++, job.session.device_id());
+    st.setString(p++, job.send.client_msg_id());
+    st.setUInt(p++, static_cast<unsigned>(job.send.type()));
+    st.setString(p++, job.send.type() == client::FILE ? job.send.file().SerializeAsString() : job.send.text());
+    st.setInt64(p++, it.stored.created_ms);
+    st.setUInt64(p++, it.peer);
+    st.setUInt64(p++, job.send.type() == client::FILE ? job.send.file().file_id() : 0);
+    st.setInt(p++, push ? 1 : 0);
+    st.setInt64(p++, wall_ms());
+    std::optional<std::uint64_t> gen;
+    {
+        std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+        if (rs->next() && !rs->isNull(1)) gen = rs->getUInt64(1);
+    }
+    while (st.getMoreResults()) {
+        std::unique_ptr<sql::ResultSet> more(st.getResultSet());
+    }
+    clock.lap(stage_messages);
+    if (!gen) throw FenceLost({shard});
+    if (*gen != shard_gen[shard]) throw FenceStale({{shard, *gen}});
+    if (deps.failpoints.eval("writer.before_commit")) throw std::runtime_error("failpoint writer.before_commit");
+}
+
 void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<ReceiptJob>& receipts,
                                   std::vector<GroupChangeJob>& changes) {
     std::vector<Item> items(sends.size());
@@ -1516,7 +1564,20 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             if (fresh > 0 || !row_list.empty() || !gw.empty()) {
                 if (!receipt_keys.empty() && deps.failpoints.eval("writer.receipt_batch"))
                     throw std::runtime_error("failpoint writer.receipt_batch");
-                db.transaction([&] { write(sends, items, row_list, push_rows, gw, fence_shards); });
+                const Item* one = nullptr;
+                if (deps.config.single_call && fresh == 1 && receipt_keys.empty() && gw.empty() &&
+                    row_list.size() == 2 && push_rows.size() <= 1) {
+                    for (const auto& it : items) {
+                        if (it.state == Item::State::pending && it.peer != 0) one = &it;
+                    }
+                }
+                if (one != nullptr) {
+                    fence_shards = 1;
+                    db.transaction([&] { write_one(sends, *one, !push_rows.empty()); });
+                    single_calls.Increment();
+                } else {
+                    db.transaction([&] { write(sends, items, row_list, push_rows, gw, fence_shards); });
+                }
                 // Committed, but the batch fails as if the COMMIT's reply had been lost.
                 if (deps.failpoints.eval("writer.after_commit"))
                     throw std::runtime_error("failpoint writer.after_commit");

@@ -37,6 +37,7 @@ TransferConfig load_transfer_config(const config::ConfigSource& source, std::str
     link_auth::bind(b, c.cluster);
     b.bind("writer.max_batch", c.max_batch, 1, 4096);
     b.bind("writer.threads", c.writer_threads, 1, 16);
+    b.bind("writer.single_call", c.single_call);
     b.bind_duration("writer.receipt_delay", c.receipt_delay, std::chrono::milliseconds(0),
                     std::chrono::seconds(1));
     b.bind("writer.max_queue", c.max_queue, 1, 10'000'000);

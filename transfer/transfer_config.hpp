@@ -51,6 +51,9 @@ struct TransferConfig {
     std::chrono::milliseconds receipt_delay{
         2};                            // receipts alone wait this long for a message to join
     std::uint32_t max_queue = 100000;  // queued sends + receipts before OVERLOADED
+    // A batch of exactly one new one-to-one message (and nothing else) is stored by one prepared
+    // CALL of im_store_one (migration 009) and a COMMIT: 2 round trips instead of 6.
+    bool single_call = true;
     std::uint32_t max_text_bytes = 16 * 1024;
     std::uint32_t sync_page_limit = 200;  // messages per MessagePage (also bounded by bytes)
     std::uint32_t client_max_frame_bytes = 64 * 1024;  // the connectors' client frame limit

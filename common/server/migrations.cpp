@@ -17,12 +17,23 @@ std::vector<std::string> split_statements(const std::string& sql) {
     std::vector<std::string> out;
     std::istringstream in(sql);
     std::string line, current;
+    std::string delimiter = ";";  // "DELIMITER //" switches it (stored procedure bodies hold ';')
     while (std::getline(in, line)) {
         const auto first = line.find_first_not_of(" \t\r");
         if (first == std::string::npos || line.compare(first, 2, "--") == 0) continue;
-        current += line + "\n";
         const auto last = line.find_last_not_of(" \t\r");
-        if (line[last] == ';') {
+        if (line.compare(first, 10, "DELIMITER ") == 0) {
+            delimiter = line.substr(first + 10, last + 1 - (first + 10));
+            continue;
+        }
+        const bool ends = last + 1 >= first + delimiter.size() &&
+                          line.compare(last + 1 - delimiter.size(), delimiter.size(), delimiter) == 0;
+        if (ends && delimiter != ";") {
+            current += line.substr(0, last + 1 - delimiter.size()) + "\n";
+        } else {
+            current += line + "\n";
+        }
+        if (ends) {
             out.push_back(current);
             current.clear();
         }
