@@ -9,6 +9,8 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
+#include <algorithm>
+#include <chrono>
 #include <optional>
 #include <random>
 
@@ -34,11 +36,8 @@ public:
         tcp::endpoint ep(asio::ip::make_address(address.substr(0, colon)),
                          static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
         socket_.open(ep.protocol());
-        timeval tv{};
-        tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
-        tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
-        ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        set_timeout(SO_RCVTIMEO, timeout);
+        set_timeout(SO_SNDTIMEO, timeout);
         socket_.connect(ep);  // the kernel's connect timeout applies; transfers are local peers
         if (tls != nullptr) {
             tls_.emplace(socket_, *tls);
@@ -52,6 +51,8 @@ public:
         else
             asio::write(socket_, asio::buffer(frame));
     }
+    // Later reads wait at most this long each (the time left of an exchange).
+    void set_read_timeout(std::chrono::milliseconds t) { set_timeout(SO_RCVTIMEO, std::max(t, std::chrono::milliseconds(1))); }
     internal::LinkEnvelope receive() {
         char header[wire::kHeaderBytes];
         read(asio::buffer(header));
@@ -65,6 +66,12 @@ public:
     }
 
 private:
+    void set_timeout(int option, std::chrono::milliseconds t) {
+        timeval tv{};
+        tv.tv_sec = static_cast<time_t>(t.count() / 1000);
+        tv.tv_usec = static_cast<suseconds_t>((t.count() % 1000) * 1000);
+        ::setsockopt(socket_.native_handle(), SOL_SOCKET, option, &tv, sizeof tv);
+    }
     void read(asio::mutable_buffer b) {
         if (tls_)
             asio::read(*tls_, b);
@@ -88,13 +95,16 @@ std::shared_ptr<asio::ssl::context> TransferGateway::tls_context() const {
     return tls_;
 }
 
-bool TransferGateway::forward(const std::vector<TransferAddress>& transfers, std::uint64_t user,
-                              std::uint64_t conversation_id, const client::Envelope& request, std::string& detail) const {
+bool TransferGateway::exchange(const std::vector<TransferAddress>& transfers, std::uint64_t user,
+                               std::uint64_t conversation_id, const client::Envelope& request, bool ping_behind,
+                               const FrameFn& on_frame, std::string& detail) const {
+    using Clock = std::chrono::steady_clock;
     const auto shard = shard_of(conversation_id);
     // Two passes: a hand-over may move the shard between the HelloAck and the request.
     for (int pass = 0; pass < 2; ++pass) {
         for (const auto& t : transfers) {
             try {
+                const auto deadline = Clock::now() + timeout_;
                 const auto tls = tls_context();
                 Link link(t.address, timeout_, tls.get());
                 internal::LinkEnvelope hello;
@@ -123,21 +133,34 @@ bool TransferGateway::forward(const std::vector<TransferAddress>& transfers, std
                 cr->mutable_session()->set_device_id("rest");
                 *cr->mutable_request() = request;
                 link.send(req);
-                internal::LinkEnvelope ping;
-                ping.mutable_ping()->set_time_ms(1);
-                link.send(ping);
-                bool bounced = false;
-                for (int i = 0; i < 16 && !bounced; ++i) {  // frames before the Pong (e.g. pushes) are skipped
-                    auto f = link.receive();
-                    if (f.has_pong()) return true;
-                    if (f.has_client_response() && f.client_response().response().has_error()) {
-                        // The owner refused the request (e.g. a full writer lane): not queued.
-                        detail = t.id + " refused it: " + f.client_response().response().error().message();
-                        return false;
-                    }
-                    bounced = f.has_bounce();
+                if (ping_behind) {
+                    internal::LinkEnvelope ping;
+                    ping.mutable_ping()->set_time_ms(1);
+                    link.send(ping);
                 }
-                detail = bounced ? t.id + " no longer owns the conversation" : "no pong from " + t.id;
+                bool bounced = false;
+                // Frames before the answer (e.g. pushes) are skipped, within a budget of frames
+                // and the time left of this exchange.
+                for (int i = 0; i < 64 && !bounced; ++i) {
+                    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+                    if (left.count() <= 0) break;
+                    link.set_read_timeout(left);
+                    auto f = link.receive();
+                    if (f.has_bounce()) {
+                        bounced = true;
+                        break;
+                    }
+                    switch (on_frame(f, detail)) {
+                        case Verdict::answered:
+                            return true;
+                        case Verdict::refused:
+                            detail = t.id + " refused it: " + detail;
+                            return false;
+                        case Verdict::keep_reading:
+                            break;
+                    }
+                }
+                detail = bounced ? t.id + " no longer owns the conversation" : "no answer from " + t.id;
             } catch (const std::exception& e) {
                 detail = t.id + ": " + e.what();
             }
@@ -145,6 +168,41 @@ bool TransferGateway::forward(const std::vector<TransferAddress>& transfers, std
     }
     if (detail.empty()) detail = transfers.empty() ? "no live transfer" : "no transfer owns the conversation";
     return false;
+}
+
+bool TransferGateway::forward(const std::vector<TransferAddress>& transfers, std::uint64_t user,
+                              std::uint64_t conversation_id, const client::Envelope& request, std::string& detail) const {
+    return exchange(
+        transfers, user, conversation_id, request, /*ping_behind=*/true,
+        [](const internal::LinkEnvelope& f, std::string& why) {
+            if (f.has_pong()) return Verdict::answered;  // queued behind everything before the ping
+            if (f.has_client_response() && f.client_response().response().has_error()) {
+                // The owner refused the request (e.g. a full writer lane): not queued.
+                why = f.client_response().response().error().message();
+                return Verdict::refused;
+            }
+            return Verdict::keep_reading;
+        },
+        detail);
+}
+
+std::optional<client::Envelope> TransferGateway::call(const std::vector<TransferAddress>& transfers,
+                                                      std::uint64_t user, std::uint64_t conversation_id,
+                                                      const client::Envelope& request, std::string& detail) const {
+    std::optional<client::Envelope> answer;
+    const auto rid = request.request_id();
+    const bool ok = exchange(
+        transfers, user, conversation_id, request, /*ping_behind=*/false,
+        [&answer, rid](const internal::LinkEnvelope& f, std::string&) {
+            if (!f.has_client_response() || f.client_response().response().request_id() != rid) {
+                return Verdict::keep_reading;
+            }
+            answer = f.client_response().response();
+            return Verdict::answered;
+        },
+        detail);
+    if (!ok) return std::nullopt;
+    return answer;
 }
 
 }  // namespace im::rest
