@@ -1,15 +1,11 @@
 #include "transfer_gateway.hpp"
 
-#include <sys/socket.h>
-#include <sys/time.h>
-
-#include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/system/system_error.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
-#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <random>
@@ -27,32 +23,36 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-// One blocking link with socket-level timeouts on every read and write (and the TLS handshake).
+// One blocking link whose every step (connect, TLS handshake, each write and read) must finish
+// before the link's deadline. The steps run as asynchronous operations on the link's own
+// io_context for the time left: socket options (SO_RCVTIMEO) cannot bound Asio's synchronous
+// calls, which poll again without a timeout after EAGAIN, so a peer that accepts and stays
+// silent would hold the pool thread forever.
 class Link {
 public:
-    Link(const std::string& address, std::chrono::milliseconds timeout, asio::ssl::context* tls) : socket_(io_) {
+    using Clock = std::chrono::steady_clock;
+
+    Link(const std::string& address, Clock::time_point deadline, asio::ssl::context* tls)
+        : socket_(io_), deadline_(deadline) {
         const auto colon = address.rfind(':');
         if (colon == std::string::npos) throw std::runtime_error("bad transfer address");
         tcp::endpoint ep(asio::ip::make_address(address.substr(0, colon)),
                          static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
-        socket_.open(ep.protocol());
-        set_timeout(SO_RCVTIMEO, timeout);
-        set_timeout(SO_SNDTIMEO, timeout);
-        socket_.connect(ep);  // the kernel's connect timeout applies; transfers are local peers
+        run("connect", [&](auto done) { socket_.async_connect(ep, done); });
         if (tls != nullptr) {
             tls_.emplace(socket_, *tls);
-            tls_->handshake(asio::ssl::stream_base::client);
+            run("TLS handshake", [&](auto done) { tls_->async_handshake(asio::ssl::stream_base::client, done); });
         }
     }
     void send(const internal::LinkEnvelope& env) {
         const auto frame = wire::encode_frame(env);
-        if (tls_)
-            asio::write(*tls_, asio::buffer(frame));
-        else
-            asio::write(socket_, asio::buffer(frame));
+        run("write", [&](auto done) {
+            if (tls_)
+                asio::async_write(*tls_, asio::buffer(frame), done);
+            else
+                asio::async_write(socket_, asio::buffer(frame), done);
+        });
     }
-    // Later reads wait at most this long each (the time left of an exchange).
-    void set_read_timeout(std::chrono::milliseconds t) { set_timeout(SO_RCVTIMEO, std::max(t, std::chrono::milliseconds(1))); }
     internal::LinkEnvelope receive() {
         char header[wire::kHeaderBytes];
         read(asio::buffer(header));
@@ -66,21 +66,41 @@ public:
     }
 
 private:
-    void set_timeout(int option, std::chrono::milliseconds t) {
-        timeval tv{};
-        tv.tv_sec = static_cast<time_t>(t.count() / 1000);
-        tv.tv_usec = static_cast<suseconds_t>((t.count() % 1000) * 1000);
-        ::setsockopt(socket_.native_handle(), SOL_SOCKET, option, &tv, sizeof tv);
-    }
     void read(asio::mutable_buffer b) {
-        if (tls_)
-            asio::read(*tls_, b);
-        else
-            asio::read(socket_, b);
+        run("read", [&](auto done) {
+            if (tls_)
+                asio::async_read(*tls_, b, done);
+            else
+                asio::async_read(socket_, b, done);
+        });
     }
+    // Starts one operation (start(handler)) and runs it until it completes or the deadline
+    // passes (the socket is closed then, and the link is unusable). Throws on either failure.
+    template <class Start>
+    void run(const char* what, Start&& start) {
+        bool done = false;
+        boost::system::error_code result;
+        start([&done, &result](const boost::system::error_code& ec, auto&&...) {
+            done = true;
+            result = ec;
+        });
+        io_.restart();
+        const auto left = deadline_ - Clock::now();
+        if (left > Clock::duration::zero()) io_.run_for(left);
+        if (!done) {
+            boost::system::error_code ignored;
+            socket_.close(ignored);  // aborts the operation; its handler runs below
+            io_.restart();
+            io_.run();
+            throw std::runtime_error(std::string(what) + " timed out");
+        }
+        if (result) throw boost::system::system_error(result, what);
+    }
+
     asio::io_context io_;
     tcp::socket socket_;
     std::optional<asio::ssl::stream<tcp::socket&>> tls_;
+    Clock::time_point deadline_;
 };
 
 }  // namespace
@@ -104,9 +124,8 @@ bool TransferGateway::exchange(const std::vector<TransferAddress>& transfers, st
     for (int pass = 0; pass < 2; ++pass) {
         for (const auto& t : transfers) {
             try {
-                const auto deadline = Clock::now() + timeout_;
                 const auto tls = tls_context();
-                Link link(t.address, timeout_, tls.get());
+                Link link(t.address, Clock::now() + timeout_, tls.get());
                 internal::LinkEnvelope hello;
                 const std::string gateway_id = "im-rest-gateway";
                 const std::uint64_t epoch = std::random_device{}();
@@ -140,11 +159,8 @@ bool TransferGateway::exchange(const std::vector<TransferAddress>& transfers, st
                 }
                 bool bounced = false;
                 // Frames before the answer (e.g. pushes) are skipped, within a budget of frames
-                // and the time left of this exchange.
+                // and the link's deadline (a read past it throws).
                 for (int i = 0; i < 64 && !bounced; ++i) {
-                    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-                    if (left.count() <= 0) break;
-                    link.set_read_timeout(left);
                     auto f = link.receive();
                     if (f.has_bounce()) {
                         bounced = true;
