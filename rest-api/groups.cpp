@@ -14,25 +14,31 @@
 namespace im::rest {
 
 std::optional<GroupRow> find_group(mysql::MysqlConnection& db, std::uint64_t group) {
-    auto& st = db.prepare("SELECT id, name, owner_id, last_seq, member_count, deleted_seq FROM chat_groups WHERE id = ?");
+    auto& st = db.prepare(
+        "SELECT id, name, owner_id, last_seq, member_count, deleted_seq FROM chat_groups WHERE id "
+        "= ?");
     st.setUInt64(1, group);
     std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
     if (!rs->next()) return std::nullopt;
-    return GroupRow{rs->getUInt64(1), rs->getString(2).asStdString(), rs->getUInt64(3),
-                    rs->getUInt64(4), rs->getUInt(5),                 rs->getUInt64(6)};
+    return GroupRow{rs->getUInt64(1), rs->getString(2).asStdString(),
+                    rs->getUInt64(3), rs->getUInt64(4),
+                    rs->getUInt(5),   rs->getUInt64(6)};
 }
 
-std::optional<MemberRow> find_member(mysql::MysqlConnection& db, std::uint64_t group, std::uint64_t user) {
+std::optional<MemberRow> find_member(mysql::MysqlConnection& db, std::uint64_t group,
+                                     std::uint64_t user) {
     auto& st = db.prepare(
-        "SELECT role, joined_seq, left_seq, delivered_seq, read_seq FROM group_members WHERE group_id = ? AND "
+        "SELECT role, joined_seq, left_seq, delivered_seq, read_seq FROM group_members WHERE "
+        "group_id = ? AND "
         "user_id = ?");
     st.setUInt64(1, group);
     st.setUInt64(2, user);
     std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
     if (!rs->next()) return std::nullopt;
     const auto role = rs->getUInt(1);
-    return MemberRow{client::GroupRole_IsValid(static_cast<int>(role)) ? static_cast<client::GroupRole>(role)
-                                                                        : client::MEMBER,
+    return MemberRow{client::GroupRole_IsValid(static_cast<int>(role))
+                         ? static_cast<client::GroupRole>(role)
+                         : client::MEMBER,
                      rs->getUInt64(2), rs->getUInt64(3), rs->getUInt64(4), rs->getUInt64(5)};
 }
 
@@ -104,9 +110,11 @@ std::uint64_t change_group(RequestContext& ctx, const client::GroupChange& chang
     request.set_request_id(((static_cast<std::uint64_t>(rd()) << 32) | rd()) | 1u);  // non-zero
     *request.mutable_group_change() = change;
     std::vector<TransferAddress> transfers;
-    for (const auto& t : ctx.be.status.live_transfers()) transfers.push_back({t.id, t.address});
+    for (const auto& t : ctx.be.status.live_transfers())
+        transfers.push_back({t.id, t.address});
     std::string detail;
-    const auto answer = ctx.svc.gateway().call(transfers, ctx.me(), change.group_id(), request, detail);
+    const auto answer =
+        ctx.svc.gateway().call(transfers, ctx.me(), change.group_id(), request, detail);
     const auto unavailable = [](const std::string& message) {
         ApiError e(503, "unavailable", message);
         e.retry_after_s = 1;
@@ -132,10 +140,12 @@ std::uint64_t change_group(RequestContext& ctx, const client::GroupChange& chang
     if (out.status == 0 && seq != 0) return seq;
     if (out.status == 0 || out.retry) {
         spdlog::warn("group {} change {} by {}: the owner answered {} ({})", change.group_id(),
-                     event_kind_name(change.kind()), ctx.me(), client::ErrorCode_Name(code), message);
+                     event_kind_name(change.kind()), ctx.me(), client::ErrorCode_Name(code),
+                     message);
         throw unavailable("the group's owner cannot take this change now, retry shortly");
     }
-    throw ApiError(out.status, out.code, message.empty() ? "the group's owner refused this change" : message);
+    throw ApiError(out.status, out.code,
+                   message.empty() ? "the group's owner refused this change" : message);
 }
 
 }  // namespace im::rest

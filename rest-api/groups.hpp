@@ -43,10 +43,13 @@ struct Visible {
     std::uint64_t first = 0;
     std::uint64_t last = UINT64_MAX;
 };
-inline Visible visible_range(const MemberRow& m) { return {m.joined_seq, m.left_seq == 0 ? UINT64_MAX : m.left_seq}; }
+inline Visible visible_range(const MemberRow& m) {
+    return {m.joined_seq, m.left_seq == 0 ? UINT64_MAX : m.left_seq};
+}
 
 std::optional<GroupRow> find_group(mysql::MysqlConnection& db, std::uint64_t group);
-std::optional<MemberRow> find_member(mysql::MysqlConnection& db, std::uint64_t group, std::uint64_t user);
+std::optional<MemberRow> find_member(mysql::MysqlConnection& db, std::uint64_t group,
+                                     std::uint64_t user);
 
 // "owner", "admin", "member" (the JSON names); parse_role accepts only "admin" and "member",
 // the roles ROLE_CHANGED can give.

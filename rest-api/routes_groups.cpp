@@ -50,38 +50,46 @@ Membership my_group(RequestContext& ctx) {
 
 void require_role(const Membership& m, client::GroupRole at_least, const char* what) {
     if (m.me.role < at_least) {
-        throw ApiError(403, "group_forbidden", std::string("only the group's ") +
-                                                   (at_least == client::OWNER ? "owner" : "owner or admins") + " may " +
-                                                   what);
+        throw ApiError(403, "group_forbidden",
+                       std::string("only the group's ") +
+                           (at_least == client::OWNER ? "owner" : "owner or admins") + " may " +
+                           what);
     }
 }
 
 std::string group_name_field(const nlohmann::json& body) {
     auto name = string_field(body, "name");
     if (!valid_group_name(name)) {
-        throw ApiError(400, "invalid_group_name", "a group name is 1-128 bytes of UTF-8 without control characters");
+        throw ApiError(400, "invalid_group_name",
+                       "a group name is 1-128 bytes of UTF-8 without control characters");
     }
     return name;
 }
 
 // A JSON list of user ids (numbers or digit strings), without duplicates.
-std::vector<std::uint64_t> user_ids_field(const nlohmann::json& body, const char* name, bool allow_empty) {
+std::vector<std::uint64_t> user_ids_field(const nlohmann::json& body, const char* name,
+                                          bool allow_empty) {
     const auto& v = require_field(body, name);
     if (!v.is_array() || (!allow_empty && v.empty())) {
-        throw ApiError(400, "invalid_field", std::string("field '") + name + "' must be a" +
-                                                 (allow_empty ? "" : " non-empty") + " list of user ids");
+        throw ApiError(400, "invalid_field",
+                       std::string("field '") + name + "' must be a" +
+                           (allow_empty ? "" : " non-empty") + " list of user ids");
     }
     std::vector<std::uint64_t> ids;
     std::set<std::uint64_t> seen;
     for (const auto& e : v) {
         std::optional<std::uint64_t> id;
-        if (e.is_number_unsigned()) id = e.get<std::uint64_t>();
-        else if (e.is_string()) id = parse_id(e.get<std::string>());
+        if (e.is_number_unsigned())
+            id = e.get<std::uint64_t>();
+        else if (e.is_string())
+            id = parse_id(e.get<std::string>());
         if (!id || !valid_user_id(*id)) {
-            throw ApiError(400, "invalid_field", std::string("field '") + name + "' must hold valid user ids");
+            throw ApiError(400, "invalid_field",
+                           std::string("field '") + name + "' must hold valid user ids");
         }
         if (!seen.insert(*id).second) {
-            throw ApiError(400, "duplicate_member", "user " + std::to_string(*id) + " is listed twice");
+            throw ApiError(400, "duplicate_member",
+                           "user " + std::to_string(*id) + " is listed twice");
         }
         ids.push_back(*id);
     }
@@ -92,7 +100,8 @@ std::vector<std::uint64_t> user_ids_field(const nlohmann::json& body, const char
 // friendship; it is named as such so the caller knows why).
 void require_invitable(Db& db, std::uint64_t me, const std::vector<std::uint64_t>& users) {
     auto& st = db.prepare(
-        "SELECT (SELECT COUNT(*) FROM blocks WHERE (user_id = ? AND blocked_id = ?) OR (user_id = ? AND blocked_id = ?)), "
+        "SELECT (SELECT COUNT(*) FROM blocks WHERE (user_id = ? AND blocked_id = ?) OR (user_id = "
+        "? AND blocked_id = ?)), "
         "(SELECT COUNT(*) FROM friendships WHERE user_id = ? AND friend_id = ?)");
     for (const auto u : users) {
         st.setUInt64(1, me);
@@ -104,7 +113,8 @@ void require_invitable(Db& db, std::uint64_t me, const std::vector<std::uint64_t
         std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
         rs->next();
         if (rs->getUInt64(1) != 0) {
-            throw ApiError(403, "blocked", "a block exists between you and user " + std::to_string(u));
+            throw ApiError(403, "blocked",
+                           "a block exists between you and user " + std::to_string(u));
         }
         if (rs->getUInt64(2) == 0) {
             throw ApiError(403, "not_friends", "user " + std::to_string(u) + " is not your friend");
@@ -131,15 +141,18 @@ HttpResponse create_group(RequestContext& ctx) {
     const auto me = ctx.me();
     const auto max = ctx.svc.config().group_max_members;
     for (const auto u : members) {
-        if (u == me) throw ApiError(400, "self_member", "you are the group's owner: do not list yourself");
+        if (u == me)
+            throw ApiError(400, "self_member", "you are the group's owner: do not list yourself");
     }
     if (members.size() + 1 > max) {
-        throw ApiError(400, "too_many_members", "a group has at most " + std::to_string(max) + " members, you included");
+        throw ApiError(400, "too_many_members",
+                       "a group has at most " + std::to_string(max) + " members, you included");
     }
     auto& db = ctx.be.db;
     require_invitable(db, me, members);
     const auto now = wall_ms();
-    auto& ins = db.prepare("INSERT INTO chat_groups (name, owner_id, created_ms, updated_ms) VALUES (?, ?, ?, ?)");
+    auto& ins = db.prepare(
+        "INSERT INTO chat_groups (name, owner_id, created_ms, updated_ms) VALUES (?, ?, ?, ?)");
     ins.setString(1, name);
     ins.setUInt64(2, me);
     ins.setInt64(3, now);
@@ -154,10 +167,12 @@ HttpResponse create_group(RequestContext& ctx) {
         throw ApiError(503, "groups_exhausted", "no group id is left");
     }
     auto change = change_of(id, client::GROUP_CREATED);
-    for (const auto u : members) change.add_user_ids(u);
+    for (const auto u : members)
+        change.add_user_ids(u);
     change.set_name(name);
     change.set_max_members(max);
-    // Until this commits the row has no members: nobody sees it, and a failed creation leaves it so.
+    // Until this commits the row has no members: nobody sees it, and a failed creation leaves it
+    // so.
     const auto seq = change_group(ctx, change);
     spdlog::info("group {} created by {} with {} members", id, me, members.size());
     return HttpResponse::json(201, {{"group_id", id}, {"conversation_id", id}, {"seq", seq}});
@@ -166,9 +181,12 @@ HttpResponse create_group(RequestContext& ctx) {
 // GET /v1/groups
 HttpResponse list_groups(RequestContext& ctx) {
     auto& st = ctx.be.db.prepare(
-        "SELECT g.id, g.name, m.role, g.member_count, g.last_seq, m.joined_seq FROM group_members m "
-        "JOIN chat_groups g ON g.id = m.group_id WHERE m.user_id = ? AND m.left_seq = 0 AND g.deleted_seq = 0 "
-        "ORDER BY g.id LIMIT " + std::to_string(kMaxGroupsListed));
+        "SELECT g.id, g.name, m.role, g.member_count, g.last_seq, m.joined_seq FROM group_members "
+        "m "
+        "JOIN chat_groups g ON g.id = m.group_id WHERE m.user_id = ? AND m.left_seq = 0 AND "
+        "g.deleted_seq = 0 "
+        "ORDER BY g.id LIMIT " +
+        std::to_string(kMaxGroupsListed));
     st.setUInt64(1, ctx.me());
     std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
     nlohmann::json out = nlohmann::json::array();
@@ -187,9 +205,12 @@ HttpResponse list_groups(RequestContext& ctx) {
 HttpResponse get_group(RequestContext& ctx) {
     const auto m = my_group(ctx);
     auto& st = ctx.be.db.prepare(
-        "SELECT m.user_id, u.username, u.display_name, m.role, m.joined_seq, m.delivered_seq, m.read_seq "
-        "FROM group_members m LEFT JOIN users u ON u.id = m.user_id WHERE m.group_id = ? AND m.left_seq = 0 "
-        "ORDER BY m.user_id LIMIT " + std::to_string(kMaxGroupRows));
+        "SELECT m.user_id, u.username, u.display_name, m.role, m.joined_seq, m.delivered_seq, "
+        "m.read_seq "
+        "FROM group_members m LEFT JOIN users u ON u.id = m.user_id WHERE m.group_id = ? AND "
+        "m.left_seq = 0 "
+        "ORDER BY m.user_id LIMIT " +
+        std::to_string(kMaxGroupRows));
     st.setUInt64(1, m.group.id);
     std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
     nlohmann::json members = nlohmann::json::array();
@@ -228,18 +249,22 @@ HttpResponse add_members(RequestContext& ctx) {
     const auto users = user_ids_field(body, "user_ids", false);
     auto& db = ctx.be.db;
     for (const auto u : users) {
-        const auto row = u == ctx.me() ? std::optional<MemberRow>(m.me) : find_member(db, m.group.id, u);
+        const auto row =
+            u == ctx.me() ? std::optional<MemberRow>(m.me) : find_member(db, m.group.id, u);
         if (row && row->current()) {
-            throw ApiError(409, "already_member", "user " + std::to_string(u) + " is a member already");
+            throw ApiError(409, "already_member",
+                           "user " + std::to_string(u) + " is a member already");
         }
     }
     const auto max = ctx.svc.config().group_max_members;
     if (m.group.member_count + users.size() > max) {
-        throw ApiError(409, "group_full", "a group has at most " + std::to_string(max) + " members");
+        throw ApiError(409, "group_full",
+                       "a group has at most " + std::to_string(max) + " members");
     }
     require_invitable(db, ctx.me(), users);
     auto change = change_of(m.group.id, client::MEMBERS_ADDED);
-    for (const auto u : users) change.add_user_ids(u);
+    for (const auto u : users)
+        change.add_user_ids(u);
     change.set_max_members(max);
     return changed(m.group.id, change_group(ctx, change));
 }
@@ -247,8 +272,10 @@ HttpResponse add_members(RequestContext& ctx) {
 // The member in the path ({user_id}), a current member of the caller's group (404 otherwise).
 std::pair<std::uint64_t, MemberRow> target_member(RequestContext& ctx, const Membership& m) {
     const auto user = ctx.path_id("user_id");
-    const auto row = user == ctx.me() ? std::optional<MemberRow>(m.me) : find_member(ctx.be.db, m.group.id, user);
-    if (!row || !row->current()) throw ApiError(404, "member_not_found", "no such member of this group");
+    const auto row = user == ctx.me() ? std::optional<MemberRow>(m.me)
+                                      : find_member(ctx.be.db, m.group.id, user);
+    if (!row || !row->current())
+        throw ApiError(404, "member_not_found", "no such member of this group");
     return {user, *row};
 }
 
@@ -258,14 +285,16 @@ HttpResponse remove_member(RequestContext& ctx) {
     const auto user = ctx.path_id("user_id");
     if (user == ctx.me()) {
         if (m.me.role == client::OWNER) {
-            throw ApiError(409, "owner_cannot_leave", "the owner cannot leave: transfer ownership or delete the group");
+            throw ApiError(409, "owner_cannot_leave",
+                           "the owner cannot leave: transfer ownership or delete the group");
         }
         return changed(m.group.id, change_group(ctx, change_of(m.group.id, client::MEMBER_LEFT)));
     }
     require_role(m, client::ADMIN, "remove members");
     const auto [target, row] = target_member(ctx, m);
     if (m.me.role == client::ADMIN && row.role != client::MEMBER) {
-        throw ApiError(403, "group_forbidden", "admins may remove members only, not admins or the owner");
+        throw ApiError(403, "group_forbidden",
+                       "admins may remove members only, not admins or the owner");
     }
     auto change = change_of(m.group.id, client::MEMBER_REMOVED);
     change.add_user_ids(target);
@@ -297,7 +326,8 @@ HttpResponse transfer_ownership(RequestContext& ctx) {
     const auto user = id_field(body, "user_id");
     if (user == ctx.me()) throw ApiError(400, "self_owner", "you own this group already");
     const auto row = find_member(ctx.be.db, m.group.id, user);
-    if (!row || !row->current()) throw ApiError(409, "not_member", "the new owner must be a member of the group");
+    if (!row || !row->current())
+        throw ApiError(409, "not_member", "the new owner must be a member of the group");
     auto change = change_of(m.group.id, client::OWNER_CHANGED);
     change.add_user_ids(user);
     return changed(m.group.id, change_group(ctx, change));
@@ -316,10 +346,13 @@ HttpResponse read_by(RequestContext& ctx) {
     const auto param = ctx.req.query_param("seq");
     if (!param) throw ApiError(400, "missing_parameter", "'seq' is required");
     const auto seq = parse_id(*param);
-    if (!seq || *seq == 0) throw ApiError(400, "invalid_parameter", "'seq' must be a positive integer");
+    if (!seq || *seq == 0)
+        throw ApiError(400, "invalid_parameter", "'seq' must be a positive integer");
     auto& st = ctx.be.db.prepare(
-        "SELECT user_id, joined_seq, delivered_seq, read_seq FROM group_members WHERE group_id = ? AND left_seq = 0 "
-        "AND user_id <> ? ORDER BY user_id LIMIT " + std::to_string(kMaxGroupRows));
+        "SELECT user_id, joined_seq, delivered_seq, read_seq FROM group_members WHERE group_id = ? "
+        "AND left_seq = 0 "
+        "AND user_id <> ? ORDER BY user_id LIMIT " +
+        std::to_string(kMaxGroupRows));
     st.setUInt64(1, m.group.id);
     st.setUInt64(2, ctx.me());
     std::unique_ptr<sql::ResultSet> rs(st.executeQuery());

@@ -28,10 +28,12 @@ const std::string kSecret = "0123456789abcdef0123456789abcdef";
 // One fake transfer: accepts one link, answers the Hello (owning every shard), reads the
 // ClientRequest and hands it to `script`, which writes what the test wants.
 class FakeTransfer {
-public:
+  public:
     using Script = std::function<void(FakeTransfer&, const internal::ClientRequest&)>;
     explicit FakeTransfer(std::string id, Script script)
-        : id_(std::move(id)), acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)), socket_(io_) {
+        : id_(std::move(id)),
+          acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
+          socket_(io_) {
         thread_ = std::thread([this, s = std::move(script)] {
             try {
                 acceptor_.accept(socket_);
@@ -65,15 +67,18 @@ public:
     TransferAddress address() const {
         return {id_, "127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port())};
     }
-    void write(const internal::LinkEnvelope& env) { asio::write(socket_, asio::buffer(wire::encode_frame(env))); }
+    void write(const internal::LinkEnvelope& env) {
+        asio::write(socket_, asio::buffer(wire::encode_frame(env)));
+    }
     void respond(std::uint64_t request_id, std::uint64_t seq) {
         internal::LinkEnvelope f;
         f.mutable_client_response()->mutable_response()->set_request_id(request_id);
-        f.mutable_client_response()->mutable_response()->mutable_group_change_result()->set_seq(seq);
+        f.mutable_client_response()->mutable_response()->mutable_group_change_result()->set_seq(
+            seq);
         write(f);
     }
 
-private:
+  private:
     internal::LinkEnvelope read() {
         char header[wire::kHeaderBytes];
         asio::read(socket_, asio::buffer(header));
