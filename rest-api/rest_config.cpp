@@ -29,6 +29,7 @@ RestConfig load_rest_config(const config::ConfigSource& source, std::string* des
     b.bind("pool_queue", c.pool_queue, 1, 1'000'000);
     b.bind_duration("gateway.timeout", c.gateway_timeout, std::chrono::milliseconds(100), std::chrono::minutes(1));
     link_auth::bind(b, c.cluster);
+    b.bind("groups.max_members", c.group_max_members, 2, 10'000);
     b.bind_duration("shutdown_grace", c.shutdown_grace, std::chrono::milliseconds(0), std::chrono::minutes(10));
     b.require(c.auth_mode != "external" || !c.external.url.empty(), "auth.external.url",
               "required when auth.mode is external");

@@ -51,6 +51,7 @@ struct RestConfig {
     std::vector<std::string> connectors{"127.0.0.1:9000", "127.0.0.1:9001"};
     std::chrono::milliseconds gateway_timeout{3000};  // links to transfers (read watermarks)
     link_auth::Config cluster;                        // the secret that authenticates those links
+    std::uint32_t group_max_members = 500;            // groups.max_members: members of a group, owner included
     std::uint32_t pool_queue = 2048;  // requests waiting for a pool thread before 503
     std::chrono::milliseconds shutdown_grace{10000};
 };

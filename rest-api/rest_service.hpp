@@ -75,7 +75,8 @@ void add_account_routes(Router<RouteSpec>& r);
 void add_social_routes(Router<RouteSpec>& r);
 void add_conversation_routes(Router<RouteSpec>& r);
 void add_file_routes(Router<RouteSpec>& r);
-// All four: what RestService registers, and what registered_routes() (route_table.hpp) lists.
+void add_group_routes(Router<RouteSpec>& r);
+// All of them: what RestService registers, and what registered_routes() (route_table.hpp) lists.
 void add_api_routes(Router<RouteSpec>& r);
 
 // POST /v1/files once authenticated (routes_files.cpp): validates the head and opens the

@@ -9,6 +9,7 @@ void add_api_routes(Router<RouteSpec>& r) {
     add_social_routes(r);
     add_conversation_routes(r);
     add_file_routes(r);
+    add_group_routes(r);
 }
 
 std::vector<RouteInfo> registered_routes() {

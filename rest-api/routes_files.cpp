@@ -229,19 +229,25 @@ class FileUpload final : public BodySink, public std::enable_shared_from_this<Fi
     HttpResponse error_ = HttpResponse::error(500, "internal", "internal error");
 };
 
-// GET /v1/files/{id}: the owner, or a participant of a conversation the file was sent in.
-// Anyone else gets the same 404 as for a file that does not exist.
+// GET /v1/files/{id}: the owner, a participant of a one-to-one conversation the file was sent in,
+// or a member (current or past) of a group it was sent in. A group id is below 2^32 and a
+// one-to-one id at or above it, so the halves of a group id are never read as user ids. Anyone
+// else gets the same 404 as for a file that does not exist.
 HttpResponse download_file(RequestContext& ctx) {
     const auto id = ctx.path_id("id");
     auto& st = ctx.be.db.prepare(
         "SELECT f.name, f.size, f.sha256, f.mime FROM files f WHERE f.id = ? AND (f.owner_id = ? "
         "OR EXISTS "
-        "(SELECT 1 FROM file_refs r WHERE r.file_id = f.id AND "
-        "((r.conversation_id >> 32) = ? OR (r.conversation_id & 4294967295) = ?)))");
+        "(SELECT 1 FROM file_refs r WHERE r.file_id = f.id AND r.conversation_id >= 4294967296 AND "
+        "((r.conversation_id >> 32) = ? OR (r.conversation_id & 4294967295) = ?)) "
+        "OR EXISTS "
+        "(SELECT 1 FROM file_refs r JOIN group_members gm ON gm.group_id = r.conversation_id AND gm.user_id = ? "
+        "WHERE r.file_id = f.id AND r.conversation_id < 4294967296))");
     st.setUInt64(1, id);
     st.setUInt64(2, ctx.me());
     st.setUInt64(3, ctx.me());
     st.setUInt64(4, ctx.me());
+    st.setUInt64(5, ctx.me());
     std::string name, sha, mime;
     std::uint64_t size = 0;
     {

@@ -1,14 +1,12 @@
 #include "transfer_gateway.hpp"
 
-#include <sys/socket.h>
-#include <sys/time.h>
-
-#include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/system/system_error.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
+#include <chrono>
 #include <optional>
 #include <random>
 
@@ -25,32 +23,35 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-// One blocking link with socket-level timeouts on every read and write (and the TLS handshake).
+// One blocking link whose every step (connect, TLS handshake, each write and read) must finish
+// before the link's deadline. The steps run as asynchronous operations on the link's own
+// io_context for the time left: socket options (SO_RCVTIMEO) cannot bound Asio's synchronous
+// calls, which poll again without a timeout after EAGAIN, so a peer that accepts and stays
+// silent would hold the pool thread forever.
 class Link {
 public:
-    Link(const std::string& address, std::chrono::milliseconds timeout, asio::ssl::context* tls) : socket_(io_) {
+    using Clock = std::chrono::steady_clock;
+
+    Link(const std::string& address, Clock::time_point deadline, asio::ssl::context* tls)
+        : socket_(io_), deadline_(deadline) {
         const auto colon = address.rfind(':');
         if (colon == std::string::npos) throw std::runtime_error("bad transfer address");
         tcp::endpoint ep(asio::ip::make_address(address.substr(0, colon)),
                          static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
-        socket_.open(ep.protocol());
-        timeval tv{};
-        tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
-        tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
-        ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-        socket_.connect(ep);  // the kernel's connect timeout applies; transfers are local peers
+        run("connect", [&](auto done) { socket_.async_connect(ep, done); });
         if (tls != nullptr) {
             tls_.emplace(socket_, *tls);
-            tls_->handshake(asio::ssl::stream_base::client);
+            run("TLS handshake", [&](auto done) { tls_->async_handshake(asio::ssl::stream_base::client, done); });
         }
     }
     void send(const internal::LinkEnvelope& env) {
         const auto frame = wire::encode_frame(env);
-        if (tls_)
-            asio::write(*tls_, asio::buffer(frame));
-        else
-            asio::write(socket_, asio::buffer(frame));
+        run("write", [&](auto done) {
+            if (tls_)
+                asio::async_write(*tls_, asio::buffer(frame), done);
+            else
+                asio::async_write(socket_, asio::buffer(frame), done);
+        });
     }
     internal::LinkEnvelope receive() {
         char header[wire::kHeaderBytes];
@@ -66,14 +67,40 @@ public:
 
 private:
     void read(asio::mutable_buffer b) {
-        if (tls_)
-            asio::read(*tls_, b);
-        else
-            asio::read(socket_, b);
+        run("read", [&](auto done) {
+            if (tls_)
+                asio::async_read(*tls_, b, done);
+            else
+                asio::async_read(socket_, b, done);
+        });
     }
+    // Starts one operation (start(handler)) and runs it until it completes or the deadline
+    // passes (the socket is closed then, and the link is unusable). Throws on either failure.
+    template <class Start>
+    void run(const char* what, Start&& start) {
+        bool done = false;
+        boost::system::error_code result;
+        start([&done, &result](const boost::system::error_code& ec, auto&&...) {
+            done = true;
+            result = ec;
+        });
+        io_.restart();
+        const auto left = deadline_ - Clock::now();
+        if (left > Clock::duration::zero()) io_.run_for(left);
+        if (!done) {
+            boost::system::error_code ignored;
+            socket_.close(ignored);  // aborts the operation; its handler runs below
+            io_.restart();
+            io_.run();
+            throw std::runtime_error(std::string(what) + " timed out");
+        }
+        if (result) throw boost::system::system_error(result, what);
+    }
+
     asio::io_context io_;
     tcp::socket socket_;
     std::optional<asio::ssl::stream<tcp::socket&>> tls_;
+    Clock::time_point deadline_;
 };
 
 }  // namespace
@@ -88,15 +115,17 @@ std::shared_ptr<asio::ssl::context> TransferGateway::tls_context() const {
     return tls_;
 }
 
-bool TransferGateway::forward(const std::vector<TransferAddress>& transfers, std::uint64_t user,
-                              std::uint64_t conversation_id, const client::Envelope& request, std::string& detail) const {
+bool TransferGateway::exchange(const std::vector<TransferAddress>& transfers, std::uint64_t user,
+                               std::uint64_t conversation_id, const client::Envelope& request, bool ping_behind,
+                               const FrameFn& on_frame, std::string& detail) const {
+    using Clock = std::chrono::steady_clock;
     const auto shard = shard_of(conversation_id);
     // Two passes: a hand-over may move the shard between the HelloAck and the request.
     for (int pass = 0; pass < 2; ++pass) {
         for (const auto& t : transfers) {
             try {
                 const auto tls = tls_context();
-                Link link(t.address, timeout_, tls.get());
+                Link link(t.address, Clock::now() + timeout_, tls.get());
                 internal::LinkEnvelope hello;
                 const std::string gateway_id = "im-rest-gateway";
                 const std::uint64_t epoch = std::random_device{}();
@@ -123,21 +152,31 @@ bool TransferGateway::forward(const std::vector<TransferAddress>& transfers, std
                 cr->mutable_session()->set_device_id("rest");
                 *cr->mutable_request() = request;
                 link.send(req);
-                internal::LinkEnvelope ping;
-                ping.mutable_ping()->set_time_ms(1);
-                link.send(ping);
-                bool bounced = false;
-                for (int i = 0; i < 16 && !bounced; ++i) {  // frames before the Pong (e.g. pushes) are skipped
-                    auto f = link.receive();
-                    if (f.has_pong()) return true;
-                    if (f.has_client_response() && f.client_response().response().has_error()) {
-                        // The owner refused the request (e.g. a full writer lane): not queued.
-                        detail = t.id + " refused it: " + f.client_response().response().error().message();
-                        return false;
-                    }
-                    bounced = f.has_bounce();
+                if (ping_behind) {
+                    internal::LinkEnvelope ping;
+                    ping.mutable_ping()->set_time_ms(1);
+                    link.send(ping);
                 }
-                detail = bounced ? t.id + " no longer owns the conversation" : "no pong from " + t.id;
+                bool bounced = false;
+                // Frames before the answer (e.g. pushes) are skipped, within a budget of frames
+                // and the link's deadline (a read past it throws).
+                for (int i = 0; i < 64 && !bounced; ++i) {
+                    auto f = link.receive();
+                    if (f.has_bounce()) {
+                        bounced = true;
+                        break;
+                    }
+                    switch (on_frame(f, detail)) {
+                        case Verdict::answered:
+                            return true;
+                        case Verdict::refused:
+                            detail = t.id + " refused it: " + detail;
+                            return false;
+                        case Verdict::keep_reading:
+                            break;
+                    }
+                }
+                detail = bounced ? t.id + " no longer owns the conversation" : "no answer from " + t.id;
             } catch (const std::exception& e) {
                 detail = t.id + ": " + e.what();
             }
@@ -145,6 +184,41 @@ bool TransferGateway::forward(const std::vector<TransferAddress>& transfers, std
     }
     if (detail.empty()) detail = transfers.empty() ? "no live transfer" : "no transfer owns the conversation";
     return false;
+}
+
+bool TransferGateway::forward(const std::vector<TransferAddress>& transfers, std::uint64_t user,
+                              std::uint64_t conversation_id, const client::Envelope& request, std::string& detail) const {
+    return exchange(
+        transfers, user, conversation_id, request, /*ping_behind=*/true,
+        [](const internal::LinkEnvelope& f, std::string& why) {
+            if (f.has_pong()) return Verdict::answered;  // queued behind everything before the ping
+            if (f.has_client_response() && f.client_response().response().has_error()) {
+                // The owner refused the request (e.g. a full writer lane): not queued.
+                why = f.client_response().response().error().message();
+                return Verdict::refused;
+            }
+            return Verdict::keep_reading;
+        },
+        detail);
+}
+
+std::optional<client::Envelope> TransferGateway::call(const std::vector<TransferAddress>& transfers,
+                                                      std::uint64_t user, std::uint64_t conversation_id,
+                                                      const client::Envelope& request, std::string& detail) const {
+    std::optional<client::Envelope> answer;
+    const auto rid = request.request_id();
+    const bool ok = exchange(
+        transfers, user, conversation_id, request, /*ping_behind=*/false,
+        [&answer, rid](const internal::LinkEnvelope& f, std::string&) {
+            if (!f.has_client_response() || f.client_response().response().request_id() != rid) {
+                return Verdict::keep_reading;
+            }
+            answer = f.client_response().response();
+            return Verdict::answered;
+        },
+        detail);
+    if (!ok) return std::nullopt;
+    return answer;
 }
 
 }  // namespace im::rest

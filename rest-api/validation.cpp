@@ -41,6 +41,8 @@ bool valid_display_name(std::string_view s) {
     return s.find_first_not_of(' ') != std::string_view::npos;
 }
 
+bool valid_group_name(std::string_view s) { return valid_display_name(s); }
+
 bool valid_password(std::string_view s) { return s.size() >= 8 && s.size() <= 1024; }
 
 bool valid_device_id(std::string_view s) {

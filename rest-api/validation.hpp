@@ -15,6 +15,9 @@ std::optional<std::string> normalize_username(std::string_view input);
 // Display names: 1-128 bytes of UTF-8 without control characters. Anything else is kept verbatim
 // (quotes, SQL or HTML metacharacters are data, not code).
 bool valid_display_name(std::string_view s);
+// Group names: the rule of display names (1-128 bytes of UTF-8, no control characters, not only
+// spaces).
+bool valid_group_name(std::string_view s);
 // Passwords: 8-1024 bytes (the upper bound keeps hashing cheap to refuse).
 bool valid_password(std::string_view s);
 // Device ids: 1-64 characters of [A-Za-z0-9._:-].

@@ -128,6 +128,70 @@ inline void wrong_party(World& w, const std::string& action) {
     });
 }
 
+
+// ---------------------------------------------------------------- groups
+// A group made through the API by fresh users (no watcher hears its events): the owner, an admin
+// and a plain member, both friends of the owner. Its name carries the SECRET marker.
+struct AuthzGroup {
+    std::uint64_t id = 0;
+    TestUser owner, admin, member;
+};
+
+inline HttpResult json_call(World& w, const std::string& method, const std::string& target,
+                            const nlohmann::json& body, const std::string& token) {
+    return w.http.request(method, target, body.dump(),
+                          {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}});
+}
+
+inline std::string group_path(std::uint64_t id, const std::string& suffix = "") {
+    return path_of("/v1/groups/", id, suffix);
+}
+
+inline std::string member_path(const AuthzGroup& g, const TestUser& u, const std::string& suffix = "") {
+    return group_path(g.id, "/members/" + std::to_string(u.id) + suffix);
+}
+
+inline AuthzGroup make_group(World& w) {
+    AuthzGroup g;
+    g.owner = w.fresh("gown");
+    g.admin = w.fresh("gadm");
+    g.member = w.fresh("gmem");
+    w.cl.befriend(g.owner, g.admin);
+    w.cl.befriend(g.owner, g.member);
+    auto r = w.http.post("/v1/groups",
+                         {{"name", "SECRET group"}, {"members", {g.admin.id, g.member.id}}},
+                         g.owner.token);
+    World::expect_status(r, 201, "create a group");
+    g.id = r.json()["group_id"].get<std::uint64_t>();
+    World::expect_status(json_call(w, "PUT", member_path(g, g.admin, "/role"),
+                                   {{"role", "admin"}}, g.owner.token),
+                         200, "make an admin");
+    return g;
+}
+
+// bob, in no group, acts on g: 404 group_not_found, like for a group that does not exist.
+inline void stranger_refused(World& w, const AuthzGroup& g, const std::string& method,
+                             const std::string& target, const nlohmann::json& body) {
+    refused_case(w, [&] {
+        expect_refused(json_call(w, method, target, body, w.bob.token), 404, "group_not_found",
+                       "bob: " + method + " " + target);
+    });
+    (void)g;
+}
+
+// A member whose role does not allow it: 403 group_forbidden, nothing changes.
+inline void role_refused(World& w, const TestUser& who, const std::string& method,
+                         const std::string& target, const nlohmann::json& body,
+                         const std::string& what) {
+    refused_case(w, [&] {
+        expect_refused(json_call(w, method, target, body, who.token), 403, "group_forbidden", what);
+    });
+}
+
+inline const char* kMembershipDecides =
+    "group membership and roles decide, not friendship (other_user: a non-member and a member "
+    "without the role)";
+
 inline std::vector<RestEntry> rest_table() {
     std::vector<RestEntry> t;
     const std::string pub = "public: answers no user's data and changes no state";
@@ -623,6 +687,183 @@ inline std::vector<RestEntry> rest_table() {
                          {{Col::other_user, na("the owner is always the token's user")},
                           {Col::non_friend, na("an upload involves no other user")},
                           {Col::blocked, na("an upload involves no other user")}}));
+
+    // ---------------------------------------------------------------- groups
+    t.push_back(rest_row(
+        "POST", "/v1/groups", true,
+        [](World& w) {
+            auto x = w.fresh("gx");
+            auto y = w.fresh("gy");
+            w.cl.befriend(x, y);
+            return req("POST", "/v1/groups", x, 201,
+                       nlohmann::json{{"name", "CONTROL group"}, {"members", {y.id}}});
+        },
+        {{Col::other_user, na("the owner is always the token's user; members are checked as the "
+                              "caller's friends (non_friend, blocked)")},
+         {Col::non_friend, check([](World& w) {
+              refused_case(w, [&] {
+                  auto r = w.http.post("/v1/groups",
+                                       {{"name", "ATTACK"}, {"members", {w.alice.id}}}, w.bob.token);
+                  expect_refused(r, 403, "not_friends", "bob puts alice in his group");
+              });
+          })},
+         {Col::blocked, check([](World& w) {
+              refused_case(w, [&] {
+                  auto r = w.http.post("/v1/groups", {{"name", "ATTACK"}, {"members", {w.ken.id}}},
+                                       w.bob.token);
+                  expect_refused(r, 403, "blocked", "bob puts ken, who blocked him, in his group");
+              });
+          })}}));
+    t.push_back(rest_row(
+        "GET", "/v1/groups", true, [](World& w) { return req("GET", "/v1/groups", w.alice); },
+        {{Col::other_user, check([](World& w) {
+              make_group(w);
+              refused_case(w, [&] {
+                  auto r = w.http.get("/v1/groups", w.bob.token);
+                  ASSERT_EQ(r.status, 200) << r.body;
+                  expect_no_secret(r.body, "bob's groups");
+                  EXPECT_TRUE(r.json()["groups"].empty()) << r.body;
+              });
+          })},
+         {Col::non_friend, na("lists the caller's own groups only (other_user)")},
+         {Col::blocked, na("lists the caller's own groups only (other_user)")}}));
+    t.push_back(rest_row(
+        "GET", "/v1/groups/{id}", true,
+        [](World& w) {
+            auto g = make_group(w);
+            return req("GET", group_path(g.id), g.member);
+        },
+        {{Col::other_user, check([](World& w) {
+              auto g = make_group(w);
+              stranger_refused(w, g, "GET", group_path(g.id), nlohmann::json::object());
+          })},
+         {Col::non_friend, na(kMembershipDecides)},
+         {Col::blocked, na(kMembershipDecides)}}));
+    t.push_back(rest_row(
+        "PATCH", "/v1/groups/{id}", true,
+        [](World& w) {
+            auto g = make_group(w);
+            auto r = req("PATCH", group_path(g.id), g.admin, 200,
+                         nlohmann::json{{"name", "CONTROL renamed"}});
+            return r;
+        },
+        {{Col::other_user, check([](World& w) {
+              auto g = make_group(w);
+              stranger_refused(w, g, "PATCH", group_path(g.id), {{"name", "ATTACK"}});
+              role_refused(w, g.member, "PATCH", group_path(g.id), {{"name", "ATTACK"}},
+                           "a member renames");
+          })},
+         {Col::non_friend, na(kMembershipDecides)},
+         {Col::blocked, na(kMembershipDecides)}}));
+    t.push_back(rest_row(
+        "DELETE", "/v1/groups/{id}", true,
+        [](World& w) {
+            auto g = make_group(w);
+            return req("DELETE", group_path(g.id), g.owner);
+        },
+        {{Col::other_user, check([](World& w) {
+              auto g = make_group(w);
+              stranger_refused(w, g, "DELETE", group_path(g.id), nlohmann::json::object());
+              role_refused(w, g.admin, "DELETE", group_path(g.id), nlohmann::json::object(),
+                           "an admin deletes");
+          })},
+         {Col::non_friend, na(kMembershipDecides)},
+         {Col::blocked, na(kMembershipDecides)}}));
+    t.push_back(rest_row(
+        "POST", "/v1/groups/{id}/members", true,
+        [](World& w) {
+            auto g = make_group(w);
+            auto x = w.fresh("gnew");
+            w.cl.befriend(g.owner, x);
+            return req("POST", group_path(g.id, "/members"), g.owner, 200,
+                       nlohmann::json{{"user_ids", {x.id}}});
+        },
+        {{Col::other_user, check([](World& w) {
+              auto g = make_group(w);
+              stranger_refused(w, g, "POST", group_path(g.id, "/members"),
+                               {{"user_ids", {w.bob.id}}});
+              role_refused(w, g.member, "POST", group_path(g.id, "/members"),
+                           {{"user_ids", {w.bob.id}}}, "a member adds");
+          })},
+         {Col::non_friend, check([](World& w) {
+              auto g = make_group(w);
+              refused_case(w, [&] {
+                  expect_refused(json_call(w, "POST", group_path(g.id, "/members"),
+                                           {{"user_ids", {w.alice.id}}}, g.owner.token),
+                                 403, "not_friends", "the owner adds a stranger");
+              });
+          })},
+         {Col::blocked, check([](World& w) {
+              auto g = make_group(w);
+              auto k = w.fresh("gblk");
+              w.cl.befriend(g.owner, k);
+              World::expect_status(w.http.post("/v1/blocks", {{"user_id", g.owner.id}}, k.token),
+                                   201, "k blocks the owner");
+              refused_case(w, [&] {
+                  expect_refused(json_call(w, "POST", group_path(g.id, "/members"),
+                                           {{"user_ids", {k.id}}}, g.owner.token),
+                                 403, "blocked", "the owner adds someone who blocked him");
+              });
+          })}}));
+    t.push_back(rest_row(
+        "DELETE", "/v1/groups/{id}/members/{user_id}", true,
+        [](World& w) {
+            auto g = make_group(w);
+            return req("DELETE", member_path(g, g.member), g.admin);
+        },
+        {{Col::other_user, check([](World& w) {
+              auto g = make_group(w);
+              stranger_refused(w, g, "DELETE", member_path(g, g.member), nlohmann::json::object());
+              role_refused(w, g.member, "DELETE", member_path(g, g.admin), nlohmann::json::object(),
+                           "a member removes the admin");
+              role_refused(w, g.admin, "DELETE", member_path(g, g.owner), nlohmann::json::object(),
+                           "the admin removes the owner");
+          })},
+         {Col::non_friend, na(kMembershipDecides)},
+         {Col::blocked, na(kMembershipDecides)}}));
+    t.push_back(rest_row(
+        "PUT", "/v1/groups/{id}/members/{user_id}/role", true,
+        [](World& w) {
+            auto g = make_group(w);
+            return req("PUT", member_path(g, g.member, "/role"), g.owner, 200,
+                       nlohmann::json{{"role", "admin"}});
+        },
+        {{Col::other_user, check([](World& w) {
+              auto g = make_group(w);
+              stranger_refused(w, g, "PUT", member_path(g, g.member, "/role"), {{"role", "admin"}});
+              role_refused(w, g.admin, "PUT", member_path(g, g.member, "/role"),
+                           {{"role", "admin"}}, "the admin promotes");
+          })},
+         {Col::non_friend, na(kMembershipDecides)},
+         {Col::blocked, na(kMembershipDecides)}}));
+    t.push_back(rest_row(
+        "POST", "/v1/groups/{id}/owner", true,
+        [](World& w) {
+            auto g = make_group(w);
+            return req("POST", group_path(g.id, "/owner"), g.owner, 200,
+                       nlohmann::json{{"user_id", g.admin.id}});
+        },
+        {{Col::other_user, check([](World& w) {
+              auto g = make_group(w);
+              stranger_refused(w, g, "POST", group_path(g.id, "/owner"), {{"user_id", w.bob.id}});
+              role_refused(w, g.admin, "POST", group_path(g.id, "/owner"),
+                           {{"user_id", g.admin.id}}, "the admin takes ownership");
+          })},
+         {Col::non_friend, na(kMembershipDecides)},
+         {Col::blocked, na(kMembershipDecides)}}));
+    t.push_back(rest_row(
+        "GET", "/v1/groups/{id}/read-by", true,
+        [](World& w) {
+            auto g = make_group(w);
+            return req("GET", group_path(g.id, "/read-by?seq=1"), g.member);
+        },
+        {{Col::other_user, check([](World& w) {
+              auto g = make_group(w);
+              stranger_refused(w, g, "GET", group_path(g.id, "/read-by?seq=1"),
+                               nlohmann::json::object());
+          })},
+         {Col::non_friend, na(kMembershipDecides)},
+         {Col::blocked, na(kMembershipDecides)}}));
     return t;
 }
 

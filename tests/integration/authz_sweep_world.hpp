@@ -309,7 +309,11 @@ class World {
             "sha256))), 0) FROM files "
             "UNION ALL SELECT 'file_refs', COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS(':', file_id, "
             "conversation_id))), 0) "
-            "FROM file_refs";
+            "FROM file_refs "
+            "UNION ALL SELECT 'chat_groups', COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS(':', id, name, "
+            "owner_id, last_seq, member_count, deleted_seq))), 0) FROM chat_groups "
+            "UNION ALL SELECT 'group_members', COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS(':', group_id, "
+            "user_id, role, joined_seq, left_seq, delivered_seq, read_seq))), 0) FROM group_members";
         std::map<std::string, std::string> out;
         std::unique_ptr<sql::ResultSet> rs(cl.db().db().prepare(kQuery).executeQuery());
         while (rs->next()) {
