@@ -100,7 +100,7 @@ TEST_F(Groups, MessagesFanOutToEveryMemberAcrossConnectorsAndANonMemberIsRefused
     cl.befriend(a, d);
     cl.befriend(d, b);
     auto ca = cl.connect(0, a.token, "dev1");
-    auto ca2 = cl.connect(1, a.token, "dev2");
+    auto ca2 = cl.connect(1, cl.login_token(a, "dev2"), "dev2");
     auto cb = cl.connect(1, b.token, "dev1");
     auto cc = cl.connect(0, c.token, "dev1");
     auto cd = cl.connect(1, d.token, "dev1");
