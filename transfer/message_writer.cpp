@@ -219,8 +219,9 @@ struct MessageWriter::Impl {
           unpushed(1 << 16),
           batches(deps.metrics.counter("im_transfer_batches_total", "Committed writer batches.")),
           single_calls(deps.metrics.counter("im_transfer_single_call_batches_total",
-                                            "Batches of one one-to-one message stored by one CALL of "
-                                            "im_store_one (writer.single_call).")),
+                                            "Batches of one conversation's two watermark rows (with at "
+                                            "most one message) stored by one CALL of im_store_pair "
+                                            "(writer.single_call).")),
           batch_failures(deps.metrics.counter("im_transfer_batch_failures_total",
                                               "Writer batches that failed to commit.")),
           stored_total(
@@ -360,7 +361,8 @@ struct MessageWriter::Impl {
                const std::vector<WatermarkRow>& rows, const std::vector<PushRow>& push_rows,
                const GroupWrites& gw, std::uint64_t& fence_shards);
     void fence(const std::vector<std::uint32_t>& shards);
-    void write_one(std::vector<SendJob>& sends, const Item& it, bool push);
+    void write_pair(std::vector<SendJob>& sends, const Item* msg, const std::vector<WatermarkRow>& rows,
+                    const std::vector<PushRow>& push_rows);
     void drop_caches();
 };
 
@@ -1169,35 +1171,64 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
         throw std::runtime_error("failpoint writer.before_commit");
 }
 
-// The batch of one new one-to-one message (nothing else): one prepared CALL (migration 009 does
-// what write() does for it: fence, message, file reference, sync versions, both watermark rows, the
-// outbox row), then the COMMIT of transaction(). Same failpoints and fence outcomes as write().
-void MessageWriter::Impl::write_one(std::vector<SendJob>& sends, const Item& it, bool push) {
+// The batch of one one-to-one conversation's two watermark rows with at most one new message (a
+// lone message, a message and the peer's receipt, receipts alone): one prepared CALL of
+// im_store_pair (migration 009 does what write() does for it: fence, message, file reference, sync
+// versions, both rows, the outbox row), then the COMMIT of transaction(). Same failpoints and fence
+// outcomes as write().
+void MessageWriter::Impl::write_pair(std::vector<SendJob>& sends, const Item* msg, const std::vector<WatermarkRow>& rows,
+                                     const std::vector<PushRow>& push_rows) {
     clock.lap(stage_prepare);
     if (wall_ms() >= deps.id_lease_valid_until_ms.load()) {
         throw std::runtime_error("the snowflake worker-id lease is not confirmed (database unreachable?): "
                                  "no id may be committed");
     }
     if (deps.failpoints.eval("writer.before_insert")) throw std::runtime_error("failpoint writer.before_insert");
-    const auto& job = sends[it.job];
-    const auto shard = shard_of(it.conv);
-    auto& st = db.prepare("CALL im_store_one(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    const auto conv = rows[0].conv;
+    const auto shard = shard_of(conv);
+    auto& st = db.prepare(
+        "CALL im_store_pair(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     unsigned p = 1;
     st.setUInt64(p++, deps.owner_epoch);
     st.setUInt(p++, shard);
-    st.setUInt64(p++, it.conv);
-    st.setUInt64(p++, it.stored.seq);
-    st.setUInt64(p++, it.stored.msg_id);
-    st.setUInt64(p++, job.session.user_id());
-    st.setString(p++, job.session.device_id());
-    st.setString(p++, job.send.client_msg_id());
-    st.setUInt(p++, static_cast<unsigned>(job.send.type()));
-    st.setString(p++, job.send.type() == client::FILE ? job.send.file().SerializeAsString() : job.send.text());
-    st.setInt64(p++, it.stored.created_ms);
-    st.setUInt64(p++, it.peer);
-    st.setUInt64(p++, job.send.type() == client::FILE ? job.send.file().file_id() : 0);
-    st.setInt(p++, push ? 1 : 0);
+    st.setUInt64(p++, conv);
     st.setInt64(p++, wall_ms());
+    if (msg != nullptr) {
+        const auto& job = sends[msg->job];
+        const bool file = job.send.type() == client::FILE;
+        st.setInt(p++, 1);
+        st.setUInt64(p++, msg->stored.seq);
+        st.setUInt64(p++, msg->stored.msg_id);
+        st.setUInt64(p++, job.session.user_id());
+        st.setString(p++, job.session.device_id());
+        st.setString(p++, job.send.client_msg_id());
+        st.setUInt(p++, static_cast<unsigned>(job.send.type()));
+        st.setString(p++, file ? job.send.file().SerializeAsString() : job.send.text());
+        st.setInt64(p++, msg->stored.created_ms);
+        st.setUInt64(p++, file ? job.send.file().file_id() : 0);
+    } else {
+        st.setInt(p++, 0);
+        st.setUInt64(p++, 0);
+        st.setUInt64(p++, 0);
+        st.setUInt64(p++, 0);
+        st.setString(p++, "");
+        st.setString(p++, std::string(16, '\0'));
+        st.setUInt(p++, 0);
+        st.setString(p++, "");
+        st.setInt64(p++, 0);
+        st.setUInt64(p++, 0);
+    }
+    for (const auto& w : rows) {
+        st.setUInt64(p++, w.user);
+        st.setUInt64(p++, w.last_seq);
+        st.setUInt64(p++, w.my_delivered);
+        st.setUInt64(p++, w.my_read);
+        st.setUInt64(p++, w.peer_delivered);
+        st.setUInt64(p++, w.peer_read);
+        st.setUInt64(p++, w.received);
+    }
+    st.setUInt64(p++, push_rows.empty() ? 0 : push_rows[0].user);
+    st.setUInt64(p++, push_rows.empty() ? 0 : push_rows[0].from);
     std::optional<std::uint64_t> gen;
     {
         std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
@@ -1564,16 +1595,18 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             if (fresh > 0 || !row_list.empty() || !gw.empty()) {
                 if (!receipt_keys.empty() && deps.failpoints.eval("writer.receipt_batch"))
                     throw std::runtime_error("failpoint writer.receipt_batch");
+                // The commonest batch (one conversation's two rows, at most one message): one CALL.
+                bool pair = deps.config.single_call && gw.empty() && fresh <= 1 && push_rows.size() <= 1 &&
+                            row_list.size() == 2 && row_list[0].conv == row_list[1].conv &&
+                            valid_conversation_id(row_list[0].conv);
                 const Item* one = nullptr;
-                if (deps.config.single_call && fresh == 1 && receipt_keys.empty() && gw.empty() &&
-                    row_list.size() == 2 && push_rows.size() <= 1) {
-                    for (const auto& it : items) {
-                        if (it.state == Item::State::pending && it.peer != 0) one = &it;
-                    }
+                for (const auto& it : items) {
+                    if (it.state == Item::State::pending) one = &it;
                 }
-                if (one != nullptr) {
+                if (one != nullptr && (one->peer == 0 || one->conv != row_list[0].conv)) pair = false;
+                if (pair) {
                     fence_shards = 1;
-                    db.transaction([&] { write_one(sends, *one, !push_rows.empty()); });
+                    db.transaction([&] { write_pair(sends, one, row_list, push_rows); });
                     single_calls.Increment();
                 } else {
                     db.transaction([&] { write(sends, items, row_list, push_rows, gw, fence_shards); });

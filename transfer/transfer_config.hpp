@@ -51,8 +51,9 @@ struct TransferConfig {
     std::chrono::milliseconds receipt_delay{
         2};                            // receipts alone wait this long for a message to join
     std::uint32_t max_queue = 100000;  // queued sends + receipts before OVERLOADED
-    // A batch of exactly one new one-to-one message (and nothing else) is stored by one prepared
-    // CALL of im_store_one (migration 009) and a COMMIT: 2 round trips instead of 6.
+    // A batch of one one-to-one conversation's two watermark rows with at most one new message
+    // (a lone message, with the peer's receipt, or receipts alone) is stored by one prepared CALL of
+    // im_store_pair (migration 009) and a COMMIT: 2 round trips instead of up to 6.
     bool single_call = true;
     std::uint32_t max_text_bytes = 16 * 1024;
     std::uint32_t sync_page_limit = 200;  // messages per MessagePage (also bounded by bytes)

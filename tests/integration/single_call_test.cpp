@@ -1,5 +1,6 @@
-// writer.single_call (issue 16): a batch of one one-to-one message is stored by one prepared CALL of
-// im_store_one (migration 009) instead of the batch path's statements. Both paths must write the
+// writer.single_call (issue 16): a batch of one conversation's two watermark rows with at most one
+// message (a lone message; a receipt) is stored by one prepared CALL of im_store_pair (migration
+// 009) instead of the batch path's statements. Both paths must write the
 // same rows: the same conversation run through a cluster with the switch on and one with it off
 // ends with equal watermark rows, sync versions, unread counts and stored messages, and the
 // metric shows which path ran.
@@ -43,6 +44,15 @@ Outcome run(bool single_call) {
         auto r = cb->wait_for([&](const Envelope& f) { return f.request_id() == env.request_id(); }, 10s);
         EXPECT_TRUE(r && r->has_send_result() && r->send_result().code() == client::ERROR_NONE);
         if (r) out.seqs.push_back(r->send_result().seq());
+        // b has read a's three messages: a receipt-only batch (it recounts b's unread).
+        Envelope rc;
+        rc.mutable_receipt()->set_conversation_id(conversation_id(a.id, b.id));
+        rc.mutable_receipt()->set_kind(client::READ);
+        rc.mutable_receipt()->set_up_to_seq(3);
+        cb->send(rc);
+        EXPECT_TRUE(ca->wait_for([](const Envelope& f) { return f.has_receipt_event() && f.receipt_event().kind() == client::READ; },
+                                 10s))
+            << log_hint(cl);
     }
     const auto conv = conversation_id(a.id, b.id);
     out.messages = cl.stored_messages(conv);
@@ -66,7 +76,7 @@ Outcome run(bool single_call) {
 TEST(SingleCall, OneMessageBatchesStoreTheSameRowsByOneCallAsByTheBatchPath) {
     const auto on = run(true);
     const auto off = run(false);
-    EXPECT_EQ(on.single_calls, 4) << "every batch here is one message";
+    EXPECT_EQ(on.single_calls, 5) << "every batch here is one message or one receipt";
     EXPECT_EQ(off.single_calls, 0);
     EXPECT_EQ(on.seqs, (std::vector<std::uint64_t>{1, 2, 3, 4}));
     EXPECT_EQ(on.seqs, off.seqs);
@@ -74,9 +84,10 @@ TEST(SingleCall, OneMessageBatchesStoreTheSameRowsByOneCallAsByTheBatchPath) {
     EXPECT_EQ(on.messages, off.messages);
     ASSERT_EQ(on.rows.size(), 2u);
     EXPECT_EQ(on.rows, off.rows);
-    // a: last_seq 4, no watermark moved by sends (READ means read), b's reply unread, versions 4.
-    EXPECT_EQ(on.rows[0], "a peer=b 4 0 0 0 0 1 4 4");
-    EXPECT_EQ(on.rows[1], "b peer=a 4 0 0 0 0 3 4 4");
+    // a: last_seq 4, no watermark moved by its sends (READ means read), b's read of 3 seen, b's
+    // reply unread; b: read (and so delivered) up to 3, nothing unread; 5 versions each.
+    EXPECT_EQ(on.rows[0], "a peer=b 4 0 0 3 3 1 5 5");
+    EXPECT_EQ(on.rows[1], "b peer=a 4 3 3 0 0 0 5 5");
 }
 
 }  // namespace
