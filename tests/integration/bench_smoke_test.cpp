@@ -135,6 +135,15 @@ TEST_F(BenchSmoke, EverySubcommandRunsCorrectly) {
     EXPECT_GT(*json_number(j, "flood_ttd_samples"), 0) << j;
     EXPECT_GT(*json_number(j, "flooder_sends_s"), 0) << j;
     EXPECT_TRUE(json_number(j, "p99_ratio_flood_quiet").has_value()) << j;
+    // Groups: 2 groups of 8 members (over both connectors), 2 senders each; every member gets
+    // every message once and in order.
+    ASSERT_EQ(bench("groups --groups 2 --members 8 --senders 2 --window 2 --warmup 0.3 --duration 1", j), 0)
+        << last_log_;
+    EXPECT_EQ(json_number(j, "lost"), 0) << j;
+    EXPECT_EQ(json_number(j, "duplicated"), 0) << j;
+    EXPECT_EQ(json_number(j, "out_of_order"), 0) << j;
+    EXPECT_GT(*json_number(j, "deliveries"), 0) << j;
+    EXPECT_GT(*json_number(j, "ttd_last_member_samples"), 0) << j;
 }
 
 TEST_F(BenchSmoke, BadInputIsRefusedClearly) {
