@@ -15,22 +15,21 @@ namespace im::rest {
 
 std::optional<GroupRow> find_group(mysql::MysqlConnection& db, std::uint64_t group) {
     auto& st = db.prepare(
-        "SELECT id, name, owner_id, last_seq, member_count, deleted_seq FROM chat_groups WHERE id "
-        "= ?");
+        "SELECT id, name, owner_id, last_seq, member_count, deleted_seq, history_visible FROM chat_groups "
+        "WHERE id = ?");
     st.setUInt64(1, group);
     std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
     if (!rs->next()) return std::nullopt;
     return GroupRow{rs->getUInt64(1), rs->getString(2).asStdString(),
                     rs->getUInt64(3), rs->getUInt64(4),
-                    rs->getUInt(5),   rs->getUInt64(6)};
+                    rs->getUInt(5),   rs->getUInt64(6), rs->getUInt(7) != 0};
 }
 
 std::optional<MemberRow> find_member(mysql::MysqlConnection& db, std::uint64_t group,
                                      std::uint64_t user) {
     auto& st = db.prepare(
-        "SELECT role, joined_seq, left_seq, delivered_seq, read_seq FROM group_members WHERE "
-        "group_id = ? AND "
-        "user_id = ?");
+        "SELECT m.role, m.joined_seq, m.left_seq, m.delivered_seq, m.read_seq, g.history_visible FROM group_members m "
+        "JOIN chat_groups g ON g.id = m.group_id WHERE m.group_id = ? AND m.user_id = ?");
     st.setUInt64(1, group);
     st.setUInt64(2, user);
     std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
@@ -39,7 +38,7 @@ std::optional<MemberRow> find_member(mysql::MysqlConnection& db, std::uint64_t g
     return MemberRow{client::GroupRole_IsValid(static_cast<int>(role))
                          ? static_cast<client::GroupRole>(role)
                          : client::MEMBER,
-                     rs->getUInt64(2), rs->getUInt64(3), rs->getUInt64(4), rs->getUInt64(5)};
+                     rs->getUInt64(2), rs->getUInt64(3), rs->getUInt64(4), rs->getUInt64(5), rs->getUInt(6) != 0};
 }
 
 const char* role_name(client::GroupRole r) {

@@ -26,6 +26,7 @@ struct GroupRow {
     std::uint64_t last_seq = 0;
     std::uint32_t member_count = 0;
     std::uint64_t deleted_seq = 0;
+    bool history_visible = false;
 };
 
 // One member row, current (left_seq 0) or past.
@@ -35,16 +36,18 @@ struct MemberRow {
     std::uint64_t left_seq = 0;
     std::uint64_t delivered_seq = 0;
     std::uint64_t read_seq = 0;
+    bool history_visible = false;  // the group's setting: members see the history from seq 1
     bool current() const { return left_seq == 0; }
 };
 
-// The seqs of a group a member may see: joined_seq .. left_seq (or the end).
+// The seqs of a group a member may see: joined_seq (or 1 when the group shows its history to new
+// members) .. left_seq (or the end).
 struct Visible {
     std::uint64_t first = 0;
     std::uint64_t last = UINT64_MAX;
 };
 inline Visible visible_range(const MemberRow& m) {
-    return {m.joined_seq, m.left_seq == 0 ? UINT64_MAX : m.left_seq};
+    return {m.history_visible ? 1 : m.joined_seq, m.left_seq == 0 ? UINT64_MAX : m.left_seq};
 }
 
 std::optional<GroupRow> find_group(mysql::MysqlConnection& db, std::uint64_t group);

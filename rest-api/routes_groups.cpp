@@ -138,6 +138,12 @@ HttpResponse create_group(RequestContext& ctx) {
     const auto body = ctx.json_body();
     const auto name = group_name_field(body);
     const auto members = user_ids_field(body, "members", true);
+    bool history_visible = false;  // new members see the history from seq 1 (fixed at creation)
+    if (body.contains("history_visible")) {
+        if (!body["history_visible"].is_boolean())
+            throw ApiError(400, "invalid_history_visible", "'history_visible' must be true or false");
+        history_visible = body["history_visible"].get<bool>();
+    }
     const auto me = ctx.me();
     const auto max = ctx.svc.config().group_max_members;
     for (const auto u : members) {
@@ -152,11 +158,12 @@ HttpResponse create_group(RequestContext& ctx) {
     require_invitable(db, me, members);
     const auto now = wall_ms();
     auto& ins = db.prepare(
-        "INSERT INTO chat_groups (name, owner_id, created_ms, updated_ms) VALUES (?, ?, ?, ?)");
+        "INSERT INTO chat_groups (name, owner_id, created_ms, updated_ms, history_visible) VALUES (?, ?, ?, ?, ?)");
     ins.setString(1, name);
     ins.setUInt64(2, me);
     ins.setInt64(3, now);
     ins.setInt64(4, now);
+    ins.setUInt(5, history_visible ? 1 : 0);
     ins.executeUpdate();
     std::unique_ptr<sql::ResultSet> id_rs(db.prepare("SELECT LAST_INSERT_ID()").executeQuery());
     id_rs->next();
@@ -228,6 +235,7 @@ HttpResponse get_group(RequestContext& ctx) {
                                     {"owner_id", m.group.owner_id},
                                     {"last_seq", m.group.last_seq},
                                     {"member_count", m.group.member_count},
+                                    {"history_visible", m.group.history_visible},
                                     {"members", members}});
 }
 

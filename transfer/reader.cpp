@@ -175,12 +175,14 @@ bool Reader::sync_messages(std::uint64_t user, const client::SyncMessages& req,
             // A group: only the seqs of the user's membership, joined_seq .. left_seq (or the end).
             std::uint64_t lowest = 1, highest = ~0ull;
             if (group) {
-                auto& m = be.db.prepare("SELECT joined_seq, left_seq FROM group_members WHERE group_id = ? AND user_id = ?");
+                auto& m = be.db.prepare(
+                    "SELECT m.joined_seq, m.left_seq, g.history_visible FROM group_members m JOIN chat_groups g "
+                    "ON g.id = m.group_id WHERE m.group_id = ? AND m.user_id = ?");
                 m.setUInt64(1, req.conversation_id());
                 m.setUInt64(2, user);
                 std::unique_ptr<sql::ResultSet> mr(m.executeQuery());
                 if (!mr->next()) return not_found();
-                lowest = mr->getUInt64(1);
+                lowest = mr->getUInt(3) != 0 ? 1 : mr->getUInt64(1);  // the group shows its history
                 if (mr->getUInt64(2) != 0) highest = mr->getUInt64(2);
             }
             const std::uint32_t limit =

@@ -9,6 +9,7 @@ CREATE TABLE IF NOT EXISTS chat_groups (
   last_seq    BIGINT UNSIGNED NOT NULL DEFAULT 0,
   member_count INT UNSIGNED NOT NULL DEFAULT 0,
   deleted_seq BIGINT UNSIGNED NOT NULL DEFAULT 0,   -- non-zero: deleted by the event at this seq
+  history_visible TINYINT UNSIGNED NOT NULL DEFAULT 0, -- 1: a member sees the history from seq 1 (set at creation)
   created_ms  BIGINT NOT NULL,
   updated_ms  BIGINT NOT NULL,
   PRIMARY KEY (id)

@@ -307,6 +307,35 @@ TEST_F(Groups, ReadReceiptsPerMemberReachTheSenderAndReadByListsEachMembersWater
     EXPECT_TRUE(found);
 }
 
+TEST_F(Groups, AGroupThatShowsItsHistoryLetsALateMemberSyncFromTheFirstSeq) {
+    auto& cl = *cluster_;
+    auto a = cl.user("ha"), b = cl.user("hb"), late = cl.user("hl");
+    cl.befriend(a, b);
+    cl.befriend(a, late);
+    auto ca = cl.connect(0, a.token, "dev1");
+    const auto r = cl.http().post("/v1/groups", {{"name", "open"}, {"members", {b.id}}, {"history_visible", true}}, a.token);
+    ASSERT_EQ(r.status, 201) << r.body;
+    const auto g = r.json().at("group_id").get<std::uint64_t>();
+    const auto bad = cl.http().post("/v1/groups", {{"name", "x"}, {"members", {b.id}}, {"history_visible", "yes"}}, a.token);
+    EXPECT_EQ(bad.status, 400) << bad.body;
+    for (std::uint64_t i = 1; i <= 3; ++i) {
+        const auto s = group_send(*ca, g, "before " + std::to_string(i), i, i - 1, random_cmid());
+        ASSERT_TRUE(result_of(*ca, s.request_id()));
+    }
+    const auto add = cl.http().post("/v1/groups/" + std::to_string(g) + "/members", {{"user_ids", {late.id}}}, a.token);
+    ASSERT_EQ(add.status, 200) << add.body;
+    auto cl8 = cl.connect(1, late.token, "dev1");
+    const auto v = view_of(*cl8, g);
+    ASSERT_EQ(v.size(), 5u) << "creation, 3 messages before joining, the join";
+    EXPECT_EQ(v.begin()->first, 1u);
+    EXPECT_EQ(v.at(2).text(), "before 1");
+    const auto h = cl.http().get("/v1/conversations/" + std::to_string(g) + "/messages?after_seq=0", late.token);
+    ASSERT_EQ(h.status, 200) << h.body;
+    EXPECT_EQ(h.json().at("messages").size(), 5u) << h.body;
+    const auto info = cl.http().get("/v1/groups/" + std::to_string(g), late.token);
+    EXPECT_EQ(info.json().value("history_visible", false), true) << info.body;
+}
+
 TEST_F(Groups, TwoHundredMembersAcrossTwoConnectorsGetEveryMessageOnceInOrder) {
     auto& cl = *cluster_;
     auto owner = cl.user("big0");
