@@ -574,6 +574,48 @@ TEST_F(ImCli, FileSentWithSlashFileIsDownloadedWithSlashGet) {
     EXPECT_EQ(c.quit(10s), 0);
 }
 
+// Groups (issue 15) in the interactive client: /group create, /to #ID, a message both ways, the
+// members list and who has read a message.
+TEST_F(ImCli, AGroupIsCreatedChattedInAndItsReadersListed) {
+    for (const std::string u : {"alice", "bob", "carol"}) {
+        ASSERT_EQ(cli({"register", "--user", u, "--password", u + "-secret"}).code, 0);
+        ASSERT_EQ(cli({"login", "--user", u, "--password", u + "-secret"}).code, 0);
+    }
+    for (const std::string u : {"bob", "carol"}) {
+        ASSERT_EQ(cli({"--user", "alice", "friends", "add", u}).code, 0);
+        ASSERT_EQ(cli({"--user", u, "friends", "accept", "alice"}).code, 0);
+    }
+    Session a("alice", {"--user", "alice"}, env_);
+    ASSERT_TRUE(a.expect("connected to")) << a.transcript();
+    a.type("/group create trip bob carol");
+    const auto created = a.expect("created group #");
+    ASSERT_TRUE(created) << a.transcript();
+    const auto hash = created->find("created group #") + 15;
+    const std::string id = created->substr(hash, created->find(' ', hash) - hash);
+    Session b("bob", {"--user", "bob"}, env_);
+    ASSERT_TRUE(b.expect("connected to")) << b.transcript();
+    EXPECT_TRUE(b.expect("[#" + id)) << "bob's client syncs the group's creation; " << b.transcript();
+    a.type("/to #" + id);
+    ASSERT_TRUE(a.expect("talking in #" + id)) << a.transcript();
+    a.type("hello trip");
+    EXPECT_TRUE(a.expect("[sent]")) << a.transcript();
+    ASSERT_TRUE(b.expect("alice #2: hello trip")) << b.transcript();
+    b.type("/to #" + id);
+    ASSERT_TRUE(b.expect("talking in #" + id)) << b.transcript();
+    b.type("/read");
+    b.type("hi all");
+    ASSERT_TRUE(a.expect("bob #3: hi all")) << a.transcript();
+    a.type("/members");
+    EXPECT_TRUE(a.expect("carol")) << a.transcript();
+    a.type("/readby 2");
+    EXPECT_TRUE(a.expect("#2 in #" + id)) << a.transcript();
+    EXPECT_TRUE(a.transcript().find("read by 1 of 2 (bob)") != std::string::npos ||
+                a.expect("read by 1 of 2 (bob)"))
+        << a.transcript();
+    EXPECT_EQ(a.quit(10s), 0);
+    EXPECT_EQ(b.quit(10s), 0);
+}
+
 }  // namespace
 }  // namespace im::test
 
