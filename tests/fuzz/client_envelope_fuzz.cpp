@@ -4,8 +4,9 @@
 //
 // Input: [session state][8 bytes: the session's user id][the frame body...]. Properties:
 // - Ping is always answered; before login only Login (once, while awaiting it) gets anywhere;
-// - a request is only forwarded for an active session, to a valid conversation the session's user
-//   takes part in, derived from the user and never from a sender field of the payload;
+// - a request is only forwarded for an active session, to a valid one-to-one conversation the
+//   session's user takes part in (derived from the user and never from a sender field of the
+//   payload), or to a valid group the payload names (its owner checks membership);
 // - refusals carry an error code and a message;
 // - a Login that passes check_login has a well-formed device id and token.
 #include <google/protobuf/stubs/logging.h>
@@ -43,18 +44,22 @@ void check_decision(SessionState state, std::uint64_t user, const client::Envelo
             break;
         case Route::to_owner: {
             FUZZ_CHECK(active);
-            FUZZ_CHECK(valid_conversation_id(d.conversation_id));
-            FUZZ_CHECK(is_participant(d.conversation_id, user));
+            const bool group = valid_group_id(d.conversation_id);
+            FUZZ_CHECK(group || (valid_conversation_id(d.conversation_id) && is_participant(d.conversation_id, user)));
             std::uint64_t expected = 0;
             if (body == Envelope::kSend)
-                expected = conversation_id(user, env.send().peer_user_id());
+                expected = send_conversation(user, env.send().peer_user_id(), env.send().group_id());
             else if (body == Envelope::kTyping)
-                expected = conversation_id(user, env.typing().peer_user_id());
+                expected = send_conversation(user, env.typing().peer_user_id(), env.typing().group_id());
             else if (body == Envelope::kReceipt)
                 expected = env.receipt().conversation_id();
             else if (body == Envelope::kSyncMessages)
                 expected = env.sync_messages().conversation_id();
+            else if (body == Envelope::kReadBy)
+                expected = env.read_by().conversation_id();
             FUZZ_CHECK(expected != 0 && d.conversation_id == expected);
+            if (group && body == Envelope::kSend) FUZZ_CHECK(env.send().peer_user_id() == 0);
+            if (body == Envelope::kReadBy) FUZZ_CHECK(group);
             FUZZ_CHECK(shard_of(d.conversation_id) < kShardCount);
             break;
         }

@@ -92,6 +92,17 @@ CLIENT_BODIES = [
     env(27, f_varint(1, 1)),  # Kick: server-only
     f_varint(1, 9),  # no body
     f_varint(1, 1) + f_bytes(99, "unknown field"),
+    # groups (issue 15): a send, typing, receipt, sync and ReadBy naming a group; a group send
+    # that also names a peer; GroupChange (im-rest -> transfer only)
+    env(14, f_bytes(2, b"\x02" * 16) + f_varint(3, 1) + f_varint(4, 1) + f_bytes(5, "hi group") + f_varint(8, 12)),
+    env(14, f_varint(1, 7) + f_bytes(2, b"\x03" * 16) + f_varint(3, 1) + f_varint(8, 12)),
+    env(14, f_varint(8, 1 << 31)),
+    env(24, f_varint(2, 12)),
+    env(17, f_varint(1, 12) + f_varint(2, 2) + f_varint(3, 3)),
+    env(21, f_varint(1, 12) + f_varint(2, 0)),
+    env(29, f_varint(1, 12) + f_varint(2, 3)),
+    env(29, f_varint(1, conv(5, 7)) + f_varint(2, 3)),
+    env(31, f_varint(1, 12) + f_varint(2, 2) + f_varint(3, 9)),
     env(10, login(device="caf\xc3\xa9")),
     env(10, f_bytes(2, b"\xff\xfe")),  # invalid UTF-8 in a string field
 ]
