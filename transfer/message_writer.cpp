@@ -1174,7 +1174,7 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
 // The batch of one one-to-one conversation's two watermark rows with at most one new message (a
 // lone message, a message and the peer's receipt, receipts alone): one prepared CALL of
 // im_store_pair (migration 009 does what write() does for it: fence, message, file reference, sync
-// versions, both rows, the outbox row), then the COMMIT of transaction(). Same failpoints and fence
+// versions, both rows, the outbox row, and the COMMIT): one round trip. Same failpoints and fence
 // outcomes as write().
 void MessageWriter::Impl::write_pair(std::vector<SendJob>& sends, const Item* msg, const std::vector<WatermarkRow>& rows,
                                      const std::vector<PushRow>& push_rows) {
@@ -1184,13 +1184,16 @@ void MessageWriter::Impl::write_pair(std::vector<SendJob>& sends, const Item* ms
                                  "no id may be committed");
     }
     if (deps.failpoints.eval("writer.before_insert")) throw std::runtime_error("failpoint writer.before_insert");
+    // The procedure commits: a failure "before the commit" is one before the CALL (nothing stored).
+    if (deps.failpoints.eval("writer.before_commit")) throw std::runtime_error("failpoint writer.before_commit");
     const auto conv = rows[0].conv;
     const auto shard = shard_of(conv);
     auto& st = db.prepare(
-        "CALL im_store_pair(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        "CALL im_store_pair(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     unsigned p = 1;
     st.setUInt64(p++, deps.owner_epoch);
     st.setUInt(p++, shard);
+    st.setUInt64(p++, shard_gen[shard]);
     st.setUInt64(p++, conv);
     st.setInt64(p++, wall_ms());
     if (msg != nullptr) {
@@ -1239,8 +1242,7 @@ void MessageWriter::Impl::write_pair(std::vector<SendJob>& sends, const Item* ms
     }
     clock.lap(stage_messages);
     if (!gen) throw FenceLost({shard});
-    if (*gen != shard_gen[shard]) throw FenceStale({{shard, *gen}});
-    if (deps.failpoints.eval("writer.before_commit")) throw std::runtime_error("failpoint writer.before_commit");
+    if (*gen != shard_gen[shard]) throw FenceStale({{shard, *gen}});  // nothing was written
 }
 
 void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<ReceiptJob>& receipts,
@@ -1606,7 +1608,7 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                 if (one != nullptr && (one->peer == 0 || one->conv != row_list[0].conv)) pair = false;
                 if (pair) {
                     fence_shards = 1;
-                    db.transaction([&] { write_pair(sends, one, row_list, push_rows); });
+                    db.transaction([&] { write_pair(sends, one, row_list, push_rows); }, false);
                     single_calls.Increment();
                 } else {
                     db.transaction([&] { write(sends, items, row_list, push_rows, gw, fence_shards); });

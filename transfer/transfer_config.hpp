@@ -53,7 +53,7 @@ struct TransferConfig {
     std::uint32_t max_queue = 100000;  // queued sends + receipts before OVERLOADED
     // A batch of one one-to-one conversation's two watermark rows with at most one new message
     // (a lone message, with the peer's receipt, or receipts alone) is stored by one prepared CALL of
-    // im_store_pair (migration 009) and a COMMIT: 2 round trips instead of up to 6.
+    // im_store_pair (migration 009), which commits: 1 round trip instead of up to 6.
     bool single_call = true;
     std::uint32_t max_text_bytes = 16 * 1024;
     std::uint32_t sync_page_limit = 200;  // messages per MessagePage (also bounded by bytes)

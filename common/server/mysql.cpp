@@ -107,7 +107,7 @@ sql::PreparedStatement& MysqlConnection::prepare(const std::string& text) {
     return *it->second;
 }
 
-void MysqlConnection::transaction(const std::function<void()>& f) {
+void MysqlConnection::transaction(const std::function<void()>& f, bool commit) {
     constexpr int kAttempts = 3;
     for (int attempt = 1;; ++attempt) {
         // START TRANSACTION ... COMMIT on the text protocol: two round trips, where toggling
@@ -116,7 +116,7 @@ void MysqlConnection::transaction(const std::function<void()>& f) {
         if (!implicit_transactions_) control("START TRANSACTION");
         try {
             f();
-            control("COMMIT");
+            if (commit) control("COMMIT");
             return;
         } catch (const sql::SQLException& e) {
             rollback_quietly();

@@ -1,16 +1,19 @@
 -- 009 (issue 16): one round trip for the commonest batch: one conversation's two watermark rows,
 -- with at most one new one-to-one message (a lone message, a message with the peer's receipt, or
 -- receipts alone; no group). The owner transfer's writer CALLs this with the batch as parameters (a
--- prepared CALL: no SQL is built from data) instead of up to 6 statements, then COMMITs. It writes
--- the same rows with the same statements' semantics and takes the same locks in the same order as
--- the batch path (transfer/message_writer.cpp write()): the shard fence first, the sync version
--- counters in user id order. Answers one row: the shard's gen, or NULL when the epoch no longer
--- holds the shard (then nothing is written and the writer bounces the requests); the writer rolls
--- back when the gen is not the one its caches belong to. writer.single_call=false turns it off.
+-- prepared CALL: no SQL is built from data) instead of up to 6 statements and the COMMIT: the
+-- procedure commits. It writes the same rows with the same statements' semantics and takes the
+-- same locks in the same order as the batch path (transfer/message_writer.cpp write()): the shard
+-- fence first, the sync version counters in user id order. Only when the shard_owner row still
+-- carries the writer's epoch and the gen its caches belong to (p_gen) does it write and COMMIT;
+-- otherwise it writes nothing and rolls back. Answers one row: the shard's gen (NULL when the epoch
+-- no longer holds the shard: the writer bounces the requests; another gen: the writer reloads).
+-- writer.single_call=false turns it off.
 DROP PROCEDURE IF EXISTS im_store_pair;
 DELIMITER //
 CREATE PROCEDURE im_store_pair(
-  IN p_epoch BIGINT UNSIGNED, IN p_shard INT UNSIGNED, IN p_conv BIGINT UNSIGNED, IN p_now BIGINT,
+  IN p_epoch BIGINT UNSIGNED, IN p_shard INT UNSIGNED, IN p_gen BIGINT UNSIGNED, IN p_conv BIGINT UNSIGNED,
+  IN p_now BIGINT,
   IN p_msg TINYINT, IN p_seq BIGINT UNSIGNED, IN p_msg_id BIGINT UNSIGNED, IN p_sender BIGINT UNSIGNED,
   IN p_device VARCHAR(64), IN p_cmid BINARY(16), IN p_type TINYINT UNSIGNED, IN p_body MEDIUMBLOB,
   IN p_created BIGINT, IN p_file_id BIGINT UNSIGNED,
@@ -24,7 +27,7 @@ BEGIN
   DECLARE v_a BIGINT UNSIGNED DEFAULT 0;
   DECLARE v_b BIGINT UNSIGNED DEFAULT 0;
   SELECT gen INTO v_gen FROM shard_owner WHERE epoch = p_epoch AND shard = p_shard LOCK IN SHARE MODE;
-  IF v_gen IS NOT NULL THEN
+  IF v_gen IS NOT NULL AND v_gen = p_gen THEN
     IF p_msg <> 0 THEN
       INSERT INTO messages (conversation_id, seq, msg_id, sender_id, sender_device, client_msg_id, type, body, created_ms)
         VALUES (p_conv, p_seq, p_msg_id, p_sender, p_device, p_cmid, p_type, p_body, p_created);
@@ -58,6 +61,9 @@ BEGIN
           up_to_seq = GREATEST(up_to_seq, VALUES(up_to_seq)), updated_ms = VALUES(updated_ms),
           first_ms = IF(first_ms = 0, VALUES(first_ms), first_ms);
     END IF;
+    COMMIT;
+  ELSE
+    ROLLBACK;
   END IF;
   SELECT v_gen AS gen;
 END //
