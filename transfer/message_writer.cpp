@@ -909,24 +909,24 @@ void MessageWriter::Impl::sync_versions(const std::vector<WatermarkRow>& rows,
     for (std::size_t off = 0; off < users.size();) {
         const std::size_t n = std::min<std::size_t>(users.size() - off, 512);
         const std::size_t padded = std::bit_ceil(n);
+        // One statement: the upsert answers each counter's new value (RETURNING gives the values
+        // after ON DUPLICATE KEY UPDATE); a padding row (increment 0) answers the same value again.
         auto& up = db.prepare(sql_batch::values_statement(
             "INSERT INTO user_sync_versions (user_id, version) VALUES ", 2, padded,
-            " ON DUPLICATE KEY UPDATE version = version + VALUES(version)"));
+            " ON DUPLICATE KEY UPDATE version = version + VALUES(version) RETURNING user_id, version"));
         unsigned p = 1;
         for (std::size_t i = 0; i < padded; ++i) {
             const auto& [user, count] = users[off + std::min(i, n - 1)];
             up.setUInt64(p++, user);
             up.setUInt64(p++, i < n ? count : 0);
         }
-        up.executeUpdate();
-        auto& st = db.prepare("SELECT user_id, version FROM user_sync_versions WHERE user_id IN (" +
-                              sql_batch::placeholders(padded) + ")");
-        for (std::size_t i = 0; i < padded; ++i)
-            st.setUInt64(static_cast<unsigned>(i + 1), users[off + std::min(i, n - 1)].first);
-        std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+        std::unique_ptr<sql::ResultSet> rs(up.executeQuery());
         std::size_t found = 0;
+        std::unordered_set<std::uint64_t> seen;
         while (rs->next()) {
-            auto& c = per_user[rs->getUInt64(1)];
+            const auto user = rs->getUInt64(1);
+            if (!seen.insert(user).second) continue;
+            auto& c = per_user[user];
             c = rs->getUInt64(2) - c + 1;  // the first of this batch's versions of the user
             ++found;
         }
