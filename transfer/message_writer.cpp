@@ -361,12 +361,35 @@ struct MessageWriter::Impl {
                const std::vector<WatermarkRow>& rows, const std::vector<PushRow>& push_rows,
                const GroupWrites& gw, std::uint64_t& fence_shards);
     void fence(const std::vector<std::uint32_t>& shards);
+    // Past the snowflake worker id's confirmed lease no batch commits (its ids could collide with
+    // a new holder's).
+    void check_id_lease() const {
+        if (wall_ms() >= deps.id_lease_valid_until_ms.load()) {
+            throw std::runtime_error("the snowflake worker-id lease is not confirmed (database unreachable?): "
+                                     "no id may be committed");
+        }
+    }
     void write_pair(std::vector<SendJob>& sends, const Item* msg, const std::vector<WatermarkRow>& rows,
                     const std::vector<PushRow>& push_rows);
     void drop_caches();
 };
 
 namespace {
+// n rows by multi-row INSERTs of the fixed chunk sizes (sql_batch): head + values + tail, where
+// bind(st, p, i) sets row i's columns from placeholder p on.
+template <class Bind>
+void insert_rows(mysql::MysqlConnection& db, const std::string& head, std::size_t columns, std::size_t n,
+                 const std::string& tail, Bind&& bind) {
+    std::size_t pos = 0;
+    for (std::size_t rows_n : sql_batch::insert_chunks(n)) {
+        auto& st = db.prepare(sql_batch::values_statement(head, columns, rows_n, tail));
+        unsigned p = 1;
+        for (std::size_t r = 0; r < rows_n; ++r) bind(st, p, pos + r);
+        st.executeUpdate();
+        pos += rows_n;
+    }
+}
+
 // The fence found shards of the batch owned by another transfer now: their requests go back.
 struct FenceLost : std::runtime_error {
     explicit FenceLost(std::vector<std::uint32_t> s)
@@ -940,8 +963,9 @@ void MessageWriter::Impl::sync_versions(const std::vector<WatermarkRow>& rows,
 }
 
 void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& items,
-                               const std::vector<WatermarkRow>& rows, const std::vector<PushRow>& push_rows,
-                               const GroupWrites& gw, std::uint64_t& fence_shards) {
+                                const std::vector<WatermarkRow>& rows,
+                                const std::vector<PushRow>& push_rows, const GroupWrites& gw,
+                                std::uint64_t& fence_shards) {
     std::vector<const Item*> fresh;
     std::vector<std::uint32_t> shards;
     std::unordered_map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>>
@@ -960,8 +984,10 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
         auto& c = conv_rows[m.conv];
         c.first = std::max(c.first, m.seq);
     }
-    for (const auto& m : gw.members) shards.push_back(shard_of(m.group));
-    for (const auto& g : gw.groups) shards.push_back(shard_of(g.id));
+    for (const auto& m : gw.members)
+        shards.push_back(shard_of(m.group));
+    for (const auto& g : gw.groups)
+        shards.push_back(shard_of(g.id));
     for (const auto& [conv, _] : conv_rows)
         shards.push_back(shard_of(conv));
     std::sort(shards.begin(), shards.end());
@@ -971,8 +997,9 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
 
     clock.lap(stage_prepare);
     if (wall_ms() >= deps.id_lease_valid_until_ms.load()) {
-        throw std::runtime_error("the snowflake worker-id lease is not confirmed (database unreachable?): "
-                                 "no id may be committed");
+        throw std::runtime_error(
+            "the snowflake worker-id lease is not confirmed (database unreachable?): "
+            "no id may be committed");
     }
     fence(shards);
     clock.lap(stage_fence);
@@ -980,86 +1007,76 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
         throw std::runtime_error("failpoint writer.before_insert");
 
     // The messages of the sends, then the groups' system messages (one row layout).
-    const std::size_t total = fresh.size() + gw.sys.size();
-    std::size_t pos = 0;
-    for (std::size_t rows_n : sql_batch::insert_chunks(total)) {
-        auto& st = db.prepare(
-            sql_batch::values_statement("INSERT INTO messages (conversation_id, seq, msg_id, "
-                                        "sender_id, sender_device, client_msg_id, type, body, "
-                                        "created_ms) VALUES ",
-                                        9, rows_n, ""));
-        unsigned p = 1;
-        for (std::size_t r = 0; r < rows_n; ++r) {
-            if (pos + r >= fresh.size()) {
-                const auto& m = gw.sys[pos + r - fresh.size()];
-                st.setUInt64(p++, m.conv);
-                st.setUInt64(p++, m.seq);
-                st.setUInt64(p++, m.msg_id);
-                st.setUInt64(p++, m.actor);
-                st.setString(p++, m.device);
-                st.setString(p++, m.client_msg_id);
-                st.setUInt(p++, static_cast<unsigned>(client::GROUP_EVENT));
-                st.setString(p++, m.body);
-                st.setInt64(p++, m.created_ms);
-                continue;
-            }
-            const Item& it = *fresh[pos + r];
-            const auto& job = sends[it.job];
-            st.setUInt64(p++, it.conv);
-            st.setUInt64(p++, it.stored.seq);
-            st.setUInt64(p++, it.stored.msg_id);
-            st.setUInt64(p++, job.session.user_id());
-            st.setString(p++, job.session.device_id());
-            st.setString(p++, job.send.client_msg_id());
-            st.setUInt(p++, static_cast<unsigned>(job.send.type()));
-            st.setString(p++, job.send.type() == client::FILE ? job.send.file().SerializeAsString()
-                                                              : job.send.text());
-            st.setInt64(p++, it.stored.created_ms);
-        }
-        st.executeUpdate();
-        pos += rows_n;
-    }
+    insert_rows(db,
+                "INSERT INTO messages (conversation_id, seq, msg_id, sender_id, sender_device, "
+                "client_msg_id, type, "
+                "body, created_ms) VALUES ",
+                9, fresh.size() + gw.sys.size(), "",
+                [&](sql::PreparedStatement& st, unsigned& p, std::size_t i) {
+                    if (i >= fresh.size()) {
+                        const auto& m = gw.sys[i - fresh.size()];
+                        st.setUInt64(p++, m.conv);
+                        st.setUInt64(p++, m.seq);
+                        st.setUInt64(p++, m.msg_id);
+                        st.setUInt64(p++, m.actor);
+                        st.setString(p++, m.device);
+                        st.setString(p++, m.client_msg_id);
+                        st.setUInt(p++, static_cast<unsigned>(client::GROUP_EVENT));
+                        st.setString(p++, m.body);
+                        st.setInt64(p++, m.created_ms);
+                        return;
+                    }
+                    const Item& it = *fresh[i];
+                    const auto& job = sends[it.job];
+                    st.setUInt64(p++, it.conv);
+                    st.setUInt64(p++, it.stored.seq);
+                    st.setUInt64(p++, it.stored.msg_id);
+                    st.setUInt64(p++, job.session.user_id());
+                    st.setString(p++, job.session.device_id());
+                    st.setString(p++, job.send.client_msg_id());
+                    st.setUInt(p++, static_cast<unsigned>(job.send.type()));
+                    st.setString(p++, job.send.type() == client::FILE
+                                          ? job.send.file().SerializeAsString()
+                                          : job.send.text());
+                    st.setInt64(p++, it.stored.created_ms);
+                });
     clock.lap(stage_messages);
 
     // Groups: the members' rows (a current member's full state from the lane's cache, which
     // is the only writer; or the left_seq of one who left), then each touched group's row.
-    pos = 0;
-    for (std::size_t rows_n : sql_batch::insert_chunks(gw.members.size())) {
-        auto& st = db.prepare(sql_batch::values_statement(
-            "INSERT INTO group_members (group_id, user_id, role, joined_seq, left_seq, delivered_seq, read_seq, "
-            "updated_ms) VALUES ",
-            8, rows_n,
-            " ON DUPLICATE KEY UPDATE role = IF(VALUES(left_seq) = 0, VALUES(role), role), "
-            "joined_seq = IF(VALUES(left_seq) = 0, VALUES(joined_seq), joined_seq), left_seq = VALUES(left_seq), "
-            "delivered_seq = IF(VALUES(left_seq) = 0, VALUES(delivered_seq), delivered_seq), "
-            "read_seq = IF(VALUES(left_seq) = 0, VALUES(read_seq), read_seq), updated_ms = VALUES(updated_ms)"));
-        unsigned p = 1;
-        for (std::size_t r = 0; r < rows_n; ++r) {
-            const auto& m = gw.members[pos + r];
-            st.setUInt64(p++, m.group);
-            st.setUInt64(p++, m.user);
-            st.setUInt(p++, m.role);
-            st.setUInt64(p++, m.left != 0 ? m.left : m.joined);
-            st.setUInt64(p++, m.left);
-            st.setUInt64(p++, m.delivered);
-            st.setUInt64(p++, m.read);
-            st.setInt64(p++, now);
-        }
-        st.executeUpdate();
-        pos += rows_n;
-    }
-    pos = 0;
-    for (std::size_t rows_n : sql_batch::insert_chunks(gw.groups.size())) {
-        auto& st = db.prepare(sql_batch::values_statement(
-            "INSERT INTO chat_groups (id, name, owner_id, last_seq, member_count, deleted_seq, created_ms, updated_ms) "
-            "VALUES ",
-            8, rows_n,
-            " ON DUPLICATE KEY UPDATE name = VALUES(name), owner_id = VALUES(owner_id), "
-            "last_seq = GREATEST(last_seq, VALUES(last_seq)), member_count = VALUES(member_count), "
-            "deleted_seq = VALUES(deleted_seq), updated_ms = VALUES(updated_ms)"));
-        unsigned p = 1;
-        for (std::size_t r = 0; r < rows_n; ++r) {
-            const auto& g = gw.groups[pos + r];
+    insert_rows(db,
+                "INSERT INTO group_members (group_id, user_id, role, joined_seq, left_seq, "
+                "delivered_seq, read_seq, "
+                "updated_ms) VALUES ",
+                8, gw.members.size(),
+                " ON DUPLICATE KEY UPDATE role = IF(VALUES(left_seq) = 0, VALUES(role), role), "
+                "joined_seq = IF(VALUES(left_seq) = 0, VALUES(joined_seq), joined_seq), left_seq = "
+                "VALUES(left_seq), "
+                "delivered_seq = IF(VALUES(left_seq) = 0, VALUES(delivered_seq), delivered_seq), "
+                "read_seq = IF(VALUES(left_seq) = 0, VALUES(read_seq), read_seq), updated_ms = "
+                "VALUES(updated_ms)",
+                [&](sql::PreparedStatement& st, unsigned& p, std::size_t i) {
+                    const auto& m = gw.members[i];
+                    st.setUInt64(p++, m.group);
+                    st.setUInt64(p++, m.user);
+                    st.setUInt(p++, m.role);
+                    st.setUInt64(p++, m.left != 0 ? m.left : m.joined);
+                    st.setUInt64(p++, m.left);
+                    st.setUInt64(p++, m.delivered);
+                    st.setUInt64(p++, m.read);
+                    st.setInt64(p++, now);
+                });
+    insert_rows(
+        db,
+        "INSERT INTO chat_groups (id, name, owner_id, last_seq, member_count, deleted_seq, "
+        "created_ms, updated_ms) "
+        "VALUES ",
+        8, gw.groups.size(),
+        " ON DUPLICATE KEY UPDATE name = VALUES(name), owner_id = VALUES(owner_id), "
+        "last_seq = GREATEST(last_seq, VALUES(last_seq)), member_count = VALUES(member_count), "
+        "deleted_seq = VALUES(deleted_seq), updated_ms = VALUES(updated_ms)",
+        [&](sql::PreparedStatement& st, unsigned& p, std::size_t i) {
+            const auto& g = gw.groups[i];
             st.setUInt64(p++, g.id);
             st.setString(p++, g.name);
             st.setUInt64(p++, g.owner);
@@ -1068,10 +1085,7 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
             st.setUInt64(p++, g.deleted_seq);
             st.setInt64(p++, g.created_ms);
             st.setInt64(p++, now);
-        }
-        st.executeUpdate();
-        pos += rows_n;
-    }
+        });
 
     // Who may download a file: the participants of the conversations it was sent in. Not INSERT
     // IGNORE: a file the sweeper removed meanwhile must fail the batch (foreign key), not vanish.
@@ -1082,48 +1096,39 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
     }
     std::sort(refs.begin(), refs.end());
     refs.erase(std::unique(refs.begin(), refs.end()), refs.end());
-    pos = 0;
-    for (std::size_t rows_n : sql_batch::insert_chunks(refs.size())) {
-        auto& st = db.prepare(sql_batch::values_statement(
-            "INSERT INTO file_refs (file_id, conversation_id, created_ms) VALUES ", 3, rows_n,
-            " ON DUPLICATE KEY UPDATE file_id = file_id"));
-        unsigned p = 1;
-        for (std::size_t r = 0; r < rows_n; ++r) {
-            st.setUInt64(p++, refs[pos + r].first);
-            st.setUInt64(p++, refs[pos + r].second);
-            st.setInt64(p++, now);
-        }
-        st.executeUpdate();
-        pos += rows_n;
-    }
+    insert_rows(db, "INSERT INTO file_refs (file_id, conversation_id, created_ms) VALUES ", 3,
+                refs.size(), " ON DUPLICATE KEY UPDATE file_id = file_id",
+                [&](sql::PreparedStatement& st, unsigned& p, std::size_t i) {
+                    st.setUInt64(p++, refs[i].first);
+                    st.setUInt64(p++, refs[i].second);
+                    st.setInt64(p++, now);
+                });
 
     std::vector<std::uint64_t> versions;
     sync_versions(rows, versions);
     clock.lap(stage_versions);
-    pos = 0;
-    for (std::size_t rows_n : sql_batch::insert_chunks(rows.size())) {
-        // unread = the peer's messages after my_read_seq. It grows by the peer's messages of this
-        // batch; when a READ receipt sets my_read_seq (assignments run left to right, so the IF
-        // sees the new value) it is counted again from the messages after it, this batch's
-        // included (inserted above). A send moves no watermark of its sender (READ means read).
-        auto& st = db.prepare(sql_batch::values_statement(
-            "INSERT INTO user_conversations (user_id, conversation_id, peer_id, last_seq, "
-            "my_delivered_seq, my_read_seq, "
-            "peer_delivered_seq, peer_read_seq, unread, version, updated_ms) VALUES ",
-            11, rows_n,
-            " ON DUPLICATE KEY UPDATE last_seq = GREATEST(last_seq, VALUES(last_seq)), "
-            "my_delivered_seq = GREATEST(my_delivered_seq, VALUES(my_delivered_seq)), "
-            "my_read_seq = GREATEST(my_read_seq, VALUES(my_read_seq)), "
-            "peer_delivered_seq = GREATEST(peer_delivered_seq, VALUES(peer_delivered_seq)), "
-            "peer_read_seq = GREATEST(peer_read_seq, VALUES(peer_read_seq)), "
-            "unread = IF(VALUES(my_read_seq) > 0 AND my_read_seq = VALUES(my_read_seq), "
-            "(SELECT COUNT(*) FROM messages m WHERE m.conversation_id = "
-            "user_conversations.conversation_id AND m.seq > user_conversations.my_read_seq AND "
-            "m.sender_id = user_conversations.peer_id), unread + VALUES(unread)), "
-            "version = VALUES(version), updated_ms = VALUES(updated_ms)"));
-        unsigned p = 1;
-        for (std::size_t r = 0; r < rows_n; ++r) {
-            const auto& w = rows[pos + r];
+    // unread = the peer's messages after my_read_seq. It grows by the peer's messages of this
+    // batch; when a READ receipt sets my_read_seq (assignments run left to right, so the IF sees
+    // the new value) it is counted again from the messages after it, this batch's included
+    // (inserted above). A send moves no watermark of its sender (READ means read).
+    insert_rows(
+        db,
+        "INSERT INTO user_conversations (user_id, conversation_id, peer_id, last_seq, "
+        "my_delivered_seq, "
+        "my_read_seq, peer_delivered_seq, peer_read_seq, unread, version, updated_ms) VALUES ",
+        11, rows.size(),
+        " ON DUPLICATE KEY UPDATE last_seq = GREATEST(last_seq, VALUES(last_seq)), "
+        "my_delivered_seq = GREATEST(my_delivered_seq, VALUES(my_delivered_seq)), "
+        "my_read_seq = GREATEST(my_read_seq, VALUES(my_read_seq)), "
+        "peer_delivered_seq = GREATEST(peer_delivered_seq, VALUES(peer_delivered_seq)), "
+        "peer_read_seq = GREATEST(peer_read_seq, VALUES(peer_read_seq)), "
+        "unread = IF(VALUES(my_read_seq) > 0 AND my_read_seq = VALUES(my_read_seq), "
+        "(SELECT COUNT(*) FROM messages m WHERE m.conversation_id = "
+        "user_conversations.conversation_id AND m.seq > user_conversations.my_read_seq AND "
+        "m.sender_id = user_conversations.peer_id), unread + VALUES(unread)), "
+        "version = VALUES(version), updated_ms = VALUES(updated_ms)",
+        [&](sql::PreparedStatement& st, unsigned& p, std::size_t i) {
+            const auto& w = rows[i];
             st.setUInt64(p++, w.user);
             st.setUInt64(p++, w.conv);
             st.setUInt64(p++, w.peer);
@@ -1133,39 +1138,30 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
             st.setUInt64(p++, w.peer_delivered);
             st.setUInt64(p++, w.peer_read);
             st.setUInt64(p++, w.received);
-            st.setUInt64(p++, versions[pos + r]);  // the user's sync cursor orders rows
+            st.setUInt64(p++, versions[i]);  // the user's sync cursor orders rows
             st.setInt64(p++, now);
-        }
-        st.executeUpdate();
-        pos += rows_n;
-    }
+        });
     clock.lap(stage_watermarks);
 
     // The outbox: (recipient, conversation) pairs; newest seq and sender of the batch.
-    pos = 0;
-    for (std::size_t rows_n : sql_batch::insert_chunks(push_rows.size())) {
-        auto& st = db.prepare(
-            sql_batch::values_statement("INSERT INTO push_pending (user_id, conversation_id, "
-                                        "from_user_id, up_to_seq, updated_ms, first_ms) VALUES ",
-                                        6, rows_n,
-                                        " ON DUPLICATE KEY UPDATE from_user_id = "
-                                        "IF(VALUES(up_to_seq) > up_to_seq, VALUES(from_user_id), "
-                                        "from_user_id), up_to_seq = GREATEST(up_to_seq, "
-                                        "VALUES(up_to_seq)), updated_ms = VALUES(updated_ms), "
-                                        "first_ms = IF(first_ms = 0, VALUES(first_ms), first_ms)"));
-        unsigned p = 1;
-        for (std::size_t r = 0; r < rows_n; ++r) {
-            const auto& row = push_rows[pos + r];
-            st.setUInt64(p++, row.user);
-            st.setUInt64(p++, row.conv);
-            st.setUInt64(p++, row.from);
-            st.setUInt64(p++, conv_rows[row.conv].first);
-            st.setInt64(p++, now);
-            st.setInt64(p++, now);
-        }
-        st.executeUpdate();
-        pos += rows_n;
-    }
+    insert_rows(db,
+                "INSERT INTO push_pending (user_id, conversation_id, "
+                "from_user_id, up_to_seq, updated_ms, first_ms) VALUES ",
+                6, push_rows.size(),
+                " ON DUPLICATE KEY UPDATE from_user_id = "
+                "IF(VALUES(up_to_seq) > up_to_seq, VALUES(from_user_id), "
+                "from_user_id), up_to_seq = GREATEST(up_to_seq, "
+                "VALUES(up_to_seq)), updated_ms = VALUES(updated_ms), "
+                "first_ms = IF(first_ms = 0, VALUES(first_ms), first_ms)",
+                [&](sql::PreparedStatement& st, unsigned& p, std::size_t i) {
+                    const auto& row = push_rows[i];
+                    st.setUInt64(p++, row.user);
+                    st.setUInt64(p++, row.conv);
+                    st.setUInt64(p++, row.from);
+                    st.setUInt64(p++, conv_rows[row.conv].first);
+                    st.setInt64(p++, now);
+                    st.setInt64(p++, now);
+                });
     clock.lap(stage_push);
     if (deps.failpoints.eval("writer.before_commit"))
         throw std::runtime_error("failpoint writer.before_commit");
@@ -1179,10 +1175,7 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
 void MessageWriter::Impl::write_pair(std::vector<SendJob>& sends, const Item* msg, const std::vector<WatermarkRow>& rows,
                                      const std::vector<PushRow>& push_rows) {
     clock.lap(stage_prepare);
-    if (wall_ms() >= deps.id_lease_valid_until_ms.load()) {
-        throw std::runtime_error("the snowflake worker-id lease is not confirmed (database unreachable?): "
-                                 "no id may be committed");
-    }
+    check_id_lease();
     if (deps.failpoints.eval("writer.before_insert")) throw std::runtime_error("failpoint writer.before_insert");
     // The procedure commits: a failure "before the commit" is one before the CALL (nothing stored).
     if (deps.failpoints.eval("writer.before_commit")) throw std::runtime_error("failpoint writer.before_commit");

@@ -277,6 +277,14 @@ void TransferServer::handle_request(ConnectorLink& link, internal::ClientRequest
         overloaded_.Increment();
         respond(link_id, session, request_id, std::move(out));
     };
+    // A full writer lane or reader pool: a retryable OVERLOADED error for this request.
+    auto busy = [&](const char* message = "") {
+        client::Envelope out;
+        out.mutable_error()->set_code(client::OVERLOADED);
+        out.mutable_error()->set_retryable(true);
+        out.mutable_error()->set_message(message);
+        overloaded(std::move(out));
+    };
     // Writes only by the owner: a request for a shard this transfer does not own (it moved, or the
     // connector's map is stale) goes back to the connector, which routes it again.
     if ((env.body_case() == client::Envelope::kSend &&
@@ -306,28 +314,17 @@ void TransferServer::handle_request(ConnectorLink& link, internal::ClientRequest
         }
         case client::Envelope::kReceipt:
             if (!writer_.submit(ReceiptJob{session, link_id, env.receipt(), request_id})) {
-                // Never dropped silently: the client resends its watermarks.
-                client::Envelope out;
-                out.mutable_error()->set_code(client::OVERLOADED);
-                out.mutable_error()->set_retryable(true);
-                out.mutable_error()->set_message("transfer busy: receipt not stored, resend it");
-                overloaded(std::move(out));
+                busy("transfer busy: receipt not stored, resend it");  // never dropped silently
             }
             break;
         case client::Envelope::kSyncConversations:
             if (!reader_.sync_conversations(session.user_id(), env.sync_conversations(), reply_later)) {
-                client::Envelope out;
-                out.mutable_error()->set_code(client::OVERLOADED);
-                out.mutable_error()->set_retryable(true);
-                overloaded(std::move(out));
+                busy();
             }
             break;
         case client::Envelope::kSyncMessages:
             if (!reader_.sync_messages(session.user_id(), env.sync_messages(), reply_later)) {
-                client::Envelope out;
-                out.mutable_error()->set_code(client::OVERLOADED);
-                out.mutable_error()->set_retryable(true);
-                overloaded(std::move(out));
+                busy();
             }
             break;
         case client::Envelope::kGroupChange: {
@@ -342,10 +339,7 @@ void TransferServer::handle_request(ConnectorLink& link, internal::ClientRequest
         }
         case client::Envelope::kReadBy:
             if (!reader_.read_by(session.user_id(), env.read_by(), reply_later)) {
-                client::Envelope out;
-                out.mutable_error()->set_code(client::OVERLOADED);
-                out.mutable_error()->set_retryable(true);
-                overloaded(std::move(out));
+                busy();
             }
             break;
         case client::Envelope::kTyping:
@@ -364,19 +358,26 @@ void TransferServer::handle_request(ConnectorLink& link, internal::ClientRequest
     }
 }
 
+// Typing indicators are ephemeral: at most typing_per_second per key (sender and peer or group);
+// one over the limit is dropped and counted.
+bool TransferServer::typing_allowed(std::uint64_t key) {
+    const auto now = net::steady_ms();
+    auto& last = typing_last_[key];
+    if (now - last < 1000 / static_cast<std::int64_t>(config_.typing_per_second)) {
+        typing_dropped_.Increment();
+        return false;
+    }
+    last = now;
+    if (typing_last_.size() > 100000) typing_last_.clear();
+    return true;
+}
+
 void TransferServer::typing(ConnectorLink& link, const internal::SessionRef& session, std::uint64_t peer) {
     const auto conv = conversation_id(session.user_id(), peer);
     if (conv == 0 || config_.typing_per_second == 0) return;
     // Rate limit per (sender, peer): typing indicators are ephemeral, dropping one is fine.
     const auto key = conv * 2 + (session.user_id() == conversation_high(conv) ? 1 : 0);
-    const auto now = net::steady_ms();
-    auto& last = typing_last_[key];
-    if (now - last < 1000 / static_cast<std::int64_t>(config_.typing_per_second)) {
-        typing_dropped_.Increment();
-        return;
-    }
-    last = now;
-    if (typing_last_.size() > 100000) typing_last_.clear();
+    if (!typing_allowed(key)) return;
     if (!directory_.online(peer)) return;  // dropped for offline peers
     (void)link;
     const auto sender = session.user_id();
@@ -398,14 +399,7 @@ void TransferServer::typing(ConnectorLink& link, const internal::SessionRef& ses
 void TransferServer::group_typing(const internal::SessionRef& session, std::uint64_t group) {
     if (!valid_group_id(group) || config_.typing_per_second == 0) return;
     const auto key = ((group << 32) | session.user_id()) | (1ull << 63);  // apart from one-to-one keys
-    const auto now = net::steady_ms();
-    auto& last = typing_last_[key];
-    if (now - last < 1000 / static_cast<std::int64_t>(config_.typing_per_second)) {
-        typing_dropped_.Increment();
-        return;
-    }
-    last = now;
-    if (typing_last_.size() > 100000) typing_last_.clear();
+    if (!typing_allowed(key)) return;
     const auto sender = session.user_id();
     reader_.group_members(group, [this, sender, group, alive = alive_](std::vector<std::uint64_t> members) {
         if (std::find(members.begin(), members.end(), sender) == members.end()) return;  // members only

@@ -102,6 +102,7 @@ private:
     void deliver_result(BatchResult& result);
     void deliver_changes(BatchResult& result);
     void group_typing(const internal::SessionRef& session, std::uint64_t group);
+    bool typing_allowed(std::uint64_t key);
     void typing(ConnectorLink& link, const internal::SessionRef& session, std::uint64_t peer);
     void hello(ConnectorLink& link, const internal::Hello& h);
     void fill_owned(google::protobuf::RepeatedPtrField<internal::ShardRange>& out) const;

@@ -133,4 +133,36 @@ std::uint32_t random_nonce() {
     std::random_device rd;
     return rd();
 }
+void SessionCounters::add(const SessionCounters& o) {
+    sent += o.sent;
+    acked += o.acked;
+    send_errors += o.send_errors;
+    duplicates += o.duplicates;
+    out_of_order += o.out_of_order;
+    sync_hints += o.sync_hints;
+    kicks += o.kicks;
+    closed += o.closed;
+    errors += o.errors;
+    receipts_sent += o.receipts_sent;
+    note(o.first_error);
+}
+
+bool SessionCounters::count_control(const pb::Envelope& env) {
+    switch (env.body_case()) {
+        case pb::Envelope::kSyncHint:
+            ++sync_hints;
+            return true;
+        case pb::Envelope::kKick:
+            ++kicks;
+            note("kicked: " + env.kick().message());
+            return true;
+        case pb::Envelope::kError:
+            ++errors;
+            note("error: " + env.error().message());
+            return true;
+        default:
+            return false;
+    }
+}
+
 }  // namespace imbench

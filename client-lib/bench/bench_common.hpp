@@ -37,4 +37,18 @@ bool decode_msg_id(const std::string& in, std::int64_t& stamp, std::uint64_t& st
                    std::uint32_t& nonce);
 std::uint32_t random_nonce();
 
+// What every chat mode counts per worker besides its own samples: sends and their answers, the
+// control frames a session gets (SyncHint, Kick, Error), closed sessions, the first error seen.
+struct SessionCounters {
+    std::uint64_t sent = 0, acked = 0, send_errors = 0, duplicates = 0, out_of_order = 0, sync_hints = 0,
+                  kicks = 0, closed = 0, errors = 0, receipts_sent = 0;
+    std::string first_error;
+    void note(const std::string& error) {
+        if (first_error.empty()) first_error = error;
+    }
+    void add(const SessionCounters& o);
+    // A SyncHint, Kick or Error frame: counted (true); any other frame: false.
+    bool count_control(const pb::Envelope& env);
+};
+
 }  // namespace imbench

@@ -20,12 +20,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct GroupStats {
+struct GroupStats : SessionCounters {
     Samples ttd, ttl, sent_ack;  // to each member, to the last member, SendResult
-    std::uint64_t sent = 0, acked = 0, send_errors = 0, deliveries = 0, deliveries_in_window = 0,
-                  duplicates = 0, out_of_order = 0, sync_hints = 0, kicks = 0, closed = 0,
-                  errors = 0, receipts_sent = 0, foreign = 0;
-    std::string first_error;
+    std::uint64_t deliveries = 0, deliveries_in_window = 0, foreign = 0;
 };
 
 // One group message on its way: how many members have it.
@@ -167,20 +164,10 @@ class GroupsRun final : public SessionHandler {
             s.ttd.merge(x.ttd);
             s.ttl.merge(x.ttl);
             s.sent_ack.merge(x.sent_ack);
-            s.sent += x.sent;
-            s.acked += x.acked;
-            s.send_errors += x.send_errors;
             s.deliveries += x.deliveries;
             s.deliveries_in_window += x.deliveries_in_window;
-            s.duplicates += x.duplicates;
-            s.out_of_order += x.out_of_order;
-            s.sync_hints += x.sync_hints;
-            s.kicks += x.kicks;
-            s.closed += x.closed;
-            s.errors += x.errors;
-            s.receipts_sent += x.receipts_sent;
             s.foreign += x.foreign;
-            if (s.first_error.empty()) s.first_error = x.first_error;
+            s.add(x);
         }
         return s;
     }
@@ -199,7 +186,7 @@ class GroupsRun final : public SessionHandler {
         if (closing_) return;
         auto& st = stats_[members_[s.index()].worker];
         ++st.closed;
-        if (st.first_error.empty()) st.first_error = "session closed: " + why;
+        st.note("session closed: " + why);
     }
 
     void on_envelope(Session& s, const pb::Envelope& env) override {
@@ -212,19 +199,9 @@ class GroupsRun final : public SessionHandler {
             case pb::Envelope::kDeliver:
                 on_deliver(m, st, env.deliver());
                 break;
-            case pb::Envelope::kSyncHint:
-                ++st.sync_hints;
-                break;
-            case pb::Envelope::kKick:
-                ++st.kicks;
-                if (st.first_error.empty()) st.first_error = "kicked: " + env.kick().message();
-                break;
-            case pb::Envelope::kError:
-                ++st.errors;
-                if (st.first_error.empty()) st.first_error = "error: " + env.error().message();
-                break;
             default:
-                break;  // Pong, receipts, presence, typing
+                st.count_control(env);  // SyncHint, Kick, Error; Pong, receipts, presence, typing ignored
+                break;
         }
     }
 

@@ -138,14 +138,11 @@ struct PendingSend {
     std::int64_t stamp = 0;
 };
 
-struct Stats {
+struct Stats : SessionCounters {
     Samples ttd, sent_ack, receipt;
     Samples ttd_b;  // isolation: sent during the second window (the flood)
     std::uint64_t received_in_b = 0;
-    std::uint64_t sent = 0, acked = 0, send_errors = 0, received = 0, received_in_window = 0,
-                  duplicates = 0, out_of_order = 0, sync_hints = 0, kicks = 0, closed = 0,
-                  errors = 0, receipts_sent = 0;
-    std::string first_error;
+    std::uint64_t received = 0, received_in_window = 0;
 };
 
 struct End {
@@ -255,19 +252,9 @@ class PairsRun final : public SessionHandler {
             s.received_in_b += x.received_in_b;
             s.sent_ack.merge(x.sent_ack);
             s.receipt.merge(x.receipt);
-            s.sent += x.sent;
-            s.acked += x.acked;
-            s.send_errors += x.send_errors;
             s.received += x.received;
             s.received_in_window += x.received_in_window;
-            s.duplicates += x.duplicates;
-            s.out_of_order += x.out_of_order;
-            s.sync_hints += x.sync_hints;
-            s.kicks += x.kicks;
-            s.closed += x.closed;
-            s.errors += x.errors;
-            s.receipts_sent += x.receipts_sent;
-            if (s.first_error.empty()) s.first_error = x.first_error;
+            s.add(x);
         }
         return s;
     }
@@ -286,7 +273,7 @@ class PairsRun final : public SessionHandler {
         if (closing_) return;
         auto& st = stats_[ends_[s.index()].worker];
         ++st.closed;
-        if (st.first_error.empty()) st.first_error = "session closed: " + why;
+        st.note("session closed: " + why);
     }
 
     void on_envelope(Session& s, const pb::Envelope& env) override {
@@ -302,19 +289,9 @@ class PairsRun final : public SessionHandler {
             case pb::Envelope::kReceiptEvent:
                 on_receipt(e, st, env.receipt_event());
                 break;
-            case pb::Envelope::kSyncHint:
-                ++st.sync_hints;
-                break;
-            case pb::Envelope::kKick:
-                ++st.kicks;
-                if (st.first_error.empty()) st.first_error = "kicked: " + env.kick().message();
-                break;
-            case pb::Envelope::kError:
-                ++st.errors;
-                if (st.first_error.empty()) st.first_error = "error: " + env.error().message();
-                break;
             default:
-                break;  // Pong, presence, typing
+                st.count_control(env);  // SyncHint, Kick, Error; Pong, presence, typing ignored
+                break;
         }
     }
 
