@@ -28,12 +28,12 @@ std::string or_terms(const std::string& cond, std::size_t terms) {
 
 std::vector<std::size_t> insert_chunks(std::size_t n) {
     std::vector<std::size_t> out;
-    for (std::size_t size : kInsertSizes) {
-        while (n >= size) {
-            out.push_back(size);
-            n -= size;
-        }
+    for (; n >= kInsertMax; n -= kInsertMax) out.push_back(kInsertMax);
+    if (n >= kInsertStep) {
+        out.push_back(n / kInsertStep * kInsertStep);
+        n %= kInsertStep;
     }
+    if (n > 0) out.push_back(n);
     return out;
 }
 

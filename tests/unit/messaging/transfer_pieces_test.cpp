@@ -89,10 +89,23 @@ TEST(SqlBatch, StatementsAndChunks) {
     EXPECT_EQ(sql_batch::values_statement("INSERT INTO t (a,b) VALUES ", 2, 2, " X"), "INSERT INTO t (a,b) VALUES (?,?),(?,?) X");
     EXPECT_EQ(sql_batch::or_terms("a = ?", 2), "(a = ?) OR (a = ?)");
     EXPECT_EQ(sql_batch::insert_chunks(0), std::vector<std::size_t>{});
-    EXPECT_EQ(sql_batch::insert_chunks(173), (std::vector<std::size_t>{128, 32, 8, 1, 1, 1, 1, 1}));
-    std::size_t sum = 0;
-    for (auto n : sql_batch::insert_chunks(1000)) sum += n;
-    EXPECT_EQ(sum, 1000u);
+    EXPECT_EQ(sql_batch::insert_chunks(173), (std::vector<std::size_t>{128, 32, 13}));
+    EXPECT_EQ(sql_batch::insert_chunks(127), (std::vector<std::size_t>{112, 15}));
+    EXPECT_EQ(sql_batch::insert_chunks(256), (std::vector<std::size_t>{128, 128}));
+    EXPECT_EQ(sql_batch::insert_chunks(7), std::vector<std::size_t>{7});
+    // Every n: the chunks add up to n, at most ceil(n / 128) + 1 statements, 23 sizes in all.
+    std::set<std::size_t> sizes;
+    for (std::size_t n = 1; n <= 1000; ++n) {
+        const auto chunks = sql_batch::insert_chunks(n);
+        std::size_t sum = 0;
+        for (auto c : chunks) {
+            sum += c;
+            sizes.insert(c);
+        }
+        EXPECT_EQ(sum, n);
+        EXPECT_LE(chunks.size(), (n + 127) / 128 + 1) << n;
+    }
+    EXPECT_EQ(sizes.size(), 23u);
     EXPECT_EQ(sql_batch::lookup_size(1), 1u);
     EXPECT_EQ(sql_batch::lookup_size(2), 8u);
     EXPECT_EQ(sql_batch::lookup_size(64), 64u);
