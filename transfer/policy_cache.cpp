@@ -11,6 +11,19 @@
 
 namespace im::transfer {
 
+namespace {
+// WITH k AS (SELECT ? AS a, ? AS b UNION ALL SELECT ?, ? ...) -> (0 friends | 1 blocked, user, peer).
+// The casts give the derived columns the keys' type (an untyped parameter would compare as text).
+std::string pairs_statement(std::size_t n) {
+    std::string k = "SELECT CAST(? AS UNSIGNED) AS a, CAST(? AS UNSIGNED) AS b";
+    for (std::size_t i = 1; i < n; ++i) k += " UNION ALL SELECT CAST(? AS UNSIGNED), CAST(? AS UNSIGNED)";
+    return "WITH k AS (" + k +
+           ") SELECT 0, f.user_id, f.friend_id FROM k JOIN friendships f ON f.user_id = k.a AND f.friend_id = k.b"
+           " UNION ALL SELECT 1, b.user_id, b.blocked_id FROM k JOIN blocks b ON b.user_id = k.a AND b.blocked_id = k.b"
+           " UNION ALL SELECT 1, b.user_id, b.blocked_id FROM k JOIN blocks b ON b.user_id = k.b AND b.blocked_id = k.a";
+}
+}  // namespace
+
 void PolicyCache::resolve(mysql::MysqlConnection& db, const std::vector<std::pair<std::uint64_t, std::uint64_t>>& pairs,
                           std::unordered_map<std::uint64_t, PairPolicy>& out) {
     std::vector<std::uint64_t> missing;  // conversation ids
@@ -33,26 +46,23 @@ void PolicyCache::resolve(mysql::MysqlConnection& db, const std::vector<std::pai
         const std::size_t padded = sql_batch::lookup_size(n);
         auto conv_at = [&](std::size_t i) { return missing[off + std::min(i, n - 1)]; };
 
-        auto& fr = db.prepare("SELECT user_id, friend_id FROM friendships WHERE " +
-                              sql_batch::or_terms("user_id = ? AND friend_id = ?", padded));
+        // One statement: the pairs as a derived table, joined to friendships and to blocks both
+        // ways by primary key (eq_ref). An OR of (user_id = ? AND friend_id = ?) terms made the
+        // range optimizer build a tree of every term on each execution: a 64-pair lookup of
+        // friendships and blocks took ~3 ms of mysqld CPU, the join ~0.5 ms (issue 16).
+        auto& st = db.prepare(pairs_statement(padded));
         for (std::size_t i = 0; i < padded; ++i) {
-            fr.setUInt64(static_cast<unsigned>(2 * i + 1), conversation_low(conv_at(i)));
-            fr.setUInt64(static_cast<unsigned>(2 * i + 2), conversation_high(conv_at(i)));
+            st.setUInt64(static_cast<unsigned>(2 * i + 1), conversation_low(conv_at(i)));
+            st.setUInt64(static_cast<unsigned>(2 * i + 2), conversation_high(conv_at(i)));
         }
-        std::unique_ptr<sql::ResultSet> rs(fr.executeQuery());
-        while (rs->next()) out[conversation_id(rs->getUInt64(1), rs->getUInt64(2))].friends = true;
-
-        auto& bl = db.prepare("SELECT user_id, blocked_id FROM blocks WHERE " +
-                              sql_batch::or_terms("user_id = ? AND blocked_id = ?", 2 * padded));
-        for (std::size_t i = 0; i < padded; ++i) {
-            const auto conv = conv_at(i);
-            bl.setUInt64(static_cast<unsigned>(4 * i + 1), conversation_low(conv));
-            bl.setUInt64(static_cast<unsigned>(4 * i + 2), conversation_high(conv));
-            bl.setUInt64(static_cast<unsigned>(4 * i + 3), conversation_high(conv));
-            bl.setUInt64(static_cast<unsigned>(4 * i + 4), conversation_low(conv));
+        std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+        while (rs->next()) {
+            auto& p = out[conversation_id(rs->getUInt64(2), rs->getUInt64(3))];
+            if (rs->getUInt(1) == 0)
+                p.friends = true;
+            else
+                p.blocked = true;
         }
-        std::unique_ptr<sql::ResultSet> brs(bl.executeQuery());
-        while (brs->next()) out[conversation_id(brs->getUInt64(1), brs->getUInt64(2))].blocked = true;
         off += n;
     }
     if (!missing.empty() && ttl_.count() > 0) {
