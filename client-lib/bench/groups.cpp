@@ -53,6 +53,7 @@ struct Member {
     std::uint64_t stream_acked = 0;
     std::deque<std::pair<std::uint64_t, std::int64_t>> unacked;  // (stream, stamp)
     std::uint64_t scheduled = 0;
+    double phase = 0;  // open loop: offset within the interval, senders spread evenly (see pairs)
     // receiving: the last stream number seen from each sender slot
     std::vector<std::uint64_t> last_stream;
     std::uint64_t max_seq = 0;
@@ -93,6 +94,8 @@ class GroupsRun final : public SessionHandler {
                 mem.user_id = users[i].user_id;
                 mem.sender = j < o_.senders;
                 mem.slot = j;
+                if (mem.sender)
+                    mem.phase = static_cast<double>(g * o_.senders + j) / static_cast<double>(groups_.size() * o_.senders);
                 mem.last_stream.assign(static_cast<std::size_t>(o_.senders), 0);
                 sessions_.push_back(std::make_unique<Session>(workers_.at(mem.worker), *this, i));
                 mem.session = sessions_.back().get();
@@ -256,12 +259,12 @@ class GroupsRun final : public SessionHandler {
         const double due = static_cast<double>(now_ns() - open_start_ns_) / interval_ns_;
         for (auto* m : by_worker_[w]) {
             if (!m->sender) continue;
-            while (static_cast<double>(m->scheduled) < due && m->unacked.size() < o_.window &&
+            while (static_cast<double>(m->scheduled) + m->phase < due && m->unacked.size() < o_.window &&
                    !m->session->closed()) {
                 // The clock starts at the scheduled time (no coordinated omission).
                 const auto stamp =
                     open_start_ns_ +
-                    static_cast<std::int64_t>(static_cast<double>(m->scheduled) * interval_ns_);
+                    static_cast<std::int64_t>((static_cast<double>(m->scheduled) + m->phase) * interval_ns_);
                 send_one(*m, w, stamp);
                 ++m->scheduled;
             }

@@ -159,6 +159,10 @@ struct End {
     std::deque<std::pair<std::uint64_t, std::int64_t>> awaiting_receipt;  // (seq, stamp)
     std::uint64_t peer_delivered = 0;
     std::uint64_t scheduled = 0;  // open loop: messages scheduled so far
+    // Open loop: this sender's offset within its interval, in intervals. The senders are spread
+    // evenly over it, so the total is a steady R messages/s rather than 2P sends at the same
+    // instant once per interval (a burst that measured the burst, not the rate).
+    double phase = 0;
     // receiving
     std::uint64_t last_stream_received = 0;
     std::uint64_t max_seq = 0;
@@ -195,6 +199,7 @@ class PairsRun final : public SessionHandler {
                 const auto& me = users[2 * k + side];
                 const auto& other = users[2 * k + 1 - side];
                 e.worker = w;
+                e.phase = static_cast<double>(2 * k + side) / static_cast<double>(2 * pairs);
                 e.peer = &ends_[2 * k + 1 - side];
                 e.peer_user_id = other.user_id;
                 e.conversation = im::conversation_id(me.user_id, other.user_id);
@@ -343,13 +348,13 @@ class PairsRun final : public SessionHandler {
         const auto now = now_ns();
         const double due = static_cast<double>(now - open_start_ns_) / interval_ns_;
         for (auto* e : ends_by_worker_[w]) {
-            while (static_cast<double>(e->scheduled) < due && e->inflight < o_.window &&
+            while (static_cast<double>(e->scheduled) + e->phase < due && e->inflight < o_.window &&
                    !e->session->closed()) {
                 // The latency clock starts at the scheduled time, not when the send finally went
                 // out: a stalled generator or server shows up as latency (no coordinated omission).
                 const auto stamp =
                     open_start_ns_ +
-                    static_cast<std::int64_t>(static_cast<double>(e->scheduled) * interval_ns_);
+                    static_cast<std::int64_t>((static_cast<double>(e->scheduled) + e->phase) * interval_ns_);
                 send_one(*e, w, stamp);
                 ++e->scheduled;
             }
