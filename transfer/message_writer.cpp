@@ -48,6 +48,13 @@ bool OnlineUsers::online(std::uint64_t user) const {
     return counts_.count(user) != 0;
 }
 
+void OnlineUsers::offline_among(const std::vector<std::uint64_t>& users, std::unordered_set<std::uint64_t>& out) const {
+    std::lock_guard lock(mu_);
+    for (auto u : users) {
+        if (counts_.count(u) == 0) out.insert(u);
+    }
+}
+
 namespace {
 
 using client::ErrorCode;
@@ -160,6 +167,24 @@ struct Item {
 
 // Seconds spent per stage of a batch (im_transfer_writer_stage_seconds_total{stage}): where the
 // writer's time goes, for profiling under load (docs/BENCHMARKS.md).
+// The Deliver frame of a stored message without its body (the caller sets the text, the file or
+// the group event): a send, the redelivery of a lost reply, a group event.
+client::Envelope deliver_frame(std::uint64_t conv, std::uint64_t seq, std::uint64_t msg_id, std::int64_t created_ms,
+                               std::uint64_t sender, const std::string& device, client::MessageType type,
+                               const std::string& client_msg_id) {
+    client::Envelope env;
+    auto* d = env.mutable_deliver();
+    d->set_conversation_id(conv);
+    d->set_seq(seq);
+    d->set_msg_id(msg_id);
+    d->set_sender_user_id(sender);
+    d->set_sender_device_id(device);
+    d->set_type(type);
+    d->set_created_ms(created_ms);
+    d->set_client_msg_id(client_msg_id);
+    return env;
+}
+
 class StageClock {
   public:
     void lap(prometheus::Counter& c) {
@@ -678,21 +703,14 @@ void MessageWriter::Impl::dedupe(std::vector<SendJob>& sends, std::vector<Item>&
                 // Stored by a batch that failed after its COMMIT (the reply was lost): never
                 // pushed, so push it now (clients dedupe on (conversation, seq) anyway).
                 unpushed.erase(key);
-                client::Envelope env;
-                auto* d = env.mutable_deliver();
-                d->set_conversation_id(found.conv);
-                d->set_seq(found.seq);
-                d->set_msg_id(found.msg_id);
-                d->set_sender_user_id(key.sender);
-                d->set_sender_device_id(rs->getString(7).asStdString());
                 const auto type = static_cast<client::MessageType>(rs->getUInt(8));
-                d->set_type(type);
+                auto env = deliver_frame(found.conv, found.seq, found.msg_id, found.created_ms, key.sender,
+                                         rs->getString(7).asStdString(), type, rs->getString(2).asStdString());
+                auto* d = env.mutable_deliver();
                 if (type == client::FILE)
                     d->mutable_file()->ParseFromString(rs->getString(9).asStdString());
                 else
                     d->set_text(rs->getString(9).asStdString());
-                d->set_created_ms(found.created_ms);
-                d->set_client_msg_id(rs->getString(2).asStdString());
                 it.redeliver = std::make_shared<const std::string>(env.SerializeAsString());
             }
         }
@@ -1400,17 +1418,9 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                 }
                 m.body = cs.out.event.SerializeAsString();
                 m.created_ms = now;
-                client::Envelope env;
-                auto* d = env.mutable_deliver();
-                d->set_conversation_id(gid);
-                d->set_seq(m.seq);
-                d->set_msg_id(m.msg_id);
-                d->set_sender_user_id(actor);
-                d->set_sender_device_id(m.device);
-                d->set_type(client::GROUP_EVENT);
-                *d->mutable_group_event() = cs.out.event;
-                d->set_created_ms(now);
-                d->set_client_msg_id(m.client_msg_id);
+                auto env = deliver_frame(gid, m.seq, m.msg_id, now, actor, m.device, client::GROUP_EVENT,
+                                         m.client_msg_id);
+                *env.mutable_deliver()->mutable_group_event() = cs.out.event;
                 cs.deliver = std::make_shared<const std::string>(env.SerializeAsString());
                 cs.audience = *g->audience;
                 for (auto u : cs.out.left) {
@@ -1469,14 +1479,20 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
             std::vector<PushRow> push_rows;
             std::unordered_set<std::uint64_t> push_seen;
             std::set<std::pair<std::uint64_t, std::uint64_t>> group_push_seen;
+            // Per group of the batch, its members without a live session: asked once (one lock),
+            // not once per member and message.
+            std::unordered_map<std::uint64_t, std::unordered_set<std::uint64_t>> offline_in_group;
             for (const auto& it : items) {
                 if (it.state != Item::State::pending) continue;
                 const auto sender = sends[it.job].session.user_id();
                 const auto seq = it.stored.seq;
                 if (it.peer == 0) {
                     // A group message: no per-member row; the outbox for each member offline.
-                    for (auto m : *group(it.conv)->audience) {
-                        if (m != sender && !deps.online.online(m) && group_push_seen.emplace(m, it.conv).second)
+                    const auto& audience = *group(it.conv)->audience;
+                    auto [off, fresh] = offline_in_group.try_emplace(it.conv);
+                    if (fresh) deps.online.offline_among(audience, off->second);
+                    for (auto m : audience) {
+                        if (m != sender && off->second.count(m) != 0 && group_push_seen.emplace(m, it.conv).second)
                             push_rows.push_back(PushRow{m, it.conv, sender});
                     }
                     continue;
@@ -1742,20 +1758,14 @@ void MessageWriter::Impl::process(std::vector<SendJob>& sends, std::vector<Recei
                 const DedupeKey key{job.session.user_id(), job.send.client_msg_id()};
                 recent.put(key, it.stored);
                 if (unpushed.size() != 0) unpushed.erase(key);  // stored (and pushed) now
-                client::Envelope env;
+                auto env = deliver_frame(it.conv, it.stored.seq, it.stored.msg_id, it.stored.created_ms,
+                                         job.session.user_id(), job.session.device_id(), job.send.type(),
+                                         job.send.client_msg_id());
                 auto* d = env.mutable_deliver();
-                d->set_conversation_id(it.conv);
-                d->set_seq(it.stored.seq);
-                d->set_msg_id(it.stored.msg_id);
-                d->set_sender_user_id(job.session.user_id());
-                d->set_sender_device_id(job.session.device_id());
-                d->set_type(job.send.type());
                 if (job.send.type() == client::FILE)
                     *d->mutable_file() = job.send.file();
                 else
                     d->set_text(job.send.text());
-                d->set_created_ms(it.stored.created_ms);
-                d->set_client_msg_id(job.send.client_msg_id());
                 out.deliver = std::make_shared<const std::string>(env.SerializeAsString());
             } else {
                 dup_total.Increment();

@@ -25,6 +25,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "im/proto/client.pb.h"
@@ -116,6 +117,8 @@ public:
     void add(std::uint64_t user);
     void remove(std::uint64_t user);
     bool online(std::uint64_t user) const;
+    // The users of `users` with no live session, added to `out` (one lock for all of them).
+    void offline_among(const std::vector<std::uint64_t>& users, std::unordered_set<std::uint64_t>& out) const;
 
 private:
     mutable std::mutex mu_;

@@ -2,9 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <unordered_set>
 
 #include "cache.hpp"
 #include "im/wire/ids.hpp"
+#include "message_writer.hpp"
 #include "session_directory.hpp"
 #include "sql_batch.hpp"
 
@@ -124,6 +126,21 @@ TEST(TwoGenCache, BoundedAndPromotes) {
     EXPECT_LE(c.size(), 4u);
     c.erase(1);
     EXPECT_EQ(c.find(1), nullptr);
+}
+
+TEST(OnlineUsers, OfflineAmongCountsSessionsPerUser) {
+    OnlineUsers online;
+    online.add(1);
+    online.add(2);
+    online.add(2);
+    online.remove(2);  // one of its two sessions ended: still online
+    online.add(3);
+    online.remove(3);
+    std::unordered_set<std::uint64_t> off;
+    online.offline_among({1, 2, 3, 4}, off);
+    EXPECT_EQ(off, (std::unordered_set<std::uint64_t>{3, 4}));
+    EXPECT_TRUE(online.online(2));
+    EXPECT_FALSE(online.online(3));
 }
 
 }  // namespace
