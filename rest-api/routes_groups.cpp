@@ -9,8 +9,10 @@
 #include <cppconn/resultset.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <memory>
 #include <set>
+#include <string>
 
 #include "groups.hpp"
 #include "im/server/clock.hpp"
@@ -96,27 +98,52 @@ std::vector<std::uint64_t> user_ids_field(const nlohmann::json& body, const char
     return ids;
 }
 
+// Runs `each(chunk_begin, n, padded)` over `users` in chunks of at most 512, each padded to 8, 64
+// or 512 (the last id repeated): a few prepared statements, one round trip per chunk instead of
+// one per user (a group may list up to groups.max_members users).
+template <typename F>
+void in_chunks(const std::vector<std::uint64_t>& users, F&& each) {
+    for (std::size_t off = 0; off < users.size();) {
+        const std::size_t n = std::min<std::size_t>(users.size() - off, 512);
+        each(off, n, n <= 8 ? std::size_t{8} : n <= 64 ? std::size_t{64} : std::size_t{512});
+        off += n;
+    }
+}
+
+std::string marks(std::size_t n) {
+    std::string s = "?";
+    for (std::size_t i = 1; i < n; ++i) s += ",?";
+    return s;
+}
+
 // Who may be put in a group by `me`: friends, with no block either way (a block also ends the
-// friendship; it is named as such so the caller knows why).
+// friendship; it is named as such so the caller knows why). The first offending user in the
+// list's order is named.
 void require_invitable(Db& db, std::uint64_t me, const std::vector<std::uint64_t>& users) {
-    auto& st = db.prepare(
-        "SELECT (SELECT COUNT(*) FROM blocks WHERE (user_id = ? AND blocked_id = ?) OR (user_id = "
-        "? AND blocked_id = ?)), "
-        "(SELECT COUNT(*) FROM friendships WHERE user_id = ? AND friend_id = ?)");
+    std::set<std::uint64_t> friends, blocked;
+    in_chunks(users, [&](std::size_t off, std::size_t n, std::size_t padded) {
+        const auto at = [&](std::size_t i) { return users[off + std::min(i, n - 1)]; };
+        auto& fr = db.prepare("SELECT friend_id FROM friendships WHERE user_id = ? AND friend_id IN (" +
+                              marks(padded) + ")");
+        fr.setUInt64(1, me);
+        for (std::size_t i = 0; i < padded; ++i) fr.setUInt64(static_cast<unsigned>(i + 2), at(i));
+        std::unique_ptr<sql::ResultSet> frs(fr.executeQuery());
+        while (frs->next()) friends.insert(frs->getUInt64(1));
+        auto& bl = db.prepare("SELECT user_id, blocked_id FROM blocks WHERE (user_id = ? AND blocked_id IN (" +
+                              marks(padded) + ")) OR (blocked_id = ? AND user_id IN (" + marks(padded) + "))");
+        bl.setUInt64(1, me);
+        for (std::size_t i = 0; i < padded; ++i) bl.setUInt64(static_cast<unsigned>(i + 2), at(i));
+        bl.setUInt64(static_cast<unsigned>(padded + 2), me);
+        for (std::size_t i = 0; i < padded; ++i) bl.setUInt64(static_cast<unsigned>(padded + 3 + i), at(i));
+        std::unique_ptr<sql::ResultSet> brs(bl.executeQuery());
+        while (brs->next()) blocked.insert(brs->getUInt64(1) == me ? brs->getUInt64(2) : brs->getUInt64(1));
+    });
     for (const auto u : users) {
-        st.setUInt64(1, me);
-        st.setUInt64(2, u);
-        st.setUInt64(3, u);
-        st.setUInt64(4, me);
-        st.setUInt64(5, me);
-        st.setUInt64(6, u);
-        std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
-        rs->next();
-        if (rs->getUInt64(1) != 0) {
+        if (blocked.count(u) != 0) {
             throw ApiError(403, "blocked",
                            "a block exists between you and user " + std::to_string(u));
         }
-        if (rs->getUInt64(2) == 0) {
+        if (friends.count(u) == 0) {
             throw ApiError(403, "not_friends", "user " + std::to_string(u) + " is not your friend");
         }
     }
@@ -256,10 +283,18 @@ HttpResponse add_members(RequestContext& ctx) {
     const auto body = ctx.json_body();
     const auto users = user_ids_field(body, "user_ids", false);
     auto& db = ctx.be.db;
+    std::set<std::uint64_t> current{ctx.me()};  // the caller is a current member (my_group)
+    in_chunks(users, [&](std::size_t off, std::size_t n, std::size_t padded) {
+        auto& st = db.prepare("SELECT user_id FROM group_members WHERE group_id = ? AND left_seq = 0 AND user_id IN (" +
+                              marks(padded) + ")");
+        st.setUInt64(1, m.group.id);
+        for (std::size_t i = 0; i < padded; ++i)
+            st.setUInt64(static_cast<unsigned>(i + 2), users[off + std::min(i, n - 1)]);
+        std::unique_ptr<sql::ResultSet> rs(st.executeQuery());
+        while (rs->next()) current.insert(rs->getUInt64(1));
+    });
     for (const auto u : users) {
-        const auto row =
-            u == ctx.me() ? std::optional<MemberRow>(m.me) : find_member(db, m.group.id, u);
-        if (row && row->current()) {
+        if (current.count(u) != 0) {
             throw ApiError(409, "already_member",
                            "user " + std::to_string(u) + " is a member already");
         }
