@@ -12,6 +12,8 @@ function(im_target_defaults target)
     # GCC 12 under -fsanitize flags Asio's coroutine frame operator delete as mismatched (a false
     # positive of the sanitizer build only).
     $<$<CONFIG:Asan>:-Wno-mismatched-new-delete>
+    # Asio and libstdc++ use atomic_thread_fence, which TSan does not model (GCC warns under -Werror).
+    $<$<CONFIG:Tsan>:-Wno-tsan -Wno-mismatched-new-delete>
     -include utility)
   target_compile_definitions(${target} PRIVATE
     BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_USE_STD_STRING_VIEW SPDLOG_FMT_EXTERNAL

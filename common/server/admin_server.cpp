@@ -8,6 +8,8 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
+
 #include "im/server/metrics.hpp"
 
 namespace im {
@@ -31,7 +33,7 @@ struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
     const Metrics& metrics;
     ReadyCheck ready;
     int connections = 0;
-    bool stopped = false;
+    std::atomic<bool> stopped{false};  // set by stop() on any thread, read on the io thread
 
     http::response<http::string_body> handle(const http::request<http::string_body>& req) {
         http::response<http::string_body> res;
@@ -135,8 +137,7 @@ std::uint16_t AdminServer::start(tcp::acceptor listening) {
 }
 
 void AdminServer::stop() {
-    if (!state_ || state_->stopped) return;
-    state_->stopped = true;
+    if (!state_ || state_->stopped.exchange(true)) return;
     // Closing must happen on the io thread; post it (the state outlives us via shared_ptr).
     asio::post(state_->acceptor.get_executor(), [s = state_] {
         beast::error_code ec;

@@ -92,10 +92,12 @@ HttpTestServer::~HttpTestServer() { stop(); }
 void HttpTestServer::stop() {
     if (impl_->stopping.exchange(true)) return;
     beast::error_code ec;
-    impl_->acceptor.cancel(ec);
+    // shutdown() wakes the blocking accept() without touching the acceptor object, which the
+    // accept thread is using (closing it from here was a data race, found by TSan); it is
+    // closed once that thread is gone.
     ::shutdown(impl_->acceptor.native_handle(), SHUT_RDWR);
-    impl_->acceptor.close(ec);
     if (impl_->accept_thread.joinable()) impl_->accept_thread.join();
+    impl_->acceptor.close(ec);
     std::vector<std::thread> workers;
     {
         std::lock_guard l(impl_->mu);

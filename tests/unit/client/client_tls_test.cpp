@@ -69,9 +69,9 @@ class TlsConnector {
     ~TlsConnector() {
         stop_ = true;
         boost::system::error_code ec;
-        ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
-        acceptor_.close(ec);
+        ::shutdown(acceptor_.native_handle(), SHUT_RDWR);  // wakes accept(); close after the join
         thread_.join();
+        acceptor_.close(ec);
     }
     std::string address() const {
         return "127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port());

