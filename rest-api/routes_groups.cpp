@@ -17,6 +17,7 @@
 #include "groups.hpp"
 #include "im/server/clock.hpp"
 #include "im/server/mysql.hpp"
+#include "im/server/sql_batch.hpp"
 #include "im/wire/ids.hpp"
 #include "rest_service.hpp"
 #include "validation.hpp"
@@ -98,22 +99,16 @@ std::vector<std::uint64_t> user_ids_field(const nlohmann::json& body, const char
     return ids;
 }
 
-// Runs `each(chunk_begin, n, padded)` over `users` in chunks of at most 512, each padded to 8, 64
-// or 512 (the last id repeated): a few prepared statements, one round trip per chunk instead of
-// one per user (a group may list up to groups.max_members users).
+// Runs `each(chunk_begin, n, padded)` over `users` in chunks of at most 512, each padded to a
+// sql_batch lookup size (the last id repeated): a few prepared statements, one round trip per chunk
+// instead of one per user (a group may list up to groups.max_members users).
 template <typename F>
 void in_chunks(const std::vector<std::uint64_t>& users, F&& each) {
     for (std::size_t off = 0; off < users.size();) {
         const std::size_t n = std::min<std::size_t>(users.size() - off, 512);
-        each(off, n, n <= 8 ? std::size_t{8} : n <= 64 ? std::size_t{64} : std::size_t{512});
+        each(off, n, sql_batch::lookup_size(n));
         off += n;
     }
-}
-
-std::string marks(std::size_t n) {
-    std::string s = "?";
-    for (std::size_t i = 1; i < n; ++i) s += ",?";
-    return s;
 }
 
 // Who may be put in a group by `me`: friends, with no block either way (a block also ends the
@@ -124,13 +119,13 @@ void require_invitable(Db& db, std::uint64_t me, const std::vector<std::uint64_t
     in_chunks(users, [&](std::size_t off, std::size_t n, std::size_t padded) {
         const auto at = [&](std::size_t i) { return users[off + std::min(i, n - 1)]; };
         auto& fr = db.prepare("SELECT friend_id FROM friendships WHERE user_id = ? AND friend_id IN (" +
-                              marks(padded) + ")");
+                              sql_batch::placeholders(padded) + ")");
         fr.setUInt64(1, me);
         for (std::size_t i = 0; i < padded; ++i) fr.setUInt64(static_cast<unsigned>(i + 2), at(i));
         std::unique_ptr<sql::ResultSet> frs(fr.executeQuery());
         while (frs->next()) friends.insert(frs->getUInt64(1));
         auto& bl = db.prepare("SELECT user_id, blocked_id FROM blocks WHERE (user_id = ? AND blocked_id IN (" +
-                              marks(padded) + ")) OR (blocked_id = ? AND user_id IN (" + marks(padded) + "))");
+                              sql_batch::placeholders(padded) + ")) OR (blocked_id = ? AND user_id IN (" + sql_batch::placeholders(padded) + "))");
         bl.setUInt64(1, me);
         for (std::size_t i = 0; i < padded; ++i) bl.setUInt64(static_cast<unsigned>(i + 2), at(i));
         bl.setUInt64(static_cast<unsigned>(padded + 2), me);
@@ -286,7 +281,7 @@ HttpResponse add_members(RequestContext& ctx) {
     std::set<std::uint64_t> current{ctx.me()};  // the caller is a current member (my_group)
     in_chunks(users, [&](std::size_t off, std::size_t n, std::size_t padded) {
         auto& st = db.prepare("SELECT user_id FROM group_members WHERE group_id = ? AND left_seq = 0 AND user_id IN (" +
-                              marks(padded) + ")");
+                              sql_batch::placeholders(padded) + ")");
         st.setUInt64(1, m.group.id);
         for (std::size_t i = 0; i < padded; ++i)
             st.setUInt64(static_cast<unsigned>(i + 2), users[off + std::min(i, n - 1)]);

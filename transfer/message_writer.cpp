@@ -26,7 +26,7 @@
 #include "im/wire/ids.hpp"
 #include "pending_receipts.hpp"
 #include "policy_cache.hpp"
-#include "sql_batch.hpp"
+#include "im/server/sql_batch.hpp"
 #include "transfer_config.hpp"
 
 namespace im::transfer {
@@ -165,8 +165,6 @@ struct Item {
     std::shared_ptr<const std::string> redeliver;
 };
 
-// Seconds spent per stage of a batch (im_transfer_writer_stage_seconds_total{stage}): where the
-// writer's time goes, for profiling under load (docs/BENCHMARKS.md).
 // The Deliver frame of a stored message without its body (the caller sets the text, the file or
 // the group event): a send, the redelivery of a lost reply, a group event.
 client::Envelope deliver_frame(std::uint64_t conv, std::uint64_t seq, std::uint64_t msg_id, std::int64_t created_ms,
@@ -185,6 +183,8 @@ client::Envelope deliver_frame(std::uint64_t conv, std::uint64_t seq, std::uint6
     return env;
 }
 
+// Seconds spent per stage of a batch (im_transfer_writer_stage_seconds_total{stage}): where the
+// writer's time goes, for profiling under load (docs/BENCHMARKS.md).
 class StageClock {
   public:
     void lap(prometheus::Counter& c) {
@@ -1014,11 +1014,7 @@ void MessageWriter::Impl::write(std::vector<SendJob>& sends, std::vector<Item>& 
     const auto now = wall_ms();
 
     clock.lap(stage_prepare);
-    if (wall_ms() >= deps.id_lease_valid_until_ms.load()) {
-        throw std::runtime_error(
-            "the snowflake worker-id lease is not confirmed (database unreachable?): "
-            "no id may be committed");
-    }
+    check_id_lease();
     fence(shards);
     clock.lap(stage_fence);
     if (deps.failpoints.eval("writer.before_insert"))

@@ -11,7 +11,7 @@
 #include "im/server/clock.hpp"
 #include "im/server/id_generator.hpp"
 #include "im/server/mysql.hpp"
-#include "sql_batch.hpp"
+#include "im/server/sql_batch.hpp"
 
 namespace im::transfer {
 std::uint64_t new_incarnation_epoch() {

@@ -7,7 +7,7 @@
 
 #include "im/server/mysql.hpp"
 #include "im/wire/ids.hpp"
-#include "sql_batch.hpp"
+#include "im/server/sql_batch.hpp"
 
 namespace im::transfer {
 

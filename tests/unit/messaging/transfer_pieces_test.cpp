@@ -8,7 +8,7 @@
 #include "im/wire/ids.hpp"
 #include "message_writer.hpp"
 #include "session_directory.hpp"
-#include "sql_batch.hpp"
+#include "im/server/sql_batch.hpp"
 
 namespace im::transfer {
 namespace {

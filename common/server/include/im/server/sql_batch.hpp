@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace im::transfer::sql_batch {
+namespace im::sql_batch {
 
 inline constexpr std::size_t kInsertMax = 128;
 inline constexpr std::size_t kInsertStep = 16;
@@ -28,4 +28,4 @@ std::vector<std::size_t> insert_chunks(std::size_t n);
 // The smallest lookup size >= n (n <= 512), for padding.
 std::size_t lookup_size(std::size_t n);
 
-}  // namespace im::transfer::sql_batch
+}  // namespace im::sql_batch

@@ -1,6 +1,6 @@
-#include "sql_batch.hpp"
+#include "im/server/sql_batch.hpp"
 
-namespace im::transfer::sql_batch {
+namespace im::sql_batch {
 
 std::string placeholders(std::size_t n) {
     std::string s;
@@ -44,4 +44,4 @@ std::size_t lookup_size(std::size_t n) {
     return kLookupSizes[std::size(kLookupSizes) - 1];
 }
 
-}  // namespace im::transfer::sql_batch
+}  // namespace im::sql_batch
