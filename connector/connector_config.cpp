@@ -31,6 +31,14 @@ ConnectorConfig load_connector_config(const config::ConfigSource& source, std::s
     std::uint64_t wq = c.max_write_queue_bytes;
     b.bind_size("sessions.max_write_queue_bytes", wq, 4096, 1ull << 30);
     c.max_write_queue_bytes = static_cast<std::size_t>(wq);
+    std::uint64_t pq = c.push_queue_bytes;
+    b.bind_size("sessions.push_queue_bytes", pq, 0, 1ull << 30);
+    c.push_queue_bytes = static_cast<std::size_t>(pq);
+    if (c.push_queue_bytes == 0) c.push_queue_bytes = c.max_write_queue_bytes / 2;
+    b.require(c.push_queue_bytes < c.max_write_queue_bytes, "sessions.push_queue_bytes",
+              "must be below sessions.max_write_queue_bytes (answers need the room above it)");
+    b.bind_duration("sessions.slow_consumer_timeout", c.slow_consumer_timeout, milliseconds(100),
+                    std::chrono::minutes(10));
     b.bind("sessions.max_pending_requests", c.max_pending_requests, 1, 100000);
     bind_rate(b, "sessions.messages", c.limits.session_messages);
     bind_rate(b, "sessions.receipts", c.limits.session_receipts);

@@ -30,7 +30,13 @@ struct ConnectorConfig {
     std::uint16_t admin_port = 9090;
     std::uint32_t max_sessions = 100000;
     std::uint32_t max_frame_bytes = 64 * 1024;
-    std::size_t max_write_queue_bytes = 1 << 20;  // per session; beyond: Kick SLOW_CONSUMER
+    std::size_t max_write_queue_bytes = 1 << 20;  // per session; beyond: closed (slow consumer)
+    // Pushes (deliveries, receipts, typing, presence) are dropped for a session whose write queue
+    // holds more than this (0: half of max_write_queue_bytes); the session gets a SyncHint once
+    // its queue is written out, and is closed as a slow consumer if that takes longer than
+    // slow_consumer_timeout. Answers to its own requests are never dropped.
+    std::size_t push_queue_bytes = 0;
+    std::chrono::milliseconds slow_consumer_timeout{10000};
     std::uint32_t max_pending_requests = 256;      // per session, answered by a transfer
     AbuseLimits limits;  // rates per session and per user, connections per address, pre-login frames
     std::chrono::milliseconds heartbeat_interval{30000};  // announced to clients; 3x silence closes

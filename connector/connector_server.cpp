@@ -71,10 +71,14 @@ ConnectorServer::ConnectorServer(asio::io_context& io, const ConnectorConfig& co
           metrics.counter("im_connector_client_frames_total", "Frames received from clients.")),
       pushes_out_(
           metrics.counter("im_connector_push_frames_total", "Frames pushed to client sessions.")),
+      pushes_shed_(metrics.counter("im_connector_pushes_shed_total",
+                                   "Pushes dropped for sessions behind on reading (they are told "
+                                   "to sync once their write queue is written out).")),
       frame_errors_(metrics.counter("im_connector_frame_errors_total",
                                     "Connections closed for a framing error.")),
       slow_consumers_(metrics.counter("im_connector_slow_consumers_total",
-                                      "Sessions closed because their write queue overflowed.")),
+                                      "Sessions closed because their write queue overflowed "
+                                      "or was not written out in time.")),
       kicks_total_(metrics.counter("im_connector_kicks_total",
                                    "Sessions kicked (replaced, logged out, idle, draining).")),
       unavailable_(metrics.counter("im_connector_unavailable_total",
@@ -309,10 +313,15 @@ void ConnectorServer::sweep() {
         if (ec) return;
         const auto now = net::steady_ms();
         const auto idle_limit = 3 * config_.heartbeat_interval.count();
-        std::vector<std::shared_ptr<ClientSession>> idle, late;
+        std::vector<std::shared_ptr<ClientSession>> idle, late, stalled;
         for (auto& [ptr, s] : sessions_) {
             if (s->state == SessionState::active) {
-                if (now - s->last_read_ms() > idle_limit) idle.push_back(s);
+                if (s->behind_since_ms != 0 &&
+                    now - s->behind_since_ms > config_.slow_consumer_timeout.count()) {
+                    stalled.push_back(s);
+                } else if (now - s->last_read_ms() > idle_limit) {
+                    idle.push_back(s);
+                }
             } else if (s->state != SessionState::closing &&
                        now - s->connected_ms > config_.login_timeout.count()) {
                 late.push_back(s);
@@ -322,6 +331,7 @@ void ConnectorServer::sweep() {
             kicks_total_.Increment();
             s->kick(client::IDLE, "no frame for 3 heartbeat intervals");
         }
+        for (auto& s : stalled) s->close(net::CloseReason::slow_consumer);  // no frame: not read
         for (auto& s : late) {
             login_timeouts_.Increment();
             s->send_error(0, client::NOT_LOGGED_IN, "login timeout (sessions.login_timeout)", true);
@@ -840,6 +850,17 @@ void ConnectorServer::on_transfer_frame(TransferLink& link, internal::LinkEnvelo
                         p.except().login_epoch() == s->login_epoch) {
                         continue;
                     }
+                    // A session behind on reading gets no more pushes until its queue is
+                    // written out, then one SyncHint: the store has everything it missed. A
+                    // burst (a paused link's backlog, a busy group) costs a sync, not the session.
+                    if (s->behind_since_ms == 0 && s->queued_bytes() > 0 &&
+                        s->queued_bytes() + p.frame().size() > config_.push_queue_bytes) {
+                        s->behind_since_ms = net::steady_ms();
+                    }
+                    if (s->behind_since_ms != 0) {
+                        pushes_shed_.Increment();
+                        continue;
+                    }
                     if (s->send_body(p.frame())) pushes_out_.Increment();
                 }
             }
@@ -916,6 +937,15 @@ void ConnectorServer::on_link_up() {
     }
 }
 
+void ConnectorServer::on_session_caught_up(ClientSession& s) {
+    s.behind_since_ms = 0;
+    if (s.state != SessionState::active) return;
+    client::Envelope hint;
+    hint.mutable_sync_hint()->set_conversation_id(0);
+    hint.mutable_sync_hint()->set_reason("pushes dropped while the client read slowly");
+    s.send(hint);
+}
+
 void ConnectorServer::kick_matching(std::uint64_t user, std::uint64_t token_session_id,
                                     std::uint64_t only_login_epoch, client::KickReason reason,
                                     const std::string& message) {
@@ -935,8 +965,8 @@ void ConnectorServer::on_session_closed(ClientSession& s, net::CloseReason reaso
         slow_consumers_.Increment();
         spdlog::warn(
             "connector: session of user {} from {} closed: slow consumer (write queue over {} "
-            "bytes)",
-            s.user_id, s.peer(), config_.max_write_queue_bytes);
+            "bytes, or pushes dropped and the queue not written out within {} ms)",
+            s.user_id, s.peer(), config_.max_write_queue_bytes, config_.slow_consumer_timeout.count());
     }
     auto keep = sessions_.find(&s);
     if (keep == sessions_.end()) return;

@@ -54,6 +54,8 @@ public:
     // From sessions.
     void on_client_frame(ClientSession& s, client::Envelope& env);
     void on_session_closed(ClientSession& s, net::CloseReason reason);
+    // A session whose pushes were dropped has written out its queue: it is told to sync.
+    void on_session_caught_up(ClientSession& s);
     void count_frame_error(wire::FrameError e);
 
 private:
@@ -144,6 +146,7 @@ private:
     prometheus::Counter& logins_failed_;
     prometheus::Counter& frames_in_;
     prometheus::Counter& pushes_out_;
+    prometheus::Counter& pushes_shed_;
     prometheus::Counter& frame_errors_;
     prometheus::Counter& slow_consumers_;
     prometheus::Counter& kicks_total_;

@@ -49,6 +49,10 @@ void ClientSession::kick(client::KickReason reason, const std::string& message) 
     close_after_flush();
 }
 
+void ClientSession::on_write_queue_empty() {
+    if (behind_since_ms != 0) server_.on_session_caught_up(*this);
+}
+
 void ClientSession::on_closed(net::CloseReason reason, wire::FrameError /*error*/) {
     server_.on_session_closed(*this, reason);
 }

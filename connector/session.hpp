@@ -48,11 +48,16 @@ public:
     std::int64_t rate_paused_until = 0;     // reading paused by a rate limit until then
     bool paused_for_pending = false;        // reading paused at sessions.max_pending_requests
     AddressCounter::Key address{};          // counted in sessions.max_per_address while open
+    // Pushes are being dropped since then (the write queue passed sessions.push_queue_bytes); 0:
+    // not behind. Once the queue is written out the client gets a SyncHint; a queue not written
+    // out within sessions.slow_consumer_timeout closes the session.
+    std::int64_t behind_since_ms = 0;
 
 protected:
     void on_frame(std::string_view body) override;
     void on_closed(net::CloseReason reason, wire::FrameError error) override;
     void on_frame_error(wire::FrameError error) override;
+    void on_write_queue_empty() override;
 
 private:
     ConnectorServer& server_;

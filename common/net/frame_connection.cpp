@@ -207,6 +207,7 @@ void FrameConnection::on_written(const error_code& ec) {
     } else {
         if (out_.capacity() > kKeepWriteCapacity) std::string().swap(out_);
         if (state_ == State::draining) close(CloseReason::local);
+        else on_write_queue_empty();
     }
 }
 

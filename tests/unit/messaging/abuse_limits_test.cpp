@@ -1,5 +1,7 @@
 // The connector's abuse limits as pure pieces (connector/abuse_limits.hpp).
 #include "abuse_limits.hpp"
+#include "connector_config.hpp"
+#include "im/server/config.hpp"
 
 #include <gtest/gtest.h>
 
@@ -83,6 +85,29 @@ TEST(AbuseLimits, AddressCounterBoundsConnectionsPerAddressAndForgetsEmptyOnes) 
     c.remove(other);
     EXPECT_EQ(c.addresses(), 0u);
     EXPECT_TRUE(c.try_add(v4, 0));  // 0: no limit
+}
+
+// Pushes are dropped past sessions.push_queue_bytes: half the write queue bound by default, and it
+// must leave room below the bound for the session's answers.
+TEST(ConnectorConfig, PushQueueBytesDefaultsToHalfTheWriteQueueAndMustStayBelowIt) {
+    const config::Env secret{{"IM_CLUSTER_SECRET", "a-test-cluster-secret"}};
+    auto c = load_connector_config(config::ConfigSource(secret));
+    EXPECT_EQ(c.max_write_queue_bytes, 1u << 20);
+    EXPECT_EQ(c.push_queue_bytes, 512u << 10);
+    EXPECT_EQ(c.slow_consumer_timeout, std::chrono::seconds(10));
+    auto env = secret;
+    env["IM_CONNECTOR_SESSIONS_MAX_WRITE_QUEUE_BYTES"] = "4MiB";
+    env["IM_CONNECTOR_SESSIONS_SLOW_CONSUMER_TIMEOUT"] = "3s";
+    c = load_connector_config(config::ConfigSource(env));
+    EXPECT_EQ(c.push_queue_bytes, 2u << 20);
+    EXPECT_EQ(c.slow_consumer_timeout, std::chrono::seconds(3));
+    env["IM_CONNECTOR_SESSIONS_PUSH_QUEUE_BYTES"] = "4MiB";
+    try {
+        load_connector_config(config::ConfigSource(env));
+        FAIL() << "a push queue bound equal to the write queue bound was accepted";
+    } catch (const config::ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("sessions.push_queue_bytes"), std::string::npos) << e.what();
+    }
 }
 
 }  // namespace

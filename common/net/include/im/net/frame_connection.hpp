@@ -88,6 +88,9 @@ protected:
     virtual void on_closed(CloseReason reason, wire::FrameError error) = 0;
     // Called after a batch of frames read at once was handled (a good moment to flush coalesced work).
     virtual void on_read_batch_done() {}
+    // Everything queued has been written to the socket (called after the write that emptied the
+    // queue; it may queue more).
+    virtual void on_write_queue_empty() {}
     // A framing error (the stream cannot be resynchronised). Default: close with frame_error. A
     // subclass may queue an error frame and close_after_flush() instead.
     virtual void on_frame_error(wire::FrameError error) { finish_close(CloseReason::frame_error, error); }
