@@ -1,12 +1,17 @@
 #include "raw_client.hpp"
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 
+#include <array>
+#include <future>
+#include <optional>
 #include <random>
 #include <stdexcept>
 
@@ -36,35 +41,51 @@ struct RawClient::Impl {
     std::vector<client::Envelope> all;
     bool is_closed = false;
     std::mutex write_mu;
+    wire::FrameDecoder decoder{64u << 20};
+    // TLS: an SSL object may not be read in one thread and written in another, so a TLS client
+    // does both on the reader thread (io.run(), asynchronously); send() waits for its write there.
+    std::array<char, 65536> tls_buf{};
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> tls_work;
 
-    template <class F>
-    auto with(F&& f) {
-        if (tls) return f(*tls);
-        return f(*plain);
+    // False on a framing error.
+    bool deliver(const char* data, std::size_t n) {
+        const auto err = decoder.feed(data, n, [&](std::string_view body) {
+            client::Envelope env;
+            if (wire::parse_body(body, env) == wire::FrameError::none) {
+                std::lock_guard l(mu);
+                unconsumed.push_back(env);
+                all.push_back(std::move(env));
+            }
+            cv.notify_all();
+            return true;
+        });
+        return err == wire::FrameError::none;
     }
 
-    void read_loop() {
-        wire::FrameDecoder dec(64u << 20);
-        char buf[65536];
-        for (;;) {
-            boost::system::error_code ec;
-            const std::size_t n = with([&](auto& s) { return s.read_some(asio::buffer(buf), ec); });
-            if (ec || n == 0) break;
-            const auto err = dec.feed(buf, n, [&](std::string_view body) {
-                client::Envelope env;
-                if (wire::parse_body(body, env) == wire::FrameError::none) {
-                    std::lock_guard l(mu);
-                    unconsumed.push_back(env);
-                    all.push_back(std::move(env));
-                }
-                cv.notify_all();
-                return true;
-            });
-            if (err != wire::FrameError::none) break;
-        }
+    void mark_closed() {
         std::lock_guard l(mu);
         is_closed = true;
         cv.notify_all();
+    }
+
+    void read_loop() {  // plain TCP, blocking
+        char buf[65536];
+        for (;;) {
+            boost::system::error_code ec;
+            const std::size_t n = plain->read_some(asio::buffer(buf), ec);
+            if (ec || n == 0 || !deliver(buf, n)) break;
+        }
+        mark_closed();
+    }
+
+    void tls_read_next() {
+        tls->async_read_some(asio::buffer(tls_buf), [this](const boost::system::error_code& ec, std::size_t n) {
+            if (ec || n == 0 || !deliver(tls_buf.data(), n)) {
+                mark_closed();
+                return;
+            }
+            tls_read_next();
+        });
     }
 };
 
@@ -74,6 +95,7 @@ RawClient::RawClient(std::uint16_t port, std::string ca_file) : impl_(std::make_
         impl_->plain = std::make_unique<tcp::socket>(impl_->io);
         impl_->plain->connect(ep);
         impl_->plain->set_option(tcp::no_delay(true));
+        impl_->reader = std::thread([this] { impl_->read_loop(); });
     } else {
         impl_->tls_ctx.load_verify_file(ca_file);
         impl_->tls_ctx.set_verify_mode(asio::ssl::verify_peer);
@@ -81,19 +103,28 @@ RawClient::RawClient(std::uint16_t port, std::string ca_file) : impl_(std::make_
         impl_->tls->set_verify_callback(asio::ssl::host_name_verification("localhost"));
         impl_->tls->lowest_layer().connect(ep);
         impl_->tls->handshake(asio::ssl::stream_base::client);  // throws when the CA is not trusted
+        impl_->tls_work.emplace(asio::make_work_guard(impl_->io));
+        impl_->tls_read_next();
+        impl_->reader = std::thread([this] { impl_->io.run(); });
     }
-    impl_->reader = std::thread([this] { impl_->read_loop(); });
 }
 
 RawClient::~RawClient() {
     boost::system::error_code ec;
     if (impl_->plain) {
+        // shutdown() ends the reader's blocking read (EOF); the socket is closed only after the
+        // reader has stopped using it (closing it under a blocked read is a data race).
         impl_->plain->shutdown(tcp::socket::shutdown_both, ec);
+        if (impl_->reader.joinable()) impl_->reader.join();
         impl_->plain->close(ec);
-    } else {
-        impl_->tls->lowest_layer().shutdown(tcp::socket::shutdown_both, ec);
-        impl_->tls->lowest_layer().close(ec);
+        return;
     }
+    asio::post(impl_->io, [this] {
+        boost::system::error_code e;
+        impl_->tls->lowest_layer().shutdown(tcp::socket::shutdown_both, e);
+        impl_->tls->lowest_layer().close(e);
+    });
+    impl_->tls_work.reset();
     if (impl_->reader.joinable()) impl_->reader.join();
 }
 
@@ -101,8 +132,17 @@ void RawClient::send(const client::Envelope& env) { send_bytes(wire::encode_fram
 
 void RawClient::send_bytes(const std::string& raw) {
     std::lock_guard l(impl_->write_mu);
-    boost::system::error_code ec;
-    impl_->with([&](auto& s) { return asio::write(s, asio::buffer(raw), ec); });
+    if (impl_->plain) {
+        boost::system::error_code ec;
+        asio::write(*impl_->plain, asio::buffer(raw), ec);
+        return;
+    }
+    std::promise<void> written;
+    asio::post(impl_->io, [&] {
+        asio::async_write(*impl_->tls, asio::buffer(raw),
+                          [&](const boost::system::error_code&, std::size_t) { written.set_value(); });
+    });
+    written.get_future().wait();
 }
 
 std::optional<client::Envelope> RawClient::wait_for(const std::function<bool(const client::Envelope&)>& pred,
