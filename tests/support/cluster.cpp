@@ -93,11 +93,18 @@ int Cluster::owned_shards(int i) {
 bool Cluster::wait_shards_settled(std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
+        // Every shard owned, by every running transfer a share: with transfers started together,
+        // the first to become active owns all 1024 until it sees the others (a moment that
+        // looked settled once, under TSan, and the balance check after it failed).
         int total = 0;
+        bool each = true;
         for (int i = 0; i < transfer_count(); ++i) {
-            if (transfers_[static_cast<std::size_t>(i)]->running()) total += std::max(0, owned_shards(i));
+            if (!transfers_[static_cast<std::size_t>(i)]->running()) continue;
+            const int owned = owned_shards(i);
+            total += std::max(0, owned);
+            each = each && owned > 0;
         }
-        bool routed = total == static_cast<int>(kShardCount);
+        bool routed = each && total == static_cast<int>(kShardCount);
         for (std::size_t c = 0; routed && c < connectors_.size(); ++c) {
             if (!connectors_[c]->running()) continue;
             try {

@@ -59,8 +59,8 @@ public:
     int add_transfer();
     // Shards transfer i owns now (its im_transfer_owned_shards metric; -1 when unreachable).
     int owned_shards(int i);
-    // Waits until the live transfers own all shards between them and every connector routes
-    // all of them (im_connector_routed_shards).
+    // Waits until the live transfers own all shards between them, each of them some, and every
+    // connector routes all of them (im_connector_routed_shards).
     bool wait_shards_settled(std::chrono::milliseconds timeout = std::chrono::seconds(30));
     void start_connector(int i);
     void stop_connector(int i, int sig);
