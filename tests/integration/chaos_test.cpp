@@ -291,8 +291,9 @@ TEST(Chaos, ShardMovesKillsAndServerRestartsLoseNothing) {
     for (std::size_t i = 0; i < users.size(); ++i) {
         auto& u = *users[i];
         auto& peer = *users[i ^ 1];
-        std::lock_guard lock_u(u.mu);
-        std::lock_guard lock_p(peer.mu);
+        // Both locks in one order for the pair (lower index first), whichever of them is u.
+        std::lock_guard lock_first(users[std::min(i, i ^ 1)]->mu);
+        std::lock_guard lock_second(users[std::max(i, i ^ 1)]->mu);
         failures += u.failures;
         // What the peer received, by client_msg_id.
         std::map<std::string, std::set<std::pair<std::uint64_t, std::uint64_t>>> raw_by_cmid;  // -> {(seq, msg_id)}
