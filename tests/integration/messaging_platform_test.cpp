@@ -515,15 +515,11 @@ private:
 };
 
 TEST(PlatformSlowConsumer, ANonReadingClientIsDisconnectedOnceItStaysBehind) {
-    // 64 KiB per session, pushes dropped past 60 KiB; messages come in rounds of 4 x 8 KiB (about
-    // 33 KB), so a session that reads never reaches the push bound and one that does not read
-    // does, once the kernel buffers fill, and is closed after sessions.slow_consumer_timeout.
-    Cluster cl(ClusterOptions{1,
-                              {},
-                              {},
-                              {"sessions.max_write_queue_bytes=64KiB", "sessions.push_queue_bytes=60KiB",
-                               "sessions.slow_consumer_timeout=1s"},
-                              "plat-slow"});
+    // The default bounds (pushes dropped past 512 KiB queued, closed at 1 MiB) and a 1 s
+    // slow-consumer timeout: messages come in rounds of 4 x 8 KiB, so a session that reads stays
+    // far below the push bound, and one that does not read reaches it once the kernel buffers
+    // fill (a few MiB), and is closed 1 s later.
+    Cluster cl(ClusterOptions{1, {}, {}, {"sessions.slow_consumer_timeout=1s"}, "plat-slow"});
     auto a = cl.user("wa");
     auto b = cl.user("wb");
     cl.befriend(a, b);
