@@ -42,6 +42,9 @@ im_pick_port() {
 IM_BUILD_DIR="${IM_BUILD_DIR:-$IM_ROOT/build}"
 IM_BUILD_TYPE="${IM_BUILD_TYPE:-Release}"
 export IM_BUILD_DIR IM_BUILD_TYPE
+# ThreadSanitizer's options for scripts/tsan-unit and IM_BUILD_TYPE=Tsan scripts/test (each adds
+# its log_path): every report, not only the first; tests/sanitizers/tsan.supp says what is suppressed.
+IM_TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:suppressions=$IM_ROOT/tests/sanitizers/tsan.supp"
 
 # ccache keys on paths relative to the checkout, so another clone or worktree of the project (a
 # fresh CI clone, a second work tree) reuses the cache instead of compiling everything again.

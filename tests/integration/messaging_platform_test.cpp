@@ -6,18 +6,15 @@
 // A Cluster per test where the settings differ; presence, typing and kicks share one. The
 // RabbitMQ restart case lives in push_restart_test.cpp (it stops the run's shared broker, so ctest
 // runs it alone).
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <csignal>
 #include <cstring>
 
 #include "im/wire/frame_codec.hpp"
 #include "platform_test_util.hpp"
+#include "socket_client.hpp"
 
 namespace im::test {
 namespace {
@@ -427,93 +424,6 @@ TEST(PlatformDrain, SigtermKicksEverySessionWithReconnectAndExitsZero) {
 
 // ---- Slow consumer ----------------------------------------------------------------------------
 
-// A client socket that logs in by hand and then never reads (small receive buffer, so the
-// connector's write queue fills quickly).
-class NonReadingClient {
-public:
-    NonReadingClient(std::uint16_t port, int rcvbuf) {
-        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        if (fd_ < 0) throw std::runtime_error("socket");
-        ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_port = htons(port);
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("connect");
-        set_read_timeout(10s);
-    }
-    ~NonReadingClient() { ::close(fd_); }
-
-    bool write_all(const std::string& s) {
-        std::size_t off = 0;
-        while (off < s.size()) {
-            const auto n = ::send(fd_, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-            if (n <= 0) return false;
-            off += static_cast<std::size_t>(n);
-        }
-        return true;
-    }
-    void set_read_timeout(std::chrono::milliseconds t) {
-        timeval tv{static_cast<time_t>(t.count() / 1000), static_cast<suseconds_t>((t.count() % 1000) * 1000)};
-        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    }
-    bool read_exact(char* p, std::size_t n) {
-        while (n > 0) {
-            const auto r = ::recv(fd_, p, n, 0);
-            if (r <= 0) return false;
-            p += r;
-            n -= static_cast<std::size_t>(r);
-        }
-        return true;
-    }
-    std::optional<Envelope> read_frame() {
-        char h[4];
-        if (!read_exact(h, 4)) return std::nullopt;
-        std::string body(wire::read_header(h), '\0');
-        if (!read_exact(body.data(), body.size())) return std::nullopt;
-        Envelope env;
-        if (wire::parse_body(body, env) != wire::FrameError::none) return std::nullopt;
-        return env;
-    }
-
-    struct Drained {
-        std::size_t bytes = 0;
-        bool eof = false, reset = false, timed_out = false;
-        std::vector<Envelope> frames;
-    };
-    // Reads everything until EOF or reset (or `timeout`), decoding the frames.
-    Drained drain(std::chrono::milliseconds timeout) {
-        Drained out;
-        wire::FrameDecoder dec(64u << 20);
-        set_read_timeout(1s);
-        const auto deadline = Clock::now() + timeout;
-        char buf[65536];
-        while (Clock::now() < deadline) {
-            const auto r = ::recv(fd_, buf, sizeof buf, 0);
-            if (r == 0) {
-                out.eof = true;
-                return out;
-            }
-            if (r < 0) {
-                if (errno == EAGAIN || errno == EINTR) continue;  // EWOULDBLOCK == EAGAIN here
-                out.reset = true;
-                return out;
-            }
-            out.bytes += static_cast<std::size_t>(r);
-            dec.feed(buf, static_cast<std::size_t>(r), [&](std::string_view body) {
-                Envelope env;
-                if (wire::parse_body(body, env) == wire::FrameError::none) out.frames.push_back(std::move(env));
-                return true;
-            });
-        }
-        out.timed_out = true;
-        return out;
-    }
-
-private:
-    int fd_ = -1;
-};
-
 TEST(PlatformSlowConsumer, ANonReadingClientIsDisconnectedOnceItStaysBehind) {
     // The default bounds (pushes dropped past 512 KiB queued, closed at 1 MiB) and a 1 s
     // slow-consumer timeout: messages come in rounds of 4 x 8 KiB, so a session that reads stays
@@ -525,15 +435,9 @@ TEST(PlatformSlowConsumer, ANonReadingClientIsDisconnectedOnceItStaysBehind) {
     cl.befriend(a, b);
     auto ca = cl.connect(0, a.token, "dev1");
 
-    NonReadingClient sb(cl.connector_port(0), 4096);
-    Envelope login;
-    login.set_request_id(1);
-    login.mutable_login()->set_token(b.token);
-    login.mutable_login()->set_device_id("dev1");
-    login.mutable_login()->set_client_version("non-reading-test-client");
-    login.mutable_login()->set_protocol_version(1);
-    ASSERT_TRUE(sb.write_all(wire::encode_frame(login)));
-    auto lr = sb.read_frame();
+    // B logs in by hand and then never reads (a small receive buffer: the kernel buffers fill soon).
+    SocketClient sb(cl.connector_port(0), 4096);
+    auto lr = sb.login(b.token, "dev1");
     ASSERT_TRUE(lr.has_value() && lr->has_login_result()) << (lr ? lr->ShortDebugString() : "no frame");
     ASSERT_TRUE(ca->wait_for([&](const Envelope& e) { return e.has_presence() && e.presence().user_id() == b.id && e.presence().online(); },
                              5s)

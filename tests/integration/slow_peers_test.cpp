@@ -23,11 +23,9 @@
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
-#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -38,6 +36,7 @@
 #include "im/wire/frame_codec.hpp"
 #include "im/wire/ids.hpp"
 #include "platform_test_util.hpp"
+#include "socket_client.hpp"
 
 namespace im::test {
 namespace {
@@ -78,11 +77,10 @@ double metric(const std::string& host, std::uint16_t admin_port, const std::stri
     return metric_value(admin.get("/metrics").body, series);
 }
 
-// A plain socket to 127.0.0.1:port (a small receive buffer when asked), blocking, with timeouts.
-int dial(std::uint16_t port, int rcvbuf = 0) {
+// A plain socket to 127.0.0.1:port, blocking, with timeouts.
+int dial(std::uint16_t port) {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) throw std::runtime_error("socket");
-    if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
@@ -119,28 +117,19 @@ bool peer_closed(int fd) {
 
 // ---- 1. a client that never reads --------------------------------------------------------------
 
-void slow_consumer_run(const std::vector<std::string>& connector_sets, bool expect_cut_off) {
+TEST(SlowPeers, AClientThatNeverReadsIsCutOffAndTheConnectorsMemoryStaysBounded) {
     small_asan_quarantine();
-    Cluster cl(ClusterOptions{1, {}, {}, connector_sets, "slow-reader"});
+    // sessions.max_write_queue_bytes: 1 MiB, sessions.push_queue_bytes: 512 KiB (the defaults)
+    Cluster cl(ClusterOptions{1, {}, {}, {"sessions.slow_consumer_timeout=2s"}, "slow-reader"});
     auto a = cl.user("pusher");
     auto b = cl.user("sleeper");
     cl.befriend(a, b);
     auto ca = cl.connect(0, a.token, "dev1");
 
     // B logs in with a 4 KiB receive buffer, then never reads again.
-    const int fd = dial(cl.connector_port(0), 4096);
-    Envelope login;
-    login.set_request_id(1);
-    login.mutable_login()->set_token(b.token);
-    login.mutable_login()->set_device_id("dev1");
-    login.mutable_login()->set_protocol_version(1);
-    ASSERT_TRUE(write_all(fd, wire::encode_frame(login)));
-    char header[4];
-    ASSERT_EQ(::recv(fd, header, 4, MSG_WAITALL), 4);
-    std::string body(wire::read_header(header), '\0');
-    ASSERT_EQ(::recv(fd, body.data(), body.size(), MSG_WAITALL), static_cast<ssize_t>(body.size()));
-    Envelope lr;
-    ASSERT_TRUE(lr.ParseFromString(body) && lr.has_login_result()) << lr.ShortDebugString();
+    SocketClient sb(cl.connector_port(0), 4096);
+    const auto lr = sb.login(b.token, "dev1");
+    ASSERT_TRUE(lr && lr->has_login_result()) << (lr ? lr->ShortDebugString() : "no answer");
 
     const pid_t pid = cl.connector(0).pid();
     const auto admin_host = cl.connector_host(0);
@@ -160,7 +149,7 @@ void slow_consumer_run(const std::vector<std::string>& connector_sets, bool expe
         Envelope ping;  // B writes now and then, so the idle sweep is not what closes it
         ping.set_request_id(1000 + next);
         ping.mutable_ping();
-        write_all(fd, wire::encode_frame(ping));
+        sb.send(ping);
         if (next <= 4000) {
             for (const auto& r : platform::send_burst(*ca, b.id, next, 32, text)) {
                 ASSERT_EQ(r.code(), client::ERROR_NONE) << r.ShortDebugString();
@@ -180,71 +169,16 @@ void slow_consumer_run(const std::vector<std::string>& connector_sets, bool expe
                 static_cast<unsigned long long>(before), static_cast<unsigned long long>(peak),
                 static_cast<unsigned long long>(after), static_cast<long long>(peak) - static_cast<long long>(before),
                 static_cast<unsigned long long>(pushed), cut_ms, slow());
-    if (!expect_cut_off) {
-        ::close(fd);
-        return;
-    }
     EXPECT_EQ(slow(), 1.0) << "the client that never reads was not cut off after " << pushed << " x 8 KiB";
     EXPECT_GT(metric(admin_host, admin_port, "im_connector_pushes_shed_total"), 0.0);
-    // Its socket is closed: past what the kernel buffered, EOF or a reset.
-    timeval tv{1, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    bool closed = false;
-    const auto drain_until = Clock::now() + 20s;  // what the kernels buffered, then EOF
-    while (!closed && Clock::now() < drain_until) {
-        char buf[65536];
-        const auto n = ::recv(fd, buf, sizeof buf, 0);
-        closed = n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
-    }
-    EXPECT_TRUE(closed) << "the connector did not close the socket";
-    ::close(fd);
+    // Its socket is closed: past what the kernels buffered, EOF or a reset.
+    const auto drained = sb.drain(20s);
+    EXPECT_TRUE(drained.eof || drained.reset) << "the connector did not close the socket";
     // Bounded: the 1 MiB write queue and the buffers around it, not the 8 KiB x messages pushed.
     EXPECT_LT(peak - before, 24u * 1024) << "the connector's memory grew with what was pushed";
     EXPECT_TRUE(platform::ping_ok(*ca)) << "the sender's session is unaffected";
 }
 
-TEST(SlowPeers, AClientThatNeverReadsIsCutOffAndTheConnectorsMemoryStaysBounded) {
-    // sessions.max_write_queue_bytes: 1 MiB, sessions.push_queue_bytes: 512 KiB (the defaults)
-    slow_consumer_run({"sessions.slow_consumer_timeout=2s"}, true);
-}
-
-// Whole frames from a blocking socket, kept in `seen`.
-class FrameReader {
-public:
-    explicit FrameReader(int fd) : fd_(fd) {
-        timeval tv{0, 200 * 1000};
-        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    }
-    // Reads until a frame for which `pred` holds (returned), `timeout`, or the socket closes.
-    std::optional<Envelope> until(const std::function<bool(const Envelope&)>& pred, std::chrono::milliseconds timeout) {
-        const auto deadline = Clock::now() + timeout;
-        while (Clock::now() < deadline) {
-            char buf[65536];
-            const auto n = ::recv(fd_, buf, sizeof buf, 0);
-            if (n == 0) return std::nullopt;
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR) continue;
-                return std::nullopt;
-            }
-            std::optional<Envelope> found;
-            const auto err = decoder_.feed(buf, static_cast<std::size_t>(n), [&](std::string_view body) {
-                Envelope e;
-                if (wire::parse_body(body, e) != wire::FrameError::none) return false;
-                if (!found && pred(e)) found = e;
-                seen.push_back(std::move(e));
-                return true;
-            });
-            if (err != wire::FrameError::none) return std::nullopt;
-            if (found) return found;
-        }
-        return std::nullopt;
-    }
-    std::vector<Envelope> seen;
-
-private:
-    int fd_;
-    wire::FrameDecoder decoder_{1u << 20};
-};
 
 TEST(SlowPeers, AClientThatFallsBehindGetsASyncHintInsteadOfThePushesAndIsNotCutOff) {
     small_asan_quarantine();
@@ -258,15 +192,9 @@ TEST(SlowPeers, AClientThatFallsBehindGetsASyncHintInsteadOfThePushesAndIsNotCut
     // B logs in with a 4 KiB receive buffer and does not read while A sends 8 MiB (more than the
     // kernel's socket buffers, up to 4 MiB, and the session's 1 MiB write queue bound together):
     // before push shedding, that closed B as a slow consumer.
-    const int fd = dial(cl.connector_port(0), 4096);
-    Envelope login;
-    login.set_request_id(1);
-    login.mutable_login()->set_token(b.token);
-    login.mutable_login()->set_device_id("dev1");
-    login.mutable_login()->set_protocol_version(1);
-    ASSERT_TRUE(write_all(fd, wire::encode_frame(login)));
-    FrameReader reader(fd);
-    ASSERT_TRUE(reader.until([](const Envelope& e) { return e.has_login_result(); }, 10s));
+    SocketClient sb(cl.connector_port(0), 4096);
+    const auto lr = sb.login(b.token, "dev1");
+    ASSERT_TRUE(lr && lr->has_login_result()) << (lr ? lr->ShortDebugString() : "no answer");
     const auto admin_host = cl.connector_host(0);
     const auto admin_port = cl.connector_admin_port(0);
 
@@ -280,10 +208,11 @@ TEST(SlowPeers, AClientThatFallsBehindGetsASyncHintInsteadOfThePushesAndIsNotCut
     const double shed = metric(admin_host, admin_port, "im_connector_pushes_shed_total");
 
     // B reads again: what was queued, then a SyncHint; its sync finds all of them.
-    ASSERT_TRUE(reader.until([](const Envelope& e) { return e.has_sync_hint(); }, 20s))
-        << "no SyncHint (B closed or still waiting) after " << reader.seen.size() << " frames";
+    std::vector<Envelope> seen;
+    ASSERT_TRUE(sb.read_until([](const Envelope& e) { return e.has_sync_hint(); }, 20s, &seen))
+        << "no SyncHint (B closed or still waiting) after " << seen.size() << " frames";
     std::uint64_t delivered = 0, last_pushed = 0;
-    for (const auto& e : reader.seen) {
+    for (const auto& e : seen) {
         if (!e.has_deliver()) continue;
         ++delivered;
         EXPECT_GT(e.deliver().seq(), last_pushed) << "pushes out of order";
@@ -292,8 +221,8 @@ TEST(SlowPeers, AClientThatFallsBehindGetsASyncHintInsteadOfThePushesAndIsNotCut
     Envelope sync;
     sync.set_request_id(2);
     sync.mutable_sync_conversations()->set_cursor(0);
-    ASSERT_TRUE(write_all(fd, wire::encode_frame(sync)));
-    const auto list = reader.until([](const Envelope& e) { return e.has_conversation_list(); }, 10s);
+    ASSERT_TRUE(sb.send(sync));
+    const auto list = sb.read_until([](const Envelope& e) { return e.has_conversation_list(); }, 10s);
     ASSERT_TRUE(list.has_value());
     std::uint64_t last_seq = 0;
     for (const auto& ci : list->conversation_list().conversations()) {
@@ -306,7 +235,6 @@ TEST(SlowPeers, AClientThatFallsBehindGetsASyncHintInsteadOfThePushesAndIsNotCut
     EXPECT_EQ(last_seq, kMessages) << "the sync misses messages";
     EXPECT_EQ(metric(admin_host, admin_port, "im_connector_slow_consumers_total"), 0.0);
     EXPECT_TRUE(platform::ping_ok(*ca));
-    ::close(fd);
 }
 
 // ---- 2. slowloris on im-rest -------------------------------------------------------------------
